@@ -1,0 +1,41 @@
+"""Stable error codes. Clients branch on these strings: extend the list, never rename."""
+
+from __future__ import annotations
+
+import enum
+
+MessageId = str | int
+
+
+class ErrorCode(enum.StrEnum):
+    BAD_JSON = "bad_json"
+    NOT_AN_OBJECT = "not_an_object"
+    UNKNOWN_TYPE = "unknown_type"
+    INVALID_FIELD = "invalid_field"
+    HELLO_REQUIRED = "hello_required"
+    ALREADY_HELLO = "already_hello"
+    ALREADY_QUEUED = "already_queued"
+    ALREADY_IN_MATCH = "already_in_match"
+    NOT_IN_MATCH = "not_in_match"
+    WRONG_ROUND = "wrong_round"
+    CHOICE_LOCKED = "choice_locked"
+    RATE_LIMITED = "rate_limited"
+    UNSUPPORTED_FRAME = "unsupported_frame"
+    SHUTTING_DOWN = "shutting_down"
+
+
+class ProtocolError(Exception):
+    """A client mistake, answered with an ``error`` message; never fatal to the connection.
+
+    ``ref`` is the offending message's ``id`` when it could be read, so the client can tell
+    which of its messages failed.
+    """
+
+    def __init__(self, code: ErrorCode, message: str, ref: MessageId | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.ref = ref
+
+    def __repr__(self) -> str:
+        return f"ProtocolError({self.code.value!r}, {self.message!r}, ref={self.ref!r})"
