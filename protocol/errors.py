@@ -21,7 +21,6 @@ class ErrorCode(enum.StrEnum):
     CHOICE_LOCKED = "choice_locked"
     RATE_LIMITED = "rate_limited"
     UNSUPPORTED_FRAME = "unsupported_frame"
-    SHUTTING_DOWN = "shutting_down"
 
 
 class ProtocolError(Exception):

@@ -1,0 +1,1 @@
+"""Bot strategies and a bot client that plays over a real WebSocket."""

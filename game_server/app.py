@@ -1,0 +1,157 @@
+"""The aiohttp shell: routes, the WebSocket handler and the timer that drives the core."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import attrs
+import structlog
+from aiohttp import WSMsgType, web
+
+from game_server import __version__
+from game_server.connection import CLOSE_GOING_AWAY, Connection
+from game_server.service import GameService, ServiceConfig
+
+log = structlog.get_logger("game_server")
+
+WEBSOCKET_PATH = "/applet/websocket"
+MAX_FRAME_BYTES = 4096
+
+
+@attrs.frozen
+class ServerConfig:
+    service: ServiceConfig = attrs.Factory(ServiceConfig)
+    heartbeat: float | None = 30.0  # WebSocket ping interval; None turns it off
+    send_queue: int = 256
+    close_timeout: float = 2.0
+
+
+class Ticker:
+    """Keeps exactly one loop timer armed at the service's ``next_wakeup``."""
+
+    def __init__(self, service: GameService, loop: asyncio.AbstractEventLoop) -> None:
+        self.service = service
+        self.loop = loop
+        self._handle: asyncio.TimerHandle | None = None
+        self._when: float | None = None
+
+    def sync(self) -> None:
+        when = self.service.next_wakeup
+        if when == self._when:
+            return
+        if self._handle is not None:
+            self._handle.cancel()
+        self._when = when
+        self._handle = None if when is None else self.loop.call_at(when, self._fire, when)
+
+    def _fire(self, when: float) -> None:
+        self._handle = None
+        self._when = None
+        try:
+            # The loop may fire a hair early (clock resolution); the timer is due regardless.
+            self.service.tick(max(self.loop.time(), when))
+        except Exception:
+            log.exception("tick_failed")
+        self.sync()
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._handle = None
+        self._when = None
+
+
+SERVICE = web.AppKey("service", GameService)
+TICKER = web.AppKey("ticker", Ticker)
+CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")
+CONFIG = web.AppKey("config", ServerConfig)
+STARTED = web.AppKey("started", float)
+
+
+def create_app(
+    config: ServerConfig | None = None, *, clock: Callable[[], float] | None = None
+) -> web.Application:
+    config = config or ServerConfig()
+    app = web.Application()
+    app[CONFIG] = config
+    app[CONNECTIONS] = set()
+    app[STARTED] = time.monotonic()
+
+    async def start_service(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        app[SERVICE] = GameService(config.service, clock or loop.time)
+        app[TICKER] = Ticker(app[SERVICE], loop)
+
+    async def close_sockets(app: web.Application) -> None:
+        # Without this, open sockets keep the server's shutdown waiting its full timeout.
+        connections: list[Connection] = [*app[CONNECTIONS]]
+        for connection in connections:
+            connection.close(CLOSE_GOING_AWAY, "server shutting down")
+        await asyncio.gather(*(c.finish() for c in connections), return_exceptions=True)
+        app[TICKER].stop()
+
+    app.on_startup.append(start_service)
+    app.on_shutdown.append(close_sockets)
+    app.router.add_get(WEBSOCKET_PATH, websocket_handler)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    app = request.app
+    body = {
+        "status": "ok",
+        "version": __version__,
+        "uptime_s": round(time.monotonic() - app[STARTED], 1),
+        **app[SERVICE].health(),
+    }
+    return web.json_response(body)
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    app = request.app
+    config = app[CONFIG]
+    service = app[SERVICE]
+    ticker = app[TICKER]
+    ws = web.WebSocketResponse(
+        max_msg_size=MAX_FRAME_BYTES,  # larger frames close the socket with 1009
+        compress=False,  # per-message deflate costs ~100 KiB per socket for tiny frames
+        heartbeat=config.heartbeat,
+        timeout=config.close_timeout,
+        decode_text=False,  # orjson reads the UTF-8 bytes directly
+    )
+    await ws.prepare(request)
+    connection = Connection(
+        ws, request, queue_limit=config.send_queue, close_timeout=config.close_timeout
+    )
+    app[CONNECTIONS].add(connection)
+    session = service.connect(connection)
+    structlog.contextvars.bind_contextvars(session=session.id, remote=request.remote)
+    log.info("connected")
+    connection.start()
+    try:
+        async for message in ws:
+            try:
+                if message.type is WSMsgType.TEXT:
+                    service.receive(session, message.data)
+                elif message.type is WSMsgType.BINARY:
+                    service.receive_unsupported(session, "binary")
+                elif message.type is WSMsgType.ERROR:
+                    log.info("socket_error", error=str(message.data))
+                    break
+            except Exception:
+                # A bug must cost one message, never the connection or anyone's match.
+                log.exception("message_failed")
+            ticker.sync()
+    finally:
+        try:
+            service.disconnect(session)
+        except Exception:
+            log.exception("disconnect_failed")
+        ticker.sync()
+        await connection.finish()
+        app[CONNECTIONS].discard(connection)
+        log.info("disconnected", close_code=ws.close_code, dropped=connection.dropped)
+    return ws

@@ -1,0 +1,307 @@
+"""One match between two seats, as a sans-I/O state machine.
+
+The match never reads a clock or touches a socket: every call takes ``now`` (seconds on
+any monotonic clock) and returns the messages to deliver, addressed by seat; the owner
+asks ``next_wakeup`` when to call ``tick`` again. That makes every rule below testable
+with a fake clock and no sleeps.
+
+Rules: best of ``best_of`` rounds; a round resolves as soon as both seats hold a final
+choice, or at its deadline with each seat's latest choice. A missing choice loses to any
+choice. The match ends once the leader's lead exceeds the rounds left (so best-of-3 can
+end 2-0), when every round has been played, when a seat misses ``afk_rounds`` rounds in a
+row, or when a seat forfeits.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from game_server.scoring import PlayerStats, settle
+from protocol import (
+    Choice,
+    EndReason,
+    ErrorCode,
+    Movement,
+    MovementKind,
+    Opponent,
+    Outcome,
+    ProtocolError,
+    Result,
+    Score,
+    ServerMessage,
+    Start,
+    Winner,
+    judge,
+)
+
+
+@attrs.frozen
+class MatchRules:
+    best_of: int = 3
+    round_seconds: float = 5.0
+    round_pause: float = 1.5
+    afk_rounds: int = 2
+
+    def __attrs_post_init__(self) -> None:
+        if self.best_of < 1:
+            raise ValueError("best_of must be at least 1")
+        if self.round_seconds <= 0:
+            raise ValueError("round_seconds must be positive")
+        if self.round_pause < 0:
+            raise ValueError("round_pause must not be negative")
+        if self.afk_rounds < 1:
+            raise ValueError("afk_rounds must be at least 1")
+
+
+@attrs.frozen
+class Seat:
+    """Who sits at one side of the table; ``stats`` is the player's live totals."""
+
+    player_id: str
+    name: str
+    stats: PlayerStats
+    avatar: str | None = None
+    bot: bool = False
+
+    def as_opponent(self) -> Opponent:
+        return Opponent(id=self.player_id, name=self.name, avatar=self.avatar, bot=self.bot)
+
+
+@attrs.frozen
+class Send:
+    seat: int
+    message: ServerMessage
+
+
+@attrs.frozen
+class RoundRecord:
+    round: int
+    choices: tuple[Choice | None, Choice | None]
+    outcome: Outcome  # from seat 0's point of view
+
+
+class Phase(enum.Enum):
+    READY = "ready"
+    CHOOSING = "choosing"
+    PAUSED = "paused"
+    OVER = "over"
+
+
+_WINNER_FOR = {Outcome.WIN: Winner.YOU, Outcome.LOSE: Winner.OPPONENT, Outcome.DRAW: Winner.DRAW}
+
+
+class Match:
+    def __init__(self, match_id: str, seats: tuple[Seat, Seat], rules: MatchRules) -> None:
+        if seats[0].player_id == seats[1].player_id:
+            raise ValueError("a player cannot play against itself")
+        self.match_id = match_id
+        self.seats = seats
+        self.rules = rules
+        self.phase = Phase.READY
+        self.round = 0
+        self.wins = [0, 0]
+        self.history: list[RoundRecord] = []
+        self.winner: int | None = None  # seat index; None with phase OVER means a draw
+        self.reason: EndReason | None = None
+        self._choices: list[Choice | None] = [None, None]
+        self._final = [False, False]
+        self._missed = [0, 0]
+        self._deadline = 0.0
+        self._resume_at = 0.0
+
+    # ------------------------------------------------------------ queries
+
+    @property
+    def over(self) -> bool:
+        return self.phase is Phase.OVER
+
+    @property
+    def next_wakeup(self) -> float | None:
+        if self.phase is Phase.CHOOSING:
+            return self._deadline
+        if self.phase is Phase.PAUSED:
+            return self._resume_at
+        return None
+
+    def seat_of(self, player_id: str) -> int:
+        for index, seat in enumerate(self.seats):
+            if seat.player_id == player_id:
+                return index
+        raise KeyError(player_id)
+
+    # ------------------------------------------------------------ events
+
+    def begin(self, now: float) -> list[Send]:
+        if self.phase is not Phase.READY:
+            raise RuntimeError("match already begun")
+        return self._start_round(now)
+
+    def choose(
+        self, seat: int, round_number: int, choice: Choice, final: bool, now: float
+    ) -> list[Send]:
+        """Record a choice; raises ``ProtocolError`` (wrong_round, choice_locked) on misuse.
+
+        The owner must ``tick`` due timers first; a choice at or past the deadline is refused
+        rather than resolved here, so no message is ever produced and then lost.
+        """
+        if self.phase is Phase.OVER:
+            raise ProtocolError(ErrorCode.NOT_IN_MATCH, f"match {self.match_id} is over")
+        open_now = self.phase is Phase.CHOOSING and now < self._deadline
+        if not open_now or round_number != self.round:
+            if round_number == self.round:
+                detail = f"round {round_number} is closed; wait for the next start"
+            else:
+                detail = f"round {round_number} is not open; the current round is {self.round}"
+            raise ProtocolError(ErrorCode.WRONG_ROUND, detail)
+        if self._final[seat]:
+            raise ProtocolError(
+                ErrorCode.CHOICE_LOCKED, f"your choice for round {self.round} is final"
+            )
+        first = self._choices[seat] is None
+        self._choices[seat] = choice
+        self._final[seat] = final
+        out: list[Send] = []
+        if first:
+            out.append(Send(1 - seat, self._movement(MovementKind.CHOICE)))
+        if self._final[0] and self._final[1]:
+            out += self._resolve_round(now)
+        return out
+
+    def face(self, seat: int, face: int) -> list[Send]:
+        if self.phase is Phase.OVER:
+            raise ProtocolError(ErrorCode.NOT_IN_MATCH, f"match {self.match_id} is over")
+        return [Send(1 - seat, self._movement(MovementKind.FACE, face))]
+
+    def forfeit(self, seat: int) -> list[Send]:
+        """``seat`` leaves: it loses at once (``forfeit``); the other wins (``opponent_left``)."""
+        if self.phase is Phase.OVER:
+            return []
+        choices = tuple(self._choices) if self.phase is Phase.CHOOSING else (None, None)
+        self._finish(winner=1 - seat, reason=EndReason.FORFEIT)
+        out = []
+        for side in (0, 1):
+            result = self._result_for(side, choices[side], choices[1 - side])
+            if side == seat:
+                result = attrs.evolve(result, outcome=Outcome.LOSE)
+            else:
+                result = attrs.evolve(result, outcome=Outcome.WIN, reason=EndReason.OPPONENT_LEFT)
+            out.append(Send(side, result))
+        return out
+
+    def tick(self, now: float) -> list[Send]:
+        out: list[Send] = []
+        while True:
+            if self.phase is Phase.CHOOSING and now >= self._deadline:
+                out += self._resolve_round(now)
+            elif self.phase is Phase.PAUSED and now >= self._resume_at:
+                out += self._start_round(now)
+            else:
+                return out
+
+    # ------------------------------------------------------------ internals
+
+    def _movement(self, kind: MovementKind, face: int | None = None) -> Movement:
+        return Movement(match_id=self.match_id, round=self.round, kind=kind, face=face)
+
+    def _start_round(self, now: float) -> list[Send]:
+        self.round += 1
+        self.phase = Phase.CHOOSING
+        self._choices = [None, None]
+        self._final = [False, False]
+        self._deadline = now + self.rules.round_seconds
+        round_ms = round(self.rules.round_seconds * 1000)
+        return [
+            Send(
+                side,
+                Start(
+                    match_id=self.match_id,
+                    round=self.round,
+                    best_of=self.rules.best_of,
+                    round_ms=round_ms,
+                    opponent=self.seats[1 - side].as_opponent(),
+                    score=self._score(side),
+                ),
+            )
+            for side in (0, 1)
+        ]
+
+    def _resolve_round(self, now: float) -> list[Send]:
+        mine, theirs = self._choices
+        outcome = judge(mine, theirs)
+        if outcome is Outcome.WIN:
+            self.wins[0] += 1
+        elif outcome is Outcome.LOSE:
+            self.wins[1] += 1
+        self.history.append(RoundRecord(self.round, (mine, theirs), outcome))
+        for side in (0, 1):
+            self._missed[side] = self._missed[side] + 1 if self._choices[side] is None else 0
+
+        afk = [self._missed[side] >= self.rules.afk_rounds for side in (0, 1)]
+        lead = abs(self.wins[0] - self.wins[1])
+        rounds_left = self.rules.best_of - self.round
+        if afk[0] or afk[1]:
+            self._finish(
+                winner=None if afk[0] and afk[1] else (1 if afk[0] else 0), reason=EndReason.AFK
+            )
+        elif rounds_left == 0 or lead > rounds_left:
+            self._finish(winner=self._leader(), reason=EndReason.ROUNDS)
+        else:
+            self.phase = Phase.PAUSED
+            self._resume_at = now + self.rules.round_pause
+
+        out = [
+            Send(side, self._result_for(side, self._choices[side], self._choices[1 - side]))
+            for side in (0, 1)
+        ]
+        if self.phase is Phase.PAUSED and self.rules.round_pause == 0:
+            out += self._start_round(now)
+        return out
+
+    def _leader(self) -> int | None:
+        if self.wins[0] == self.wins[1]:
+            return None
+        return 0 if self.wins[0] > self.wins[1] else 1
+
+    def _finish(self, winner: int | None, reason: EndReason) -> None:
+        self.phase = Phase.OVER
+        self.winner = winner
+        self.reason = reason
+        if winner is None:
+            settle(self.seats[0].stats, self.seats[1].stats, draw=True)
+        else:
+            settle(self.seats[winner].stats, self.seats[1 - winner].stats)
+
+    def _score(self, side: int) -> Score:
+        return Score(you=self.wins[side], opponent=self.wins[1 - side])
+
+    def _result_for(self, side: int, mine: Choice | None, theirs: Choice | None) -> Result:
+        outcome = judge(mine, theirs)
+        if not self.over:
+            return Result(
+                match_id=self.match_id,
+                round=self.round,
+                you=mine,
+                opponent=theirs,
+                outcome=outcome,
+                score=self._score(side),
+            )
+        if self.winner is None:
+            match_outcome = Outcome.DRAW
+        else:
+            match_outcome = Outcome.WIN if self.winner == side else Outcome.LOSE
+        stats = self.seats[side].stats
+        return Result(
+            match_id=self.match_id,
+            round=self.round,
+            you=mine,
+            opponent=theirs,
+            outcome=outcome,
+            score=self._score(side),
+            match_over=True,
+            winner=_WINNER_FOR[match_outcome],
+            reason=self.reason,
+            total_score=stats.total_score,
+            win_streak=stats.win_streak,
+        )

@@ -1,0 +1,465 @@
+"""The game service: sessions, players, the queue, matches and house bots in one object.
+
+Sans-I/O like the pieces it drives: it reads time only through the injected ``clock``,
+fires its own timers from ``tick``, and talks to clients only through ``Outlet`` and
+``Relay``. The aiohttp shell feeds it frames and calls ``tick`` at ``next_wakeup``; tests
+feed it the same way with a fake clock and recording outlets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import secrets
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import attrs
+import structlog
+
+from bots.strategies import make_strategy
+from game_server.house_bot import BOT_NAMES, HouseBot, PlannedChoice
+from game_server.match import Match, MatchRules, Seat, Send
+from game_server.matchmaker import InMemoryMatchmaker
+from game_server.ports import Matchmaker, Outlet, Pairing, Relay
+from game_server.ratelimit import FloodGuard, Verdict
+from game_server.relay import LocalRelay
+from game_server.scoring import PlayerStats
+from game_server.timers import Timer, TimerQueue
+from protocol import (
+    Bye,
+    ClientMessage,
+    Error,
+    ErrorCode,
+    Face,
+    Hello,
+    Hi,
+    Join,
+    Leave,
+    Left,
+    MakeChoice,
+    Ping,
+    Pong,
+    ProtocolError,
+    Queued,
+    decode_client,
+)
+
+log = structlog.get_logger("game_server")
+
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_NORMAL = 1000
+
+
+@attrs.frozen
+class ServiceConfig:
+    rules: MatchRules = attrs.Factory(MatchRules)
+    bot_after: float = 3.0
+    bot_think: tuple[float, float] = (0.4, 1.6)
+    bot_strategy: str = "mix"
+    forget_after: float = 3600.0
+    flood_rate: float = 20.0
+    flood_burst: float = 40.0
+
+    def __attrs_post_init__(self) -> None:
+        low, high = self.bot_think
+        if not 0 <= low <= high:
+            raise ValueError("bot_think must be a range 0 <= low <= high")
+        make_strategy(self.bot_strategy)  # fail at start-up on an unknown name
+
+
+@attrs.define(eq=False)
+class Player:
+    id: str
+    name: str
+    token: str
+    stats: PlayerStats = attrs.Factory(PlayerStats)
+    avatar: str | None = None
+    session: Session | None = None
+    room: Room | None = None
+    forget_timer: Timer | None = None
+
+
+@attrs.define(eq=False)
+class Session:
+    """One connection, from upgrade to close; it may carry a player once it said hello."""
+
+    id: int
+    outlet: Outlet
+    guard: FloodGuard
+    player: Player | None = None
+    closed: bool = False
+
+
+@attrs.define(eq=False)
+class Room:
+    match: Match
+    humans: list[Player]
+    bot: HouseBot | None = None
+    bot_seat: int | None = None
+    timer: Timer | None = None
+    bot_timer: Timer | None = None
+    closed: bool = False
+
+
+def _random_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(6)
+
+
+class GameService:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        clock: Callable[[], float],
+        *,
+        matchmaker: Matchmaker | None = None,
+        relay: Relay | None = None,
+        rng: random.Random | None = None,
+        new_id: Callable[[str], str] = _random_id,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.matchmaker: Matchmaker = matchmaker or InMemoryMatchmaker(config.bot_after)
+        self.relay: Relay = relay or LocalRelay()
+        self.rng = rng or random.Random()
+        self.new_id = new_id
+        self.timers = TimerQueue()
+        self.players: dict[str, Player] = {}
+        self.rooms: dict[str, Room] = {}
+        self.online = 0
+        self.matches_finished = 0
+        self._tokens: dict[str, str] = {}
+        self._session_ids = itertools.count(1)
+        self._queue_timer: Timer | None = None
+
+    # ------------------------------------------------------------ the shell's API
+
+    def connect(self, outlet: Outlet) -> Session:
+        guard = FloodGuard(rate=self.config.flood_rate, burst=self.config.flood_burst)
+        return Session(next(self._session_ids), outlet, guard)
+
+    def receive(self, session: Session, data: bytes | str) -> None:
+        """Handle one text frame. Client mistakes become ``error`` replies, never exceptions."""
+        if session.closed:
+            return
+        now = self._advance()
+        if not self._admit(session, now):
+            return
+        message: ClientMessage | None = None
+        try:
+            message = decode_client(data)
+            self._dispatch(session, message, now)
+        except ProtocolError as exc:
+            ref = exc.ref if exc.ref is not None or message is None else message.id
+            session.outlet.send(Error(code=exc.code, message=exc.message, ref=ref))
+
+    def receive_unsupported(self, session: Session, what: str) -> None:
+        if session.closed:
+            return
+        now = self._advance()
+        if self._admit(session, now):
+            session.outlet.send(
+                Error(
+                    code=ErrorCode.UNSUPPORTED_FRAME,
+                    message=f"{what} frames are not supported; send JSON in text frames",
+                )
+            )
+
+    def disconnect(self, session: Session) -> None:
+        """The connection is gone: leave the queue, forfeit the match, keep the totals."""
+        if session.closed:
+            return
+        session.closed = True
+        player = session.player
+        if player is None:
+            return
+        now = self._advance()
+        self._detach(session, player)
+        if self.matchmaker.leave(player.id):
+            self._arm_queue()
+        if player.room is not None:
+            room = player.room
+            self._deliver(room, room.match.forfeit(room.match.seat_of(player.id)), now)
+        player.forget_timer = self.timers.call_at(
+            now + self.config.forget_after, partial(self._forget, player)
+        )
+        log.info("player_disconnected", player_id=player.id, session=session.id)
+
+    def tick(self, now: float | None = None) -> None:
+        """Fire every timer due at ``now`` (default: the clock)."""
+        self.timers.run_due(self.clock() if now is None else now)
+
+    @property
+    def next_wakeup(self) -> float | None:
+        return self.timers.next_when
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "players": self.online,
+            "matches": len(self.rooms),
+            "queue": len(self.matchmaker),
+            "matches_finished": self.matches_finished,
+        }
+
+    # ------------------------------------------------------------ dispatch
+
+    def _advance(self) -> float:
+        now = self.clock()
+        self.timers.run_due(now)
+        return now
+
+    def _admit(self, session: Session, now: float) -> bool:
+        verdict = session.guard.check(now)
+        if verdict is Verdict.ACCEPT:
+            return True
+        if verdict is Verdict.REJECT:
+            session.outlet.send(
+                Error(
+                    code=ErrorCode.RATE_LIMITED,
+                    message=f"too many messages; at most {self.config.flood_rate:g} a second, "
+                    "this one was dropped",
+                )
+            )
+            return False
+        self._kick(session, "flooding", CLOSE_POLICY_VIOLATION)
+        return False
+
+    def _dispatch(self, session: Session, message: ClientMessage, now: float) -> None:
+        if isinstance(message, Hello):
+            self._hello(session, message)
+            return
+        player = session.player
+        if player is None:
+            raise ProtocolError(ErrorCode.HELLO_REQUIRED, "say hello first", message.id)
+        if isinstance(message, MakeChoice):
+            self._choose(player, message, now)
+        elif isinstance(message, Join):
+            self._join(session, player, message, now)
+        elif isinstance(message, Face):
+            self._face(player, message, now)
+        elif isinstance(message, Leave):
+            self._leave(session, player, message, now)
+        elif isinstance(message, Ping):
+            t = message.t if message.t is not None else int(now * 1000)
+            session.outlet.send(Pong(t=t, ref=message.id))
+
+    def _hello(self, session: Session, message: Hello) -> None:
+        if session.player is not None:
+            raise ProtocolError(ErrorCode.ALREADY_HELLO, "you already said hello", message.id)
+        player = None
+        if message.token is not None:
+            player = self.players.get(self._tokens.get(message.token, ""))
+        returning = player is not None
+        if player is None:
+            player = Player(
+                id=self.new_id("p_"),
+                name=f"Player {self.rng.randint(1000, 9999)}",
+                token=secrets.token_urlsafe(24),
+            )
+            self.players[player.id] = player
+            self._tokens[player.token] = player.id
+        self.timers.cancel(player.forget_timer)
+        player.forget_timer = None
+        if message.name is not None:
+            player.name = message.name
+        if message.avatar is not None:
+            player.avatar = message.avatar
+        if player.session is not None:
+            # One player, one connection: the newest wins and keeps the seat it had.
+            old = player.session
+            self._detach(old, player)
+            self._kick(old, "replaced", CLOSE_NORMAL)
+        player.session = session
+        session.player = player
+        self.online += 1
+        self.relay.attach(player.id, session.outlet)
+        session.outlet.send(
+            Hi(
+                player_id=player.id,
+                name=player.name,
+                token=player.token,
+                online=self.online,
+                ref=message.id,
+            )
+        )
+        log.info("hello", player_id=player.id, session=session.id, returning=returning)
+
+    def _join(self, session: Session, player: Player, message: Join, now: float) -> None:
+        if player.room is not None:
+            raise ProtocolError(
+                ErrorCode.ALREADY_IN_MATCH,
+                f"you are playing match {player.room.match.match_id}; leave it first",
+            )
+        if player.id in self.matchmaker:
+            raise ProtocolError(ErrorCode.ALREADY_QUEUED, "you are already in the queue")
+        session.outlet.send(Queued(waiting=len(self.matchmaker) + 1, ref=message.id))
+        self._seat(self.matchmaker.join(player.id, message.bot, now), now)
+        self._arm_queue()
+
+    def _choose(self, player: Player, message: MakeChoice, now: float) -> None:
+        room = self._room_of(player, message.match_id)
+        match = room.match
+        sends = match.choose(
+            match.seat_of(player.id), message.round, message.choice, message.final, now
+        )
+        self._deliver(room, sends, now)
+
+    def _face(self, player: Player, message: Face, now: float) -> None:
+        room = self._room_of(player, None)
+        self._deliver(room, room.match.face(room.match.seat_of(player.id), message.face), now)
+
+    def _leave(self, session: Session, player: Player, message: Leave, now: float) -> None:
+        if self.matchmaker.leave(player.id):
+            self._arm_queue()
+        if player.room is not None:
+            room = player.room
+            self._deliver(room, room.match.forfeit(room.match.seat_of(player.id)), now)
+        session.outlet.send(Left(ref=message.id))
+
+    def _room_of(self, player: Player, match_id: str | None) -> Room:
+        room = player.room
+        if room is None:
+            raise ProtocolError(ErrorCode.NOT_IN_MATCH, "you are not in a match")
+        if match_id is not None and match_id != room.match.match_id:
+            raise ProtocolError(
+                ErrorCode.NOT_IN_MATCH,
+                f"you are not in match {match_id[:64]!r}; your match is {room.match.match_id}",
+            )
+        return room
+
+    # ------------------------------------------------------------ matches
+
+    def _seat(self, pairings: list[Pairing], now: float) -> None:
+        for pairing in pairings:
+            first = self.players[pairing.first]
+            humans = [first]
+            if pairing.second is None:
+                bot = self._make_bot()
+                seats = (
+                    self._seat_for(first),
+                    Seat(bot.player_id, bot.name, PlayerStats(), bot=True),
+                )
+                room = Room(Match(self.new_id("m_"), seats, self.config.rules), humans, bot, 1)
+            else:
+                second = self.players[pairing.second]
+                humans.append(second)
+                seats = (self._seat_for(first), self._seat_for(second))
+                room = Room(Match(self.new_id("m_"), seats, self.config.rules), humans)
+            for human in humans:
+                human.room = room
+            self.rooms[room.match.match_id] = room
+            log.info(
+                "match_started",
+                match_id=room.match.match_id,
+                players=[seat.player_id for seat in seats],
+                bot=room.bot is not None,
+            )
+            self._deliver(room, room.match.begin(now), now)
+
+    @staticmethod
+    def _seat_for(player: Player) -> Seat:
+        return Seat(player.id, player.name, player.stats, avatar=player.avatar)
+
+    def _make_bot(self) -> HouseBot:
+        seed = self.rng.getrandbits(64)
+        strategy = make_strategy(self.config.bot_strategy, random.Random(seed))
+        return HouseBot(
+            player_id=self.new_id("bot_"),
+            name=self.rng.choice(BOT_NAMES),
+            strategy=strategy,
+            think=self.config.bot_think,
+            rng=random.Random(seed + 1),
+        )
+
+    def _deliver(self, room: Room, sends: list[Send], now: float) -> None:
+        for send in sends:
+            if send.seat == room.bot_seat and room.bot is not None:
+                plan = room.bot.on_message(send.message, now)
+                if plan is not None:
+                    self.timers.cancel(room.bot_timer)
+                    room.bot_timer = self.timers.call_at(
+                        plan.when, partial(self._bot_plays, room, plan)
+                    )
+            else:
+                self.relay.deliver(room.match.seats[send.seat].player_id, send.message)
+        if room.match.over:
+            self._close_room(room)
+        else:
+            self._arm_room(room)
+
+    def _bot_plays(self, room: Room, plan: PlannedChoice, now: float) -> None:
+        room.bot_timer = None
+        if room.closed or room.bot_seat is None:
+            return
+        try:
+            sends = room.match.choose(room.bot_seat, plan.round, plan.choice, True, now)
+        except ProtocolError:
+            return  # the round closed first; the bot simply missed it
+        self._deliver(room, sends, now)
+
+    def _arm_room(self, room: Room) -> None:
+        when = room.match.next_wakeup
+        timer = room.timer
+        if timer is not None and not timer.cancelled and timer.when == when:
+            return
+        self.timers.cancel(timer)
+        room.timer = (
+            None if when is None else self.timers.call_at(when, partial(self._room_tick, room))
+        )
+
+    def _room_tick(self, room: Room, now: float) -> None:
+        if not room.closed:
+            self._deliver(room, room.match.tick(now), now)
+
+    def _close_room(self, room: Room) -> None:
+        if room.closed:
+            return
+        room.closed = True
+        self.timers.cancel(room.timer)
+        self.timers.cancel(room.bot_timer)
+        for human in room.humans:
+            if human.room is room:
+                human.room = None
+        del self.rooms[room.match.match_id]
+        self.matches_finished += 1
+        match = room.match
+        log.info(
+            "match_over",
+            match_id=match.match_id,
+            winner=None if match.winner is None else match.seats[match.winner].player_id,
+            reason=match.reason.value if match.reason else None,
+            rounds=match.round,
+        )
+
+    # ------------------------------------------------------------ queue and players
+
+    def _arm_queue(self) -> None:
+        when = self.matchmaker.next_wakeup
+        timer = self._queue_timer
+        if timer is not None and not timer.cancelled and timer.when == when:
+            return
+        self.timers.cancel(timer)
+        self._queue_timer = None if when is None else self.timers.call_at(when, self._queue_tick)
+
+    def _queue_tick(self, now: float) -> None:
+        self._seat(self.matchmaker.tick(now), now)
+        self._arm_queue()
+
+    def _detach(self, session: Session, player: Player) -> None:
+        session.player = None
+        player.session = None
+        self.online -= 1
+        self.relay.detach(player.id, session.outlet)
+
+    def _kick(self, session: Session, reason: str, code: int) -> None:
+        session.outlet.send(Bye(reason=reason))
+        session.outlet.close(code, reason)
+        log.info("session_closed", session=session.id, reason=reason, code=code)
+        self.disconnect(session)
+
+    def _forget(self, player: Player, now: float) -> None:
+        player.forget_timer = None
+        if player.session is None and player.room is None:
+            del self.players[player.id]
+            self._tokens.pop(player.token, None)
