@@ -115,6 +115,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="house bot strategy; mix picks one per match",
     )
     parser.add_argument(
+        "--rate-limit",
+        type=positive_float,
+        default=defaults.flood_rate,
+        help="messages a second one connection may send (bursts of twice that pass); "
+        "beyond it messages are dropped with rate_limited, and sustained floods are closed "
+        "with 1008",
+    )
+    parser.add_argument(
         "--heartbeat",
         type=non_negative_float,
         default=ServerConfig().heartbeat,
@@ -141,6 +149,8 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         bot_after=args.bot_after,
         bot_think=args.bot_think,
         bot_strategy=args.bot_strategy,
+        flood_rate=args.rate_limit,
+        flood_burst=2 * args.rate_limit,
     )
     return ServerConfig(service=service, heartbeat=args.heartbeat or None)
 
