@@ -1,0 +1,353 @@
+"""End to end over real sockets on 127.0.0.1: the aiohttp app, raw WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestServer
+
+from bots.client import BotClient
+from game_server.app import ServerConfig, create_app
+from game_server.match import MatchRules
+from game_server.service import ServiceConfig
+from protocol import BotMode
+
+ServerFactory = Callable[..., Awaitable[TestServer]]
+
+READ_TIMEOUT = 5.0
+FAST = MatchRules(best_of=3, round_seconds=2.0, round_pause=0.05)
+
+
+class Player:
+    """A hand-driven client: sends dicts, reads dicts, fails loudly on surprises."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.hi: dict[str, Any] = {}
+
+    async def send(self, **message: Any) -> None:
+        await self.ws.send_str(orjson.dumps(message).decode())
+
+    async def recv(self) -> dict[str, Any]:
+        frame = await self.ws.receive(timeout=READ_TIMEOUT)
+        assert frame.type is WSMsgType.TEXT, (frame.type, frame.data, self.ws.close_code)
+        message: dict[str, Any] = orjson.loads(frame.data)
+        return message
+
+    async def expect(self, kind: str, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+        while True:
+            message = await self.recv()
+            if message["type"] in skip:
+                continue
+            assert message["type"] == kind, message
+            return message
+
+    async def closed(self) -> int | None:
+        """Read until the server closes; returns the close code."""
+        while True:
+            frame = await self.ws.receive(timeout=READ_TIMEOUT)
+            if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
+                return self.ws.close_code
+            if frame.type is WSMsgType.ERROR:
+                return self.ws.close_code
+
+
+@pytest.fixture
+async def start_server(aiohttp_server: ServerFactory) -> ServerFactory:
+    async def start(**service: Any) -> TestServer:
+        rules = service.pop("rules", FAST)
+        config = ServerConfig(service=ServiceConfig(rules=rules, **service))
+        return await aiohttp_server(create_app(config), host="127.0.0.1")
+
+    return start
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def connect(http: aiohttp.ClientSession, server: TestServer, name: str) -> Player:
+    ws = await http.ws_connect(server.make_url("/applet/websocket"))
+    player = Player(ws)
+    await player.send(type="hello", name=name, id=f"hello-{name}")
+    player.hi = await player.expect("hi")
+    assert player.hi["ref"] == f"hello-{name}"
+    assert player.hi["name"] == name
+    return player
+
+
+async def test_two_clients_play_a_full_match(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server(bot_after=60)
+    ann, bob = await connect(http, server, "Ann"), await connect(http, server, "Bob")
+    await ann.send(type="join", id=1)
+    assert await ann.expect("queued") == {"type": "queued", "waiting": 1, "ref": 1}
+    await bob.send(type="join", bot="never")
+    assert (await bob.expect("queued"))["waiting"] == 2
+    hands = {"Ann": ["rock", 3], "Bob": ["scissors", 2]}  # legacy numbers: 3 paper, 2 rock
+    for round_number in (1, 2):
+        starts = [await ann.expect("start"), await bob.expect("start")]
+        assert starts[0]["match_id"] == starts[1]["match_id"]
+        assert starts[0]["round"] == round_number
+        assert starts[0]["opponent"]["id"] == bob.hi["player_id"]
+        assert starts[1]["opponent"] == {
+            "id": ann.hi["player_id"],
+            "name": "Ann",
+            "avatar": None,
+            "bot": False,
+        }
+        assert starts[0]["score"] == {"you": round_number - 1, "opponent": 0}
+        match_id = starts[0]["match_id"]
+        for player, name in ((ann, "Ann"), (bob, "Bob")):
+            await player.send(
+                type="choice",
+                match_id=match_id,
+                round=round_number,
+                choice=hands[name][round_number - 1],
+            )
+        ann_result = await ann.expect("result", skip=("movement",))
+        bob_result = await bob.expect("result", skip=("movement",))
+        assert ann_result["outcome"] == "win"
+        assert bob_result["outcome"] == "lose"
+        assert (ann_result["you"], ann_result["opponent"]) == (
+            bob_result["opponent"],
+            bob_result["you"],
+        )
+    assert ann_result["you"] == "paper"  # legacy 3 comes back as the word
+    assert ann_result["match_over"] is True
+    assert (ann_result["winner"], ann_result["reason"]) == ("you", "rounds")
+    assert ann_result["score"] == {"you": 2, "opponent": 0}
+    assert (ann_result["total_score"], ann_result["win_streak"]) == (1, 1)
+    assert (bob_result["winner"], bob_result["total_score"], bob_result["win_streak"]) == (
+        "opponent",
+        0,
+        0,
+    )
+    health = await (await http.get(server.make_url("/healthz"))).json()
+    assert health["status"] == "ok"
+    assert (health["players"], health["matches"], health["queue"]) == (2, 0, 0)
+    assert health["matches_finished"] == 1
+
+
+async def test_one_client_plays_the_house_bot(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server(bot_after=0.2, bot_think=(0.0, 0.05), bot_strategy="markov")
+    ann = await connect(http, server, "Ann")
+    await ann.send(type="join")  # bot=auto: nobody else comes, a bot takes the seat
+    await ann.expect("queued")
+    while True:
+        start = await ann.expect("start", skip=("movement",))
+        assert start["opponent"]["bot"] is True
+        await ann.send(
+            type="choice", match_id=start["match_id"], round=start["round"], choice="rock"
+        )
+        result = await ann.expect("result", skip=("movement",))
+        assert result["opponent"] in ("rock", "paper", "scissors")
+        if result["match_over"]:
+            break
+    assert result["reason"] == "rounds"
+    assert result["winner"] in ("you", "opponent", "draw")
+
+
+async def test_disconnect_mid_match_gives_the_opponent_the_win(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server()
+    ann, bob = await connect(http, server, "Ann"), await connect(http, server, "Bob")
+    await ann.send(type="join")
+    await bob.send(type="join")
+    await ann.expect("start", skip=("queued",))
+    await bob.expect("start", skip=("queued",))
+    await ann.ws.close()
+    result = await bob.expect("result")
+    assert result["match_over"] is True
+    assert (result["winner"], result["reason"]) == ("you", "opponent_left")
+    assert result["you"] is None
+    assert result["opponent"] is None
+    assert (result["total_score"], result["win_streak"]) == (1, 1)
+    await bob.send(type="ping", t=5)
+    assert (await bob.expect("pong"))["t"] == 5
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", "bad_json"),
+        ("[1, 2]", "not_an_object"),
+        ('{"kind": "hello"}', "invalid_field"),
+        ('{"type": "dance", "id": 4}', "unknown_type"),
+        ('{"type": "hello", "name": "' + "x" * 40 + '"}', "invalid_field"),
+        ('{"type": "hello", "avatar": "http://insecure.example/a.png"}', "invalid_field"),
+        ('{"type": "join", "id": 3}', "hello_required"),
+    ],
+)
+async def test_bad_input_gets_an_error_and_the_socket_stays_open(
+    start_server: ServerFactory, http: aiohttp.ClientSession, frame: str, code: str
+) -> None:
+    server = await start_server()
+    ws = await http.ws_connect(server.make_url("/applet/websocket"))
+    player = Player(ws)
+    await ws.send_str(frame)
+    error = await player.expect("error")
+    assert error["code"] == code
+    assert error["message"]
+    if '"id"' in frame:
+        assert error["ref"] == orjson.loads(frame)["id"]
+    await player.send(type="hello", name="Still here")
+    assert (await player.expect("hi"))["name"] == "Still here"
+
+
+async def test_game_errors_over_the_wire(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server()
+    ann, bob = await connect(http, server, "Ann"), await connect(http, server, "Bob")
+    await ann.send(type="choice", match_id="m_nope", round=1, choice="rock", id="c0")
+    assert (await ann.expect("error"))["code"] == "not_in_match"
+    await ann.send(type="join", bot="never")
+    await ann.expect("queued")
+    await ann.send(type="join", id="again")
+    assert await ann.expect("error") == {
+        "type": "error",
+        "code": "already_queued",
+        "message": "you are already in the queue",
+        "ref": "again",
+    }
+    await bob.send(type="join")
+    start = await ann.expect("start")
+    await bob.expect("start", skip=("queued",))
+    base = {"type": "choice", "match_id": start["match_id"]}
+    await ann.send(**base, round=2, choice="rock", id="c1")
+    assert (await ann.expect("error"))["code"] == "wrong_round"
+    await ann.send(**base, round=1, choice="rock", id="c2")
+    await ann.send(**base, round=1, choice="paper", id="c3")
+    error = await ann.expect("error")
+    assert (error["code"], error["ref"]) == ("choice_locked", "c3")
+    await ann.send(type="join", id="j")
+    assert (await ann.expect("error"))["code"] == "already_in_match"
+
+
+async def test_binary_frames_are_refused(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server()
+    ann = await connect(http, server, "Ann")
+    await ann.ws.send_bytes(b'{"type": "ping"}')
+    assert (await ann.expect("error"))["code"] == "unsupported_frame"
+    await ann.send(type="ping", t=1)
+    assert (await ann.expect("pong"))["t"] == 1
+
+
+async def test_oversized_frame_closes_with_1009(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server()
+    ann = await connect(http, server, "Ann")
+    await ann.ws.send_str('{"type": "ping", "pad": "' + "x" * 5000 + '"}')
+    assert await ann.closed() == 1009
+    bob = await connect(http, server, "Bob")  # the server is fine
+    await bob.send(type="ping", t=2)
+    assert (await bob.expect("pong"))["t"] == 2
+
+
+async def test_flooding_closes_with_1008_after_warnings(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server()
+    ann = await connect(http, server, "Ann")
+    for _ in range(300):
+        await ann.send(type="ping")
+    seen: dict[str, int] = {}
+    while True:
+        frame = await ann.ws.receive(timeout=5)
+        if frame.type is not WSMsgType.TEXT:
+            break
+        message = orjson.loads(frame.data)
+        key = message["type"] if message["type"] != "error" else message["code"]
+        seen[key] = seen.get(key, 0) + 1
+    assert ann.ws.close_code == 1008
+    assert seen["rate_limited"] >= 10
+    assert seen["bye"] == 1
+    assert 30 <= seen["pong"] <= 45
+
+
+async def test_slow_consumer_is_dropped_without_hurting_others(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    """A client that never reads fills its queue and is cut off; the server stays healthy."""
+    server = await start_server(flood_rate=1e9, flood_burst=1e9)
+    assert server.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    writer.write(
+        b"GET /applet/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101")
+    # Each tiny frame asks for a ~130-byte error; this client reads none of them.
+    payload = b'{"type":"' + b"z" * 40 + b'"}'
+    frame = bytes([0x81, 0x80 | len(payload)]) + b"\x00\x00\x00\x00" + payload
+    ann = await connect(http, server, "Ann")
+    dropped = False
+    for _ in range(400):
+        try:
+            writer.write(frame * 500)
+            await writer.drain()
+        except ConnectionError:
+            dropped = True
+            break
+        if reader.at_eof():
+            dropped = True
+            break
+    writer.close()
+    assert dropped, "the server never dropped a client that does not read"
+    await ann.send(type="ping", t=3)
+    assert (await ann.expect("pong"))["t"] == 3
+
+
+async def test_fifty_bot_clients_play_many_matches(start_server: ServerFactory) -> None:
+    server = await start_server(
+        rules=MatchRules(best_of=3, round_seconds=2.0, round_pause=0.0),
+        bot_think=(0.0, 0.01),
+        flood_rate=1000.0,
+        flood_burst=2000.0,
+    )
+    url = str(server.make_url("/applet/websocket"))
+    rng = random.Random(42)
+    bots = [
+        BotClient(
+            url,
+            mode=BotMode.NOW if i % 10 == 0 else BotMode.NEVER,
+            name=f"bot{i}",
+            rng=random.Random(rng.getrandbits(32)),
+            think=(0.0, 0.005),
+        )
+        for i in range(50)
+    ]
+    async with aiohttp.ClientSession() as session:
+        reports = await asyncio.wait_for(
+            asyncio.gather(*(bot.play(10, session=session) for bot in bots)), timeout=60
+        )
+    assert all(r.matches == 10 for r in reports)
+    assert [v for r in reports for v in r.violations] == []
+    assert [e for r in reports for e in r.errors] == []
+    assert sum(r.bot_opponents for r in reports) == 50  # the five bot=now clients
+    assert sum(r.wins for r in reports) + sum(r.draws for r in reports) > 0
+    # Wins and losses among humans mirror each other exactly.
+    human_reports = [r for bot, r in zip(bots, reports, strict=True) if bot.mode is BotMode.NEVER]
+    assert sum(r.wins for r in human_reports) == sum(r.losses for r in human_reports)

@@ -1,0 +1,517 @@
+"""The game service end to end, minus sockets: real codec, fake clock, recording outlets."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import attrs
+import orjson
+import pytest
+
+from game_server.match import MatchRules
+from game_server.service import GameService, ServiceConfig, Session
+from protocol import (
+    Bye,
+    EndReason,
+    Error,
+    ErrorCode,
+    Hi,
+    Left,
+    Movement,
+    MovementKind,
+    Pong,
+    Queued,
+    Result,
+    Start,
+    Winner,
+    encode,
+)
+from tests.fakes import FakeClock, RecordingOutlet
+
+
+@attrs.define
+class Client:
+    service: GameService
+    session: Session
+    outlet: RecordingOutlet
+
+    def say(self, **message: Any) -> None:
+        self.service.receive(self.session, orjson.dumps(message))
+
+    def hello(self, **fields: Any) -> Hi:
+        self.say(type="hello", **fields)
+        return self.outlet.last(Hi)
+
+    def choose(self, choice: str, *, final: bool = True, **fields: Any) -> None:
+        start = self.outlet.last(Start)
+        self.say(
+            type="choice",
+            match_id=fields.pop("match_id", start.match_id),
+            round=fields.pop("round", start.round),
+            choice=choice,
+            final=final,
+            **fields,
+        )
+
+    def error(self) -> Error:
+        return self.outlet.last(Error)
+
+
+def make(**overrides: Any) -> tuple[GameService, FakeClock]:
+    rules = overrides.pop("rules", MatchRules(best_of=3, round_seconds=5.0, round_pause=1.0))
+    config = ServiceConfig(rules=rules, **{"bot_think": (0.5, 0.5), **overrides})
+    clock = FakeClock()
+    return GameService(config, clock, rng=random.Random(7)), clock
+
+
+def connect(service: GameService) -> Client:
+    outlet = RecordingOutlet()
+    return Client(service, service.connect(outlet), outlet)
+
+
+def pair(service: GameService) -> tuple[Client, Client]:
+    a, b = connect(service), connect(service)
+    a.hello(name="Ann")
+    b.hello(name="Bob")
+    a.say(type="join")
+    b.say(type="join")
+    return a, b
+
+
+def play_match(a: Client, b: Client, a_hand: str, b_hand: str) -> None:
+    """Play rounds until the match is over, ticking through the pauses."""
+    service = a.service
+    clock = service.clock
+    assert isinstance(clock, FakeClock)
+    for _ in range(10):
+        a.choose(a_hand)
+        b.choose(b_hand)
+        if a.outlet.last(Result).match_over:
+            return
+        clock.advance(service.config.rules.round_pause)
+        service.tick()
+    raise AssertionError("match did not end")
+
+
+# ---------------------------------------------------------------- hello
+
+
+def test_hello_assigns_identity_and_counts_online() -> None:
+    service, _ = make()
+    a, b = connect(service), connect(service)
+    hi_a = a.hello(id=1)
+    assert hi_a.ref == 1
+    assert hi_a.name.startswith("Player ")
+    assert hi_a.online == 1
+    assert hi_a.protocol == 1
+    hi_b = b.hello(name="  Bob  ", avatar="https://example.com/b.png")
+    assert (hi_b.name, hi_b.online) == ("Bob", 2)
+    assert hi_a.player_id != hi_b.player_id
+    assert hi_a.token != hi_b.token
+    assert service.health()["players"] == 2
+
+
+def test_everything_but_hello_needs_hello_first() -> None:
+    service, _ = make()
+    a = connect(service)
+    for message in ({"type": "join"}, {"type": "ping", "t": 1}, {"type": "leave"}):
+        a.say(**message, id="x")
+        error = a.error()
+        assert (error.code, error.ref) == (ErrorCode.HELLO_REQUIRED, "x")
+    assert a.outlet.of(Pong) == []
+
+
+def test_second_hello_is_refused() -> None:
+    service, _ = make()
+    a = connect(service)
+    a.hello()
+    a.say(type="hello", id=9)
+    assert (a.error().code, a.error().ref) == (ErrorCode.ALREADY_HELLO, 9)
+
+
+def test_token_brings_back_the_same_player_and_totals() -> None:
+    service, _ = make(bot_after=100)
+    a, b = pair(service)
+    play_match(a, b, "rock", "scissors")
+    assert a.outlet.last(Result).total_score == 1
+    hi = a.outlet.last(Hi)
+    service.disconnect(a.session)
+    again = connect(service)
+    back = again.hello(token=hi.token)
+    assert back.player_id == hi.player_id
+    assert back.name == "Ann"
+    b.say(type="join")
+    again.say(type="join")
+    play_match(again, b, "rock", "scissors")
+    final = again.outlet.last(Result)
+    assert (final.total_score, final.win_streak) == (3, 2)
+
+
+def test_unknown_token_gets_a_new_guest() -> None:
+    service, _ = make()
+    a = connect(service)
+    hi = a.hello(token="no-such-token")
+    assert hi.token != "no-such-token"
+
+
+def test_second_connection_with_token_replaces_first_and_keeps_the_seat() -> None:
+    service, _ = make()
+    a, b = pair(service)
+    token = a.outlet.last(Hi).token
+    match_id = a.outlet.last(Start).match_id
+    a2 = connect(service)
+    a2.hello(token=token)
+    assert a.outlet.last(Bye).reason == "replaced"
+    assert a.outlet.closed == (1000, "replaced")
+    assert service.health()["players"] == 2
+    # The old socket closing late must not cost the new one its match.
+    service.disconnect(a.session)
+    assert b.outlet.of(Result) == []
+    a2.say(type="choice", match_id=match_id, round=1, choice="paper")
+    b.choose("rock")
+    result = a2.outlet.last(Result)
+    assert (result.you, result.opponent, result.outcome.value) == ("paper", "rock", "win")
+
+
+# ---------------------------------------------------------------- queue and bots
+
+
+def test_two_humans_are_paired_first_come_first_served() -> None:
+    service, _ = make()
+    a, b, c = connect(service), connect(service), connect(service)
+    for client, name in ((a, "Ann"), (b, "Bob"), (c, "Cy")):
+        client.hello(name=name)
+    a.say(type="join", id="j")
+    assert a.outlet.last(Queued) == Queued(waiting=1, ref="j")
+    assert a.outlet.of(Start) == []
+    b.say(type="join")
+    assert b.outlet.last(Queued).waiting == 2
+    start_a, start_b = a.outlet.last(Start), b.outlet.last(Start)
+    assert start_a.match_id == start_b.match_id
+    assert (start_a.opponent.name, start_b.opponent.name) == ("Bob", "Ann")
+    assert not start_a.opponent.bot
+    assert (start_a.round, start_a.best_of, start_a.round_ms) == (1, 3, 5000)
+    c.say(type="join")
+    assert c.outlet.of(Start) == []
+    assert service.health() == {"players": 3, "matches": 1, "queue": 1, "matches_finished": 0}
+
+
+def test_auto_join_gets_a_bot_after_the_wait_and_the_bot_plays() -> None:
+    service, clock = make(bot_after=3.0)
+    a = connect(service)
+    a.hello()
+    a.say(type="join")
+    clock.advance(2.99)
+    service.tick()
+    assert a.outlet.of(Start) == []
+    assert service.next_wakeup == pytest.approx(1003.0)
+    clock.advance(0.01)
+    service.tick()
+    start = a.outlet.last(Start)
+    assert start.opponent.bot
+    assert start.opponent.name
+    # The bot thinks for 0.5 s, then the human sees that it chose.
+    clock.advance(0.49)
+    service.tick()
+    assert a.outlet.of(Movement) == []
+    clock.advance(0.01)
+    service.tick()
+    assert a.outlet.last(Movement).kind is MovementKind.CHOICE
+    a.choose("rock")
+    result = a.outlet.last(Result)
+    assert result.you.value == "rock"
+    assert result.opponent is not None
+
+
+def test_bot_now_starts_at_once_and_never_waits_forever() -> None:
+    service, clock = make(bot_after=3.0)
+    a, b = connect(service), connect(service)
+    a.hello()
+    b.hello()
+    a.say(type="join", bot="now")
+    assert a.outlet.last(Start).opponent.bot
+    b.say(type="join", bot="never")
+    clock.advance(3600)
+    service.tick()
+    assert b.outlet.of(Start) == []
+    assert service.health()["queue"] == 1
+
+
+def test_bot_match_runs_to_the_end_with_a_human_who_plays() -> None:
+    service, clock = make(bot_think=(0.0, 0.0))
+    a = connect(service)
+    a.hello()
+    a.say(type="join", bot="now")
+    for _ in range(5):
+        service.tick()  # the bot's zero think time is a timer due now
+        a.choose("paper")
+        if a.outlet.last(Result).match_over:
+            break
+        clock.advance(1.0)
+        service.tick()
+    final = a.outlet.last(Result)
+    assert final.match_over
+    assert final.reason is EndReason.ROUNDS
+    assert service.rooms == {}
+
+
+def test_join_twice_and_join_in_a_match_are_refused() -> None:
+    service, _ = make()
+    a = connect(service)
+    a.hello()
+    a.say(type="join", bot="never")
+    a.say(type="join", id=2)
+    assert (a.error().code, a.error().ref) == (ErrorCode.ALREADY_QUEUED, 2)
+    b = connect(service)
+    b.hello()
+    b.say(type="join")
+    b.say(type="join")
+    assert b.error().code is ErrorCode.ALREADY_IN_MATCH
+
+
+def test_leave_the_queue() -> None:
+    service, clock = make(bot_after=1.0)
+    a = connect(service)
+    a.hello()
+    a.say(type="join")
+    a.say(type="leave", id="l")
+    assert a.outlet.last(Left).ref == "l"
+    clock.advance(10)
+    service.tick()
+    assert a.outlet.of(Start) == []
+    assert service.health()["queue"] == 0
+    a.say(type="leave")  # idempotent
+    assert len(a.outlet.of(Left)) == 2
+
+
+# ---------------------------------------------------------------- playing
+
+
+def test_full_match_between_two_humans_with_streak_scoring() -> None:
+    service, _ = make()
+    a, b = pair(service)
+    play_match(a, b, "paper", "rock")
+    final_a, final_b = a.outlet.last(Result), b.outlet.last(Result)
+    assert (final_a.winner, final_b.winner) == (Winner.YOU, Winner.OPPONENT)
+    assert final_a.reason is EndReason.ROUNDS
+    assert final_a.score.you == 2
+    assert final_a.score.opponent == 0
+    assert (final_a.total_score, final_a.win_streak) == (1, 1)
+    assert (final_b.total_score, final_b.win_streak) == (0, 0)
+    assert service.health()["matches"] == 0
+    assert service.health()["matches_finished"] == 1
+    # Both may play again; the winner's streak grows.
+    a.say(type="join")
+    b.say(type="join")
+    play_match(a, b, "scissors", "paper")
+    assert (a.outlet.last(Result).total_score, a.outlet.last(Result).win_streak) == (3, 2)
+    play_again = [a, b]
+    for client in play_again:
+        client.say(type="join")
+    play_match(a, b, "rock", "rock")  # 3 draws: a drawn match leaves totals alone
+    drawn = a.outlet.last(Result)
+    assert (drawn.winner, drawn.total_score, drawn.win_streak) == (Winner.DRAW, 3, 2)
+
+
+def test_opponent_sees_movement_not_the_choice() -> None:
+    service, _ = make()
+    a, b = pair(service)
+    a.choose("rock", final=False)
+    movement = b.outlet.last(Movement)
+    assert movement.kind is MovementKind.CHOICE
+    assert b"rock" not in encode(b.outlet.sent[-1])
+    assert a.outlet.of(Movement) == []
+
+
+def test_choice_errors_carry_the_ref() -> None:
+    service, clock = make()
+    a = connect(service)
+    a.hello()
+    a.say(type="choice", match_id="m_x", round=1, choice="rock", id=1)
+    assert (a.error().code, a.error().ref) == (ErrorCode.NOT_IN_MATCH, 1)
+    b = connect(service)
+    b.hello()
+    a.say(type="join")
+    b.say(type="join")
+    a.choose("rock", match_id="m_other", id=2)
+    assert (a.error().code, a.error().ref) == (ErrorCode.NOT_IN_MATCH, 2)
+    a.choose("rock", round=2, id=3)
+    assert (a.error().code, a.error().ref) == (ErrorCode.WRONG_ROUND, 3)
+    a.choose("rock", id=4)
+    a.choose("paper", id=5)
+    assert (a.error().code, a.error().ref) == (ErrorCode.CHOICE_LOCKED, 5)
+    b.choose("rock")
+    a.choose("paper", round=1, id=6)  # round 1 is resolved; round 2 starts after the pause
+    assert (a.error().code, a.error().ref) == (ErrorCode.WRONG_ROUND, 6)
+    clock.advance(1.0)
+    service.tick()
+    assert a.outlet.last(Start).round == 2
+
+
+def test_deadline_resolves_with_latest_non_final_choice() -> None:
+    service, clock = make()
+    a, b = pair(service)
+    a.choose("rock", final=False)
+    a.choose("scissors", final=False)
+    b.choose("paper")
+    assert a.outlet.of(Result) == []  # a's choice is not final, so the round waits
+    clock.advance(5.0)
+    service.tick()
+    result = a.outlet.last(Result)
+    assert (result.you.value, result.opponent.value, result.outcome.value) == (
+        "scissors",
+        "paper",
+        "win",
+    )
+
+
+def test_face_is_relayed_to_the_opponent_only() -> None:
+    service, _ = make()
+    a = connect(service)
+    a.hello()
+    a.say(type="face", face=2)
+    assert a.error().code is ErrorCode.NOT_IN_MATCH
+    b = connect(service)
+    b.hello()
+    a.say(type="join")
+    b.say(type="join")
+    a.say(type="face", face=3)
+    movement = b.outlet.last(Movement)
+    assert (movement.kind, movement.face) == (MovementKind.FACE, 3)
+    assert a.outlet.of(Movement) == []
+
+
+def test_ping_pong() -> None:
+    service, clock = make()
+    a = connect(service)
+    a.hello()
+    a.say(type="ping", t=1234.5, id="p")
+    assert a.outlet.last(Pong) == Pong(t=1234.5, ref="p")
+    a.say(type="ping")
+    assert a.outlet.last(Pong).t == int(clock.now * 1000)
+
+
+# ---------------------------------------------------------------- leaving
+
+
+def test_disconnect_mid_match_forfeits_to_the_opponent() -> None:
+    service, _ = make()
+    a, b = pair(service)
+    a.choose("rock")  # a wins round 1 ...
+    b.choose("scissors")
+    service.disconnect(a.session)  # ... then leaves during the pause
+    final = b.outlet.last(Result)
+    assert final.match_over
+    assert (final.winner, final.reason) == (Winner.YOU, EndReason.OPPONENT_LEFT)
+    assert (final.total_score, final.win_streak) == (1, 1)
+    assert service.rooms == {}
+    assert service.health()["players"] == 1
+    b.say(type="join")  # b is free to play again
+    assert b.outlet.last(Queued).waiting == 1
+
+
+def test_leave_mid_match_forfeits_and_answers_left() -> None:
+    service, _ = make()
+    a, b = pair(service)
+    a.choose("rock")
+    a.say(type="leave", id=7)
+    mine = a.outlet.sent[-2]
+    assert isinstance(mine, Result)
+    assert (mine.winner, mine.reason, mine.you.value) == (
+        Winner.OPPONENT,
+        EndReason.FORFEIT,
+        "rock",
+    )
+    assert a.outlet.sent[-1] == Left(ref=7)
+    theirs = b.outlet.last(Result)
+    assert (theirs.winner, theirs.reason, theirs.opponent.value) == (
+        Winner.YOU,
+        EndReason.OPPONENT_LEFT,
+        "rock",
+    )
+    a.say(type="choice", match_id=theirs.match_id, round=1, choice="rock")
+    assert a.error().code is ErrorCode.NOT_IN_MATCH
+
+
+def test_afk_player_forfeits_after_two_missed_rounds() -> None:
+    service, clock = make()
+    a, b = pair(service)
+    for _ in range(2):
+        a.choose("rock")
+        clock.advance(5.0)
+        service.tick()
+        clock.advance(1.0)
+        service.tick()
+    final = b.outlet.last(Result)
+    assert (final.match_over, final.winner, final.reason) == (True, Winner.OPPONENT, EndReason.AFK)
+    assert a.outlet.last(Result).total_score == 1
+
+
+def test_disconnected_players_are_forgotten_after_a_while() -> None:
+    service, clock = make(forget_after=60.0)
+    a, b = pair(service)
+    token = a.outlet.last(Hi).token
+    service.disconnect(a.session)
+    service.disconnect(b.session)
+    assert len(service.players) == 2
+    clock.advance(59)
+    service.tick()
+    assert len(service.players) == 2
+    clock.advance(1)
+    service.tick()
+    assert service.players == {}
+    assert service.timers.pending == 0
+    again = connect(service)
+    assert again.hello(token=token).player_id != a.outlet.last(Hi).player_id
+
+
+# ---------------------------------------------------------------- abuse
+
+
+def test_flooding_is_warned_then_closed_and_the_match_forfeited() -> None:
+    service, _ = make()
+    a, b = pair(service)
+    a.outlet.take()
+    for _ in range(40):
+        a.say(type="ping")  # the burst allowance, all at one instant
+    assert len(a.outlet.of(Pong)) == 38  # hello and join spent two of the 40
+    limited = a.outlet.of(Error)
+    assert limited
+    assert {e.code for e in limited} == {ErrorCode.RATE_LIMITED}
+    for _ in range(100):
+        a.say(type="ping")
+    assert a.outlet.closed == (1008, "flooding")
+    assert a.outlet.last(Bye).reason == "flooding"
+    assert b.outlet.last(Result).reason is EndReason.OPPONENT_LEFT
+    sent = len(a.outlet.sent)
+    a.say(type="ping")
+    assert len(a.outlet.sent) == sent  # nothing more for a closed session
+
+
+def test_binary_frames_are_refused_without_closing() -> None:
+    service, _ = make()
+    a = connect(service)
+    service.receive_unsupported(a.session, "binary")
+    assert a.error().code is ErrorCode.UNSUPPORTED_FRAME
+    assert a.outlet.closed is None
+    a.hello()
+
+
+def test_state_is_released_after_many_matches() -> None:
+    service, clock = make(forget_after=10.0, bot_think=(0.0, 0.3))
+    for _ in range(30):
+        a, b = pair(service)
+        c = connect(service)
+        c.hello()
+        c.say(type="join", bot="now")
+        play_match(a, b, "rock", "paper")
+        service.disconnect(a.session)
+        service.disconnect(b.session)
+        service.disconnect(c.session)
+    assert service.rooms == {}
+    assert service.health()["queue"] == 0
+    clock.advance(11)
+    service.tick()
+    assert service.players == {}
+    assert service.timers.pending == 0
