@@ -156,6 +156,11 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
 
 
 async def serve(config: ServerConfig, host: str, port: int) -> None:
+    # Signals first: "listening" promises the process can be stopped cleanly from then on.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=1024)
@@ -163,10 +168,6 @@ async def serve(config: ServerConfig, host: str, port: int) -> None:
     bound = [sock.getsockname() for sock in (site._server.sockets if site._server else [])]  # type: ignore[attr-defined]
     for address in bound:
         log.info("listening", host=address[0], port=address[1], path=WEBSOCKET_PATH)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
     try:
         await stop.wait()
     finally:
