@@ -13,6 +13,7 @@ from aiohttp import WSMsgType, web
 from game_server import __version__
 from game_server.connection import CLOSE_GOING_AWAY, Connection
 from game_server.service import GameService, ServiceConfig
+from protocol import Bye
 
 log = structlog.get_logger("game_server")
 
@@ -88,6 +89,7 @@ def create_app(
         # Without this, open sockets keep the server's shutdown waiting its full timeout.
         connections: list[Connection] = [*app[CONNECTIONS]]
         for connection in connections:
+            connection.send(Bye(reason="shutdown"))
             connection.close(CLOSE_GOING_AWAY, "server shutting down")
         await asyncio.gather(*(c.finish() for c in connections), return_exceptions=True)
         app[TICKER].stop()
@@ -116,7 +118,9 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     service = app[SERVICE]
     ticker = app[TICKER]
     ws = web.WebSocketResponse(
-        max_msg_size=MAX_FRAME_BYTES,  # larger frames close the socket with 1009
+        # aiohttp refuses payloads of max_msg_size and up; frames up to 4096 bytes pass and
+        # anything larger closes the socket with 1009.
+        max_msg_size=MAX_FRAME_BYTES + 1,
         compress=False,  # per-message deflate costs ~100 KiB per socket for tiny frames
         heartbeat=config.heartbeat,
         timeout=config.close_timeout,
@@ -145,6 +149,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                 # A bug must cost one message, never the connection or anyone's match.
                 log.exception("message_failed")
             ticker.sync()
+            if connection.pending:
+                # Frames already buffered are read without suspending; let the writer run
+                # so a burst of requests is not mistaken for a client that does not read.
+                await asyncio.sleep(0)
     finally:
         try:
             service.disconnect(session)

@@ -35,6 +35,7 @@ from protocol import (
     Winner,
     judge,
 )
+from protocol.fields import ROUND_MAX
 
 
 @attrs.frozen
@@ -45,8 +46,8 @@ class MatchRules:
     afk_rounds: int = 2
 
     def __attrs_post_init__(self) -> None:
-        if self.best_of < 1:
-            raise ValueError("best_of must be at least 1")
+        if not 1 <= self.best_of <= ROUND_MAX:
+            raise ValueError(f"best_of must be from 1 to {ROUND_MAX}")
         if self.round_seconds <= 0:
             raise ValueError("round_seconds must be positive")
         if self.round_pause < 0:

@@ -39,9 +39,10 @@ class FloodGuard:
     """Two buckets: one meters messages, the other meters how often the first ran dry.
 
     A client at ``rate`` messages per second (plus a ``burst``) is never bothered. Past it,
-    each extra message is dropped with a warning; only when drops outpace ``strike_rate``
-    for ``strikes`` drops in a row is the connection closed. So a brief spike costs a few
-    warnings, while a client sending well over the rate for seconds is cut off.
+    each extra message is dropped with a warning and spends a strike; strikes refill at
+    ``strike_rate`` per second up to ``strikes``, and the connection is closed when none
+    is left. So a brief spike costs a few warnings, a client a little over the rate is
+    throttled indefinitely, and one well over it for seconds is cut off.
     """
 
     rate: float = 20.0

@@ -28,6 +28,7 @@ from game_server.relay import LocalRelay
 from game_server.scoring import PlayerStats
 from game_server.timers import Timer, TimerQueue
 from protocol import (
+    BotMode,
     Bye,
     ClientMessage,
     Error,
@@ -293,7 +294,10 @@ class GameService:
             )
         if player.id in self.matchmaker:
             raise ProtocolError(ErrorCode.ALREADY_QUEUED, "you are already in the queue")
-        session.outlet.send(Queued(waiting=len(self.matchmaker) + 1, ref=message.id))
+        # Everyone waiting once this player joins, counting the player (a bot=now join only
+        # ever waits for itself).
+        waiting = 1 if message.bot is BotMode.NOW else len(self.matchmaker) + 1
+        session.outlet.send(Queued(waiting=waiting, ref=message.id))
         self._seat(self.matchmaker.join(player.id, message.bot, now), now)
         self._arm_queue()
 

@@ -161,6 +161,7 @@ async def test_sigterm_closes_open_sockets_with_going_away(server: ServerProcess
         await ws.send_str('{"type": "hello"}')
         assert (await ws.receive_json())["type"] == "hi"
         server.process.send_signal(signal.SIGTERM)
+        assert await ws.receive_json(timeout=10) == {"type": "bye", "reason": "shutdown"}
         frame = await ws.receive(timeout=10)
         assert frame.type is aiohttp.WSMsgType.CLOSE
         assert ws.close_code == 1001

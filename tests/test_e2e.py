@@ -351,3 +351,81 @@ async def test_fifty_bot_clients_play_many_matches(start_server: ServerFactory) 
     # Wins and losses among humans mirror each other exactly.
     human_reports = [r for bot, r in zip(bots, reports, strict=True) if bot.mode is BotMode.NEVER]
     assert sum(r.wins for r in human_reports) == sum(r.losses for r in human_reports)
+
+
+RAW_NEAR_MISSES = [
+    '{"type": "choice", "match_id": "m", "round": 100000000000000000000000000000, "choice": 1}',
+    '{"type": "ping", "t": 1e999}',
+    '{"type": "ping", "t": NaN}',
+    '{"type": "ping"',
+    '{"type": "ping"}{"type": "ping"}',
+    r"""{"type": "\ud800"}""",
+    '[{"type": "ping"}]',
+    "null",
+]
+
+
+async def test_garbage_barrage_never_breaks_the_connection(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    """Random bytes, random JSON, near-miss messages: every one answered, socket kept."""
+    server = await start_server(flood_rate=1000.0, flood_burst=2000.0)
+    ann = await connect(http, server, "Ann")
+    rng = random.Random(2016)
+    near_misses: list[Any] = [
+        {"type": "choice", "match_id": 5, "round": "1", "choice": "lizard"},
+        {"type": "join", "bot": None},
+        {"type": "face", "face": 1.5},
+        {"type": "hello", "token": "x" * 600},
+        {"type": "ping", "t": "now"},
+        {"type": ["hello"]},
+        {"id": {"nested": True}, "type": "ping"},
+    ]
+    frames: list[str] = []
+    for _ in range(300):
+        kind = rng.randrange(3)
+        if kind == 0:
+            frames.append("".join(chr(rng.randrange(1, 0x2FFF)) for _ in range(rng.randrange(60))))
+        elif kind == 1:
+            frames.append(orjson.dumps(rng.choice(near_misses)).decode())
+        else:
+            frames.append(rng.choice(RAW_NEAR_MISSES))
+    for text in frames:
+        await ann.ws.send_str(text)
+    for _ in frames:
+        reply = await ann.recv()
+        assert reply["type"] == "error", reply
+        assert reply["code"] in {
+            "bad_json",
+            "not_an_object",
+            "invalid_field",
+            "unknown_type",
+            "already_hello",
+        }
+    await ann.send(type="ping", t=9, id="after")
+    assert await ann.expect("pong") == {"type": "pong", "t": 9, "ref": "after"}
+
+
+async def test_frames_up_to_4096_bytes_are_read(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server()
+    ann = await connect(http, server, "Ann")
+    prefix, suffix = '{"type": "ping", "t": 4, "pad": "', '"}'
+    frame = prefix + "x" * (4096 - len(prefix) - len(suffix)) + suffix
+    assert len(frame.encode()) == 4096
+    await ann.ws.send_str(frame)
+    assert (await ann.expect("pong"))["t"] == 4
+    await ann.ws.send_str(frame.replace('"pad": "', '"pad": "y'))
+    assert await ann.closed() == 1009
+
+
+async def test_shutdown_says_bye_and_closes_with_1001(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server()
+    ann = await connect(http, server, "Ann")
+    closing = asyncio.create_task(server.close())
+    assert await ann.expect("bye") == {"type": "bye", "reason": "shutdown"}
+    assert await ann.closed() == 1001
+    await asyncio.wait_for(closing, 10)
