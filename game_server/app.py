@@ -135,6 +135,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     structlog.contextvars.bind_contextvars(session=session.id, remote=request.remote)
     log.info("connected")
     connection.start()
+    bound_player: str | None = None
     try:
         async for message in ws:
             try:
@@ -149,6 +150,10 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
                 # A bug must cost one message, never the connection or anyone's match.
                 log.exception("message_failed")
             ticker.sync()
+            player = session.player
+            if player is not None and player.id != bound_player:
+                bound_player = player.id
+                structlog.contextvars.bind_contextvars(player_id=bound_player)
             if connection.pending:
                 # Frames already buffered are read without suspending; let the writer run
                 # so a burst of requests is not mistaken for a client that does not read.
