@@ -73,7 +73,8 @@ def _build(
         if envelope and field.name == "id":
             kwargs["id"] = ref
             continue
-        if field.name not in obj:
+        # JavaScript clients send null for "not set"; on an optional field it means absent.
+        if obj.get(field.name) is None and (field.name not in obj or not field.required):
             if field.required:
                 raise ProtocolError(
                     ErrorCode.INVALID_FIELD, f"{where} needs the field '{field.name}'", ref

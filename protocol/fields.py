@@ -32,7 +32,10 @@ def integer(value: Any, low: int | None = None, high: int | None = None) -> int:
     # bool is an int subclass in Python but never one on the wire.
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError("must be an integer")
-    if (low is not None and value < low) or (high is not None and value > high):
+    if high is None:
+        if low is not None and value < low:
+            raise ValueError(f"must be an integer of at least {low}")
+    elif (low is not None and value < low) or value > high:
         raise ValueError(f"must be an integer from {low} to {high}")
     return value
 

@@ -374,7 +374,7 @@ async def test_garbage_barrage_never_breaks_the_connection(
     rng = random.Random(2016)
     near_misses: list[Any] = [
         {"type": "choice", "match_id": 5, "round": "1", "choice": "lizard"},
-        {"type": "join", "bot": None},
+        {"type": "join", "bot": "later"},
         {"type": "face", "face": 1.5},
         {"type": "hello", "token": "x" * 600},
         {"type": "ping", "t": "now"},
