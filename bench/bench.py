@@ -1,0 +1,324 @@
+"""How close is one server process to the limit? Prints a table and writes JSON.
+
+    .venv/bin/python bench/bench.py               # everything, ~4 minutes
+    .venv/bin/python bench/bench.py --quick       # shorter windows, smaller capacity run
+
+Each scenario starts the server under test as its own process (``python -m game_server``,
+or the bare aiohttp echo server for the ceiling) on 127.0.0.1, then load-generator
+processes (``bench/loadgen.py``) that split the clients between them, so the generator
+is not the bottleneck where avoidable. Figures are measured over a window after warm-up:
+
+1. throughput: 500 bots playing best-of-3 with think time 0 (closed loop: every client
+   answers at once), matches/s, frames/s (client-side count, in + out) and the p99
+   choice->result latency;
+2. ceiling: the same clients and frame sizes against the echo server;
+3. capacity: N idle players that said hello, the server's RSS, and the app-level ping
+   round trip of 200 of them pinging once a second;
+4. scaling: throughput at 100, 500 and 1000 clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+LOADGEN = str(ROOT / "bench" / "loadgen.py")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+class Server:
+    """The process under test, listening on a fresh port of 127.0.0.1."""
+
+    def __init__(self, kind: str) -> None:
+        self.port = free_port()
+        self.url = f"ws://127.0.0.1:{self.port}/applet/websocket"
+        if kind == "game":
+            command = [
+                PYTHON,
+                "-m",
+                "game_server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--round-pause",
+                "0",
+                "--bot-think",
+                "0",
+                "--rate-limit",
+                "100000",
+                "--log-format",
+                "json",
+                "--log-level",
+                "warning",
+            ]
+        else:
+            command = [PYTHON, str(ROOT / "bench" / "echo_server.py"), "--port", str(self.port)]
+        self.process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{kind} server did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+async def run_loadgens(
+    url: str,
+    mode: str,
+    clients: int,
+    processes: int,
+    duration: float,
+    warmup: float,
+    *,
+    pingers: int = 0,
+    on_connected: Any = None,
+) -> list[dict[str, Any]]:
+    share = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            PYTHON,
+            LOADGEN,
+            "--url",
+            url,
+            "--mode",
+            mode,
+            "--clients",
+            str(n),
+            "--duration",
+            str(duration),
+            "--warmup",
+            str(warmup),
+            "--seed",
+            str(i),
+            "--pingers",
+            str(pingers // processes),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            cwd=ROOT,
+        )
+        for i, n in enumerate(share)
+    ]
+    if mode == "idle":
+        connected = 0
+        for proc in procs:
+            assert proc.stdout is not None
+            connected += orjson.loads(await proc.stdout.readline())["connected"]
+        if on_connected is not None:
+            await on_connected(connected)
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write(b"go\n")
+            await proc.stdin.drain()
+    reports = []
+    for proc in procs:
+        out, _ = await proc.communicate()
+        reports.append(orjson.loads(out.splitlines()[-1]))
+    return reports
+
+
+def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    seconds = statistics.mean(r["seconds"] for r in reports)
+    latencies = [x for r in reports for x in r["latencies"]]
+    errors: dict[str, int] = {}
+    for report in reports:
+        for code, count in report["errors"].items():
+            errors[code] = errors.get(code, 0) + count
+    return {
+        "clients": sum(r["clients"] for r in reports),
+        "seconds": round(seconds, 2),
+        # Every match is counted by both of its players.
+        "matches_per_s": round(sum(r["matches"] for r in reports) / 2 / seconds, 1),
+        "frames_per_s": round(sum(r["sent"] + r["received"] for r in reports) / seconds),
+        "p50_ms": round(percentile(latencies, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(latencies, 0.99) * 1000, 2),
+        "max_ms": round(max(latencies, default=float("nan")) * 1000, 2),
+        "samples": len(latencies),
+        "errors": errors,
+        "failed": sum(r["failed"] for r in reports),
+    }
+
+
+async def throughput(kind: str, clients: int, args: argparse.Namespace) -> dict[str, Any]:
+    server = Server(kind)
+    try:
+        mode = "play" if kind == "game" else "echo"
+        reports = await run_loadgens(
+            server.url, mode, clients, args.processes, args.window, args.warmup
+        )
+        result = merge(reports)
+        result["server_rss_mib"] = round(rss_mib(server.process.pid), 1)
+        return result
+    finally:
+        server.stop()
+
+
+async def capacity(clients: int, args: argparse.Namespace) -> dict[str, Any]:
+    server = Server("game")
+    measured: dict[str, Any] = {}
+
+    async def connected(count: int) -> None:
+        measured["connected"] = count
+        await asyncio.sleep(2)
+        measured["rss_mib_idle"] = round(rss_mib(server.process.pid), 1)
+
+    try:
+        processes = max(args.processes, -(-clients // 6000))  # each stays well under ulimit -n
+        reports = await run_loadgens(
+            server.url,
+            "idle",
+            clients,
+            processes,
+            args.window,
+            1.0,
+            pingers=200,
+            on_connected=connected,
+        )
+        result = merge(reports)
+        measured["rss_mib_pinging"] = round(rss_mib(server.process.pid), 1)
+        return {
+            "clients": clients,
+            **measured,
+            "kib_per_player": round(measured["rss_mib_idle"] * 1024 / max(1, clients), 1),
+            "ping_p50_ms": result["p50_ms"],
+            "ping_p99_ms": result["p99_ms"],
+            "ping_max_ms": result["max_ms"],
+            "ping_samples": result["samples"],
+            "failed": result["failed"],
+        }
+    finally:
+        server.stop()
+
+
+def table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "method": {
+            "window_s": args.window,
+            "warmup_s": args.warmup,
+            "loadgen_processes": args.processes,
+        },
+    }
+    scaling = {}
+    for clients in args.scaling:
+        print(f"throughput: {clients} clients ...", file=sys.stderr, flush=True)
+        scaling[str(clients)] = await throughput("game", clients, args)
+    results["scaling"] = scaling
+    results["throughput"] = scaling.get("500") or next(iter(scaling.values()))
+    print("ceiling: echo server, 500 clients ...", file=sys.stderr, flush=True)
+    results["ceiling"] = await throughput("echo", 500, args)
+    results["fraction_of_ceiling"] = round(
+        results["throughput"]["frames_per_s"] / results["ceiling"]["frames_per_s"], 3
+    )
+    print(f"capacity: {args.idle} idle players ...", file=sys.stderr, flush=True)
+    results["capacity"] = await capacity(args.idle, args)
+    return results
+
+
+def report(results: dict[str, Any]) -> str:
+    rows = [("clients", "matches/s", "frames/s", "p50 ms", "p99 ms", "max ms", "errors")]
+    for clients, r in results["scaling"].items():
+        rows.append(
+            (
+                str(clients),
+                f"{r['matches_per_s']:.0f}",
+                f"{r['frames_per_s']:,}",
+                f"{r['p50_ms']:.1f}",
+                f"{r['p99_ms']:.1f}",
+                f"{r['max_ms']:.1f}",
+                str(sum(r["errors"].values()) + r["failed"]),
+            )
+        )
+    ceiling = results["ceiling"]
+    capacity = results["capacity"]
+    return "\n".join(
+        [
+            "throughput (best-of-3, think 0, closed loop)",
+            table(rows),
+            "",
+            f"echo ceiling, 500 clients: {ceiling['frames_per_s']:,} frames/s; game server "
+            f"{results['throughput']['frames_per_s']:,} frames/s = "
+            f"{results['fraction_of_ceiling']:.2f} of the ceiling",
+            f"capacity: {capacity['connected']:,} idle players, RSS {capacity['rss_mib_idle']} MiB "
+            f"({capacity['kib_per_player']} KiB each); ping p50 {capacity['ping_p50_ms']} ms, "
+            f"p99 {capacity['ping_p99_ms']} ms, max {capacity['ping_max_ms']} ms",
+        ]
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="short windows, 5000 idle")
+    parser.add_argument("--window", type=float, default=10.0, help="seconds measured")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--processes", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--idle", type=int, default=15000, help="idle players for capacity")
+    parser.add_argument("--scaling", type=int, nargs="+", default=[100, 500, 1000])
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "latest.json")
+    args = parser.parse_args()
+    if args.quick:
+        args.window, args.warmup, args.idle = 4.0, 2.0, min(args.idle, 5000)
+    return args
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    outcome = asyncio.run(main(arguments))
+    arguments.out.parent.mkdir(parents=True, exist_ok=True)
+    arguments.out.write_text(orjson.dumps(outcome, option=orjson.OPT_INDENT_2).decode())
+    print(report(outcome))
+    print(f"\nJSON: {arguments.out}")

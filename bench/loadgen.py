@@ -1,0 +1,229 @@
+"""One load-generator process: N WebSocket clients in one of three modes, JSON on stdout.
+
+- ``play``: bots that hello, join (bot "never"), answer every ``start`` at once with a
+  random hand and join again after each match; records choice->result latency.
+- ``echo``: clients that send a game-sized text frame and wait for it to come back.
+- ``idle``: clients that say hello and sit; ``--pingers`` of them send an app-level ping
+  every second and record the round trip.
+
+The orchestrator (``bench/bench.py``) starts several of these so the load generator is
+not the bottleneck, and merges their reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import sys
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import WSMsgType
+
+HANDS = ("rock", "paper", "scissors")
+ECHO_FRAME = orjson.dumps(
+    {"type": "choice", "match_id": "m_0123456789ab", "round": 1, "choice": "rock"}
+)
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.sent = 0
+        self.received = 0
+        self.matches = 0
+        self.latencies: list[float] = []  # seconds; sampled
+        self.errors: dict[str, int] = {}
+        self.connected = 0
+        self.failed = 0
+        self.measuring = False
+        self.expected = 0
+        self.all_settled = asyncio.Event()  # every client connected or failed
+
+    def settle(self) -> None:
+        if self.connected + self.failed >= self.expected:
+            self.all_settled.set()
+
+    def error(self, what: str) -> None:
+        self.errors[what] = self.errors.get(what, 0) + 1
+
+
+async def play(ws: aiohttp.ClientWebSocketResponse, stats: Stats, rng: random.Random) -> None:
+    await ws.send_frame(b'{"type":"hello"}', WSMsgType.TEXT)
+    await ws.send_frame(b'{"type":"join","bot":"never"}', WSMsgType.TEXT)
+    stats.sent += 2
+    chosen_at = 0.0
+    loads = orjson.loads
+    dumps = orjson.dumps
+    async for frame in ws:
+        if frame.type is not WSMsgType.TEXT:
+            break
+        stats.received += 1
+        message = loads(frame.data)
+        kind = message["type"]
+        if kind == "start":
+            chosen_at = time.perf_counter()
+            await ws.send_frame(
+                dumps(
+                    {
+                        "type": "choice",
+                        "match_id": message["match_id"],
+                        "round": message["round"],
+                        "choice": rng.choice(HANDS),
+                    }
+                ),
+                WSMsgType.TEXT,
+            )
+            stats.sent += 1
+        elif kind == "result":
+            if stats.measuring and chosen_at and rng.random() < 0.25:
+                stats.latencies.append(time.perf_counter() - chosen_at)
+            if message["match_over"]:
+                if stats.measuring:
+                    stats.matches += 1
+                await ws.send_frame(b'{"type":"join","bot":"never"}', WSMsgType.TEXT)
+                stats.sent += 1
+        elif kind == "error":
+            stats.error(message["code"])
+
+
+async def echo(ws: aiohttp.ClientWebSocketResponse, stats: Stats, rng: random.Random) -> None:
+    while True:
+        await ws.send_frame(ECHO_FRAME, WSMsgType.TEXT)
+        stats.sent += 1
+        frame = await ws.receive()
+        if frame.type is not WSMsgType.TEXT:
+            break
+        stats.received += 1
+        # Parse like a game client would, so both modes do the same client-side work.
+        orjson.loads(frame.data)
+
+
+async def idle(
+    ws: aiohttp.ClientWebSocketResponse, stats: Stats, rng: random.Random, pinger: bool
+) -> None:
+    await ws.send_frame(b'{"type":"hello"}', WSMsgType.TEXT)
+    frame = await ws.receive()
+    if frame.type is not WSMsgType.TEXT or orjson.loads(frame.data)["type"] != "hi":
+        stats.error("no hi")
+        stats.failed += 1
+        stats.settle()
+        return
+    stats.connected += 1
+    stats.settle()
+    if not pinger:
+        await ws.receive()  # sit until the server closes
+        return
+    await asyncio.sleep(rng.random())
+    while True:
+        sent_at = time.perf_counter()
+        await ws.send_frame(b'{"type":"ping"}', WSMsgType.TEXT)
+        frame = await ws.receive()
+        if frame.type is not WSMsgType.TEXT:
+            break
+        if stats.measuring:
+            stats.latencies.append(time.perf_counter() - sent_at)
+        await asyncio.sleep(1.0)
+
+
+async def client(
+    session: aiohttp.ClientSession,
+    url: str,
+    mode: str,
+    stats: Stats,
+    rng: random.Random,
+    pinger: bool,
+    gate: asyncio.Semaphore,
+) -> None:
+    try:
+        async with gate:
+            ws = await session.ws_connect(url, autoping=True, max_msg_size=1 << 16)
+        async with ws:
+            if mode == "play":
+                await play(ws, stats, rng)
+            elif mode == "echo":
+                await echo(ws, stats, rng)
+            else:
+                await idle(ws, stats, rng, pinger)
+    except (aiohttp.ClientError, OSError) as exc:
+        stats.failed += 1
+        stats.error(type(exc).__name__)
+        stats.settle()
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    stats = Stats()
+    stats.expected = args.clients
+    rng = random.Random(args.seed)
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    gate = asyncio.Semaphore(200)  # connects in flight; the server's backlog is finite
+    async with aiohttp.ClientSession(connector=connector) as session:
+        tasks = [
+            asyncio.create_task(
+                client(
+                    session,
+                    args.url,
+                    args.mode,
+                    stats,
+                    random.Random(rng.getrandbits(64)),
+                    index < args.pingers,
+                    gate,
+                )
+            )
+            for index in range(args.clients)
+        ]
+        # Warm up until told to measure (a line on stdin), or for --warmup seconds.
+        await asyncio.sleep(args.warmup)
+        if args.mode == "idle":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stats.all_settled.wait(), args.connect_timeout)
+            print(orjson.dumps({"connected": stats.connected}).decode(), flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        stats.measuring = True
+        sent0, received0, started = stats.sent, stats.received, time.perf_counter()
+        await asyncio.sleep(args.duration)
+        elapsed = time.perf_counter() - started
+        stats.measuring = False
+        sent, received = stats.sent - sent0, stats.received - received0
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(*tasks, return_exceptions=True)
+    return {
+        "mode": args.mode,
+        "clients": args.clients,
+        "connected": stats.connected,
+        "seconds": elapsed,
+        "sent": sent,
+        "received": received,
+        "matches": stats.matches,
+        "latencies": stats.latencies,
+        "errors": stats.errors,
+        "failed": stats.failed,
+    }
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--mode", choices=["play", "echo", "idle"], required=True)
+    parser.add_argument("--clients", type=int, required=True)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--pingers", type=int, default=0)
+    parser.add_argument("--connect-timeout", type=float, default=120.0)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+    except ImportError:
+        report = asyncio.run(main(parse_args()))
+    else:
+        report = uvloop.run(main(parse_args()))
+    sys.stdout.write(orjson.dumps(report).decode() + "\n")
