@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -61,6 +61,8 @@ def percentile(values: list[float], q: float) -> float:
 class Server:
     """The process under test, listening on a fresh port of 127.0.0.1."""
 
+    extra_args: ClassVar[list[str]] = []  # --server-arg, for experiments
+
     def __init__(self, kind: str) -> None:
         self.port = free_port()
         self.url = f"ws://127.0.0.1:{self.port}/applet/websocket"
@@ -83,6 +85,7 @@ class Server:
                 "json",
                 "--log-level",
                 "warning",
+                *self.extra_args,
             ]
         else:
             command = [PYTHON, str(ROOT / "bench" / "echo_server.py"), "--port", str(self.port)]
@@ -115,6 +118,7 @@ async def run_loadgens(
     *,
     pingers: int = 0,
     on_connected: Any = None,
+    match_rate: float = 0.0,
 ) -> list[dict[str, Any]]:
     share = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     procs = [
@@ -135,6 +139,8 @@ async def run_loadgens(
             str(i),
             "--pingers",
             str(pingers // processes),
+            "--match-rate",
+            str(match_rate / processes),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             cwd=ROOT,
@@ -181,12 +187,20 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-async def throughput(kind: str, clients: int, args: argparse.Namespace) -> dict[str, Any]:
+async def throughput(
+    kind: str, clients: int, args: argparse.Namespace, match_rate: float = 0.0
+) -> dict[str, Any]:
     server = Server(kind)
     try:
         mode = "play" if kind == "game" else "echo"
         reports = await run_loadgens(
-            server.url, mode, clients, args.processes, args.window, args.warmup
+            server.url,
+            mode,
+            clients,
+            args.processes,
+            args.window,
+            args.warmup,
+            match_rate=match_rate,
         )
         result = merge(reports)
         result["server_rss_mib"] = round(rss_mib(server.process.pid), 1)
@@ -252,11 +266,20 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         },
     }
     scaling = {}
+    if args.only == "capacity":
+        results["capacity"] = await capacity(args.idle, args)
+        return results
     for clients in args.scaling:
         print(f"throughput: {clients} clients ...", file=sys.stderr, flush=True)
         scaling[str(clients)] = await throughput("game", clients, args)
     results["scaling"] = scaling
     results["throughput"] = scaling.get("500") or next(iter(scaling.values()))
+    print(
+        f"paced: 500 clients offering {args.target_rate:g} matches/s ...",
+        file=sys.stderr,
+        flush=True,
+    )
+    results["paced"] = await throughput("game", 500, args, match_rate=args.target_rate)
     print("ceiling: echo server, 500 clients ...", file=sys.stderr, flush=True)
     results["ceiling"] = await throughput("echo", 500, args)
     results["fraction_of_ceiling"] = round(
@@ -283,11 +306,14 @@ def report(results: dict[str, Any]) -> str:
         )
     ceiling = results["ceiling"]
     capacity = results["capacity"]
+    paced = results["paced"]
     return "\n".join(
         [
             "throughput (best-of-3, think 0, closed loop)",
             table(rows),
             "",
+            f"paced, 500 clients: {paced['matches_per_s']:.0f} matches/s, choice->result p50 "
+            f"{paced['p50_ms']} ms, p99 {paced['p99_ms']} ms, max {paced['max_ms']} ms",
             f"echo ceiling, 500 clients: {ceiling['frames_per_s']:,} frames/s; game server "
             f"{results['throughput']['frames_per_s']:,} frames/s = "
             f"{results['fraction_of_ceiling']:.2f} of the ceiling",
@@ -307,9 +333,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--processes", type=int, default=2, help="load-generator processes")
     parser.add_argument("--idle", type=int, default=15000, help="idle players for capacity")
+    parser.add_argument("--only", choices=["capacity"], help="run one scenario only (prints JSON)")
+    parser.add_argument(
+        "--target-rate", type=float, default=400.0, help="matches/s offered in the paced run"
+    )
     parser.add_argument("--scaling", type=int, nargs="+", default=[100, 500, 1000])
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "latest.json")
+    parser.add_argument(
+        "--server-arg", action="append", default=[], help="extra game server option (repeat)"
+    )
     args = parser.parse_args()
+    Server.extra_args = args.server_arg
     if args.quick:
         args.window, args.warmup, args.idle = 4.0, 2.0, min(args.idle, 5000)
     return args
@@ -320,5 +354,5 @@ if __name__ == "__main__":
     outcome = asyncio.run(main(arguments))
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(orjson.dumps(outcome, option=orjson.OPT_INDENT_2).decode())
-    print(report(outcome))
+    print(report(outcome) if "scaling" in outcome else orjson.dumps(outcome).decode())
     print(f"\nJSON: {arguments.out}")

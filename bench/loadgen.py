@@ -30,6 +30,23 @@ ECHO_FRAME = orjson.dumps(
 )
 
 
+class Pacer:
+    """Spaces joins evenly at ``rate`` per second across this process's clients (0: off)."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self.next_slot = 0.0
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        now = time.monotonic()
+        slot = max(now, self.next_slot)
+        self.next_slot = slot + self.interval
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+
 class Stats:
     def __init__(self) -> None:
         self.sent = 0
@@ -51,8 +68,11 @@ class Stats:
         self.errors[what] = self.errors.get(what, 0) + 1
 
 
-async def play(ws: aiohttp.ClientWebSocketResponse, stats: Stats, rng: random.Random) -> None:
+async def play(
+    ws: aiohttp.ClientWebSocketResponse, stats: Stats, rng: random.Random, pacer: Pacer
+) -> None:
     await ws.send_frame(b'{"type":"hello"}', WSMsgType.TEXT)
+    await pacer.wait()
     await ws.send_frame(b'{"type":"join","bot":"never"}', WSMsgType.TEXT)
     stats.sent += 2
     chosen_at = 0.0
@@ -84,9 +104,12 @@ async def play(ws: aiohttp.ClientWebSocketResponse, stats: Stats, rng: random.Ra
             if message["match_over"]:
                 if stats.measuring:
                     stats.matches += 1
+                await pacer.wait()
                 await ws.send_frame(b'{"type":"join","bot":"never"}', WSMsgType.TEXT)
                 stats.sent += 1
-        elif kind == "error":
+        elif kind == "error" and stats.measuring:
+            # Outside the window, players of a load generator that stopped first vanish
+            # mid-match and in-flight choices are refused: correct, and not measured.
             stats.error(message["code"])
 
 
@@ -137,13 +160,14 @@ async def client(
     rng: random.Random,
     pinger: bool,
     gate: asyncio.Semaphore,
+    pacer: Pacer,
 ) -> None:
     try:
         async with gate:
             ws = await session.ws_connect(url, autoping=True, max_msg_size=1 << 16)
         async with ws:
             if mode == "play":
-                await play(ws, stats, rng)
+                await play(ws, stats, rng, pacer)
             elif mode == "echo":
                 await echo(ws, stats, rng)
             else:
@@ -159,6 +183,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     stats.expected = args.clients
     rng = random.Random(args.seed)
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    pacer = Pacer(2 * args.match_rate)  # two joins make a match
     gate = asyncio.Semaphore(200)  # connects in flight; the server's backlog is finite
     async with aiohttp.ClientSession(connector=connector) as session:
         tasks = [
@@ -171,6 +196,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     random.Random(rng.getrandbits(64)),
                     index < args.pingers,
                     gate,
+                    pacer,
                 )
             )
             for index in range(args.clients)
@@ -214,6 +240,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--pingers", type=int, default=0)
+    parser.add_argument(
+        "--match-rate",
+        type=float,
+        default=0.0,
+        help="play mode: matches/s this process offers (joins are paced); 0 = as fast as possible",
+    )
     parser.add_argument("--connect-timeout", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)

@@ -134,7 +134,6 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
     session = service.connect(connection)
     structlog.contextvars.bind_contextvars(session=session.id, remote=request.remote)
     log.info("connected")
-    connection.start()
     bound_player: str | None = None
     try:
         async for message in ws:

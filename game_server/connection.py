@@ -4,8 +4,9 @@ The game core never awaits a socket. ``send`` encodes and enqueues in O(1). Fram
 during one turn of the event loop are flushed together at the end of it, as one write to
 the transport (one syscall instead of one per frame: a player usually gets ``result`` and
 the next ``start``, or ``queued`` and ``start``, in the same turn). When the peer reads
-too slowly for the transport to keep up, flushing stops and a writer task waits for the
-buffer to drain; if the queue then reaches its limit the client is dropped. That bounds
+too slowly for the transport to keep up, flushing stops and the writer task waits for the
+buffer to drain; if the queue then reaches its limit the client is dropped. The writer
+task starts on the first backpressure or close, so an idle player costs no task. That bounds
 memory per connection and keeps a slow phone from stalling anyone else's match.
 
 Only this class writes game frames to the socket, so frames never interleave; aiohttp
@@ -90,7 +91,7 @@ class Connection:
         """Close after the frames already queued (bounded by ``close_timeout``)."""
         if self._close_request is None:
             self._close_request = (code, reason)
-            self._wake.set()
+            self._wake_writer()
 
     @property
     def pending(self) -> int:
@@ -109,7 +110,7 @@ class Connection:
             return
         if transport.get_write_buffer_size() > WRITE_HIGH_WATER:
             self._backlogged = True  # the writer task takes over until it drains
-            self._wake.set()
+            self._wake_writer()
             return
         if len(queue) == 1:
             transport.write(text_frame(queue.popleft()))
@@ -125,15 +126,17 @@ class Connection:
         self.dropped = True
         self._queue.clear()
         self._close_request = (CLOSE_TRY_AGAIN_LATER, "slow consumer")
-        self._wake.set()
+        self._wake_writer()
         transport = self.request.transport
         if transport is not None:
             transport.abort()
 
     # ------------------------------------------------------------ lifecycle
 
-    def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop())
+    def _wake_writer(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_loop())
+        self._wake.set()
 
     async def finish(self) -> None:
         """The reader is done: stop the writer and make sure the socket is closed."""
