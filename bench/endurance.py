@@ -1,0 +1,96 @@
+"""Endurance: a long bot-vs-bot soak against one server process, watching its memory.
+
+    .venv/bin/python bench/endurance.py                        # 10 minutes, 500 clients
+    .venv/bin/python bench/endurance.py --duration 60 --clients 100
+
+Starts the server (``python -m game_server``) on 127.0.0.1, runs ``python -m bots soak``
+against it in a separate process, samples the server's RSS every ``--sample`` seconds and
+prints the soak's summary with the RSS series. Passes (exit 0) when the soak reports no
+violation or error and RSS after warm-up stays within ``--rss-tolerance`` MiB of its
+post-warm-up level. Writes JSON to ``bench-results/endurance.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import contextlib
+
+from bench import PYTHON, ROOT, Server, rss_mib
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=float, default=600.0)
+    parser.add_argument("--clients", type=int, default=500)
+    parser.add_argument("--sample", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=60.0, help="seconds before RSS counts")
+    parser.add_argument("--rss-tolerance", type=float, default=10.0, help="MiB")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "endurance.json")
+    args = parser.parse_args()
+
+    server = Server("game")
+    samples: list[tuple[float, float]] = []
+    try:
+        soak = subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "bots",
+                "soak",
+                "--url",
+                server.url,
+                "--clients",
+                str(args.clients),
+                "--duration",
+                str(args.duration),
+                "--opponents",
+                "mix",
+                "--json",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+        )
+        started = time.monotonic()
+        while soak.poll() is None:
+            samples.append((round(time.monotonic() - started, 1), rss_mib(server.process.pid)))
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                soak.wait(args.sample)
+        assert soak.stdout is not None
+        summary: dict[str, Any] = orjson.loads(soak.stdout.read().splitlines()[-1])
+    finally:
+        server.stop()
+
+    after = [rss for at, rss in samples if at >= min(args.warmup, args.duration / 2)]
+    baseline = after[0] if after else float("nan")
+    growth = max(after) - baseline if after else float("nan")
+    result = {
+        "clients": args.clients,
+        "duration_s": args.duration,
+        "soak": summary,
+        "rss_mib": samples,
+        "rss_after_warmup_mib": baseline,
+        "rss_growth_mib": round(growth, 1),
+        "soak_exit": soak.returncode,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    print(f"soak exit {soak.returncode}: {orjson.dumps(summary).decode()[:600]}")
+    print("RSS MiB:", " ".join(f"{rss:.0f}" for _, rss in samples))
+    print(f"RSS after warm-up {baseline:.1f} MiB, growth {growth:.1f} MiB; JSON: {args.out}")
+    healthy = soak.returncode == 0 and growth <= args.rss_tolerance
+    return 0 if healthy else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
