@@ -3,6 +3,18 @@
 It speaks only the public protocol (through ``protocol``'s codec), checks what it can
 see of the rules as it plays, and records anything off-spec as a violation, so the same
 client serves end-to-end tests, soak runs and load benchmarks.
+
+Three pieces, the last two sans-I/O so they can be tested with fabricated messages:
+
+- :class:`BotClient` connects, says hello, joins, plays and joins again;
+- :class:`MatchChecker` checks one player's view of its matches against the rules
+  (round order, scores, match end, streak scoring);
+- :class:`RoundLedger` cross-checks the two sides of a bot-vs-bot round when both sides
+  are played in the same process (same hands, mirrored outcome and score).
+
+The client is used for load tests with hundreds of clients in one process, so the hot
+path does no logging, keeps no growing lists unless asked to (``keep_results``, the
+default latency lists) and caps the violation and error texts it stores.
 """
 
 from __future__ import annotations
@@ -11,7 +23,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import aiohttp
 import attrs
@@ -19,26 +31,84 @@ import attrs
 from bots.strategies import Strategy, make_strategy
 from protocol import (
     BotMode,
+    Bye,
+    Choice,
     ClientMessage,
+    EndReason,
     Error,
+    ErrorCode,
     Hello,
     Hi,
     Join,
     MakeChoice,
     Movement,
+    MovementKind,
+    Outcome,
     Pong,
     ProtocolError,
     Queued,
     Result,
     ServerMessage,
     Start,
+    Winner,
     decode_server,
     encode,
+    judge,
 )
+
+__all__ = [
+    "DEFAULT_URL",
+    "BotClient",
+    "BotReport",
+    "LatencySink",
+    "MatchChecker",
+    "Phase",
+    "ProtocolViolation",
+    "RoundLedger",
+    "compare_sides",
+]
 
 M = TypeVar("M", bound=ServerMessage)
 
 DEFAULT_URL = "ws://127.0.0.1:9595/applet/websocket"
+DEFAULT_MAX_TEXTS = 50
+"""Violation and error texts kept per client; all of them are counted."""
+
+_WS_TIMEOUT = aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0)
+_FORFEITS = frozenset({EndReason.FORFEIT, EndReason.OPPONENT_LEFT})
+_MIRROR_WINNER = {
+    Winner.YOU: Winner.OPPONENT,
+    Winner.OPPONENT: Winner.YOU,
+    Winner.DRAW: Winner.DRAW,
+}
+_PAIRED_REASON = {
+    EndReason.ROUNDS: EndReason.ROUNDS,
+    EndReason.AFK: EndReason.AFK,
+    EndReason.FORFEIT: EndReason.OPPONENT_LEFT,
+    EndReason.OPPONENT_LEFT: EndReason.FORFEIT,
+}
+# A join answered with one of these gets no ``queued``: the server thinks we still play.
+_JOIN_REFUSED = frozenset({ErrorCode.ALREADY_IN_MATCH, ErrorCode.ALREADY_QUEUED})
+
+
+class ProtocolViolation(ConnectionError):
+    """The server broke the protocol so that this connection cannot go on (already recorded)."""
+
+
+class LatencySink(Protocol):
+    """Where latencies go: a ``list`` or anything with ``append`` (e.g. a histogram)."""
+
+    def append(self, seconds: float, /) -> None: ...
+
+
+class Phase:
+    """What a :class:`BotClient` is doing, for watchdogs and progress displays."""
+
+    OFFLINE = "offline"
+    CONNECTING = "connecting"  # connecting or waiting for hi
+    IDLE = "idle"  # between matches
+    QUEUED = "queued"  # join sent, no start yet
+    PLAYING = "playing"  # in a match
 
 
 @attrs.define
@@ -53,17 +123,322 @@ class BotReport:
     bot_opponents: int = 0
     sent: int = 0
     received: int = 0
-    errors: list[str] = attrs.Factory(list)
-    violations: list[str] = attrs.Factory(list)
+    errors: list[str] = attrs.Factory(list)  # the first texts; error_count counts all
+    violations: list[str] = attrs.Factory(list)  # the first texts; violation_count counts all
     choice_latency: list[float] = attrs.Factory(list)  # choice sent -> result received, s
     start_latency: list[float] = attrs.Factory(list)  # join sent -> first start, s
     results: list[Result] = attrs.Factory(list)  # final results, for cross-checks
     player_id: str | None = None
     total_score: int = 0
     win_streak: int = 0
+    error_count: int = 0
+    violation_count: int = 0
+    error_codes: dict[str, int] = attrs.Factory(dict)
+    bot_matches: int = 0  # finished matches against a house bot
+    bye_reason: str | None = None  # the last bye the server sent
+
+
+# ---------------------------------------------------------------- rule checks
+
+
+class MatchChecker:
+    """One player's view of its matches, checked against the rules; sans-I/O.
+
+    Call :meth:`joined` after sending ``join``, :meth:`chose` after sending a hand, and
+    :meth:`start`, :meth:`movement` and :meth:`result` with what arrives. Each broken rule
+    is passed to ``violation`` as a short text.
+
+    Totals: a new player starts from 0/0; the streak rule is checked from the previous
+    final result. After a reconnect that may have forfeited a match we never saw the end
+    of, call :meth:`forget_totals`: the next final result is then taken as it is.
+    """
+
+    def __init__(self, violation: Callable[[str], None]) -> None:
+        self._violation = violation
+        self.total_score = 0
+        self.win_streak = 0
+        self.totals_known = True
+        self.match_id: str | None = None
+        self.opponent_id: str | None = None
+        self.best_of = 0
+        self.round = 0  # the round of the latest start; 0 before the first
+        self.resolved = True  # the latest round has had its result
+        self.wins = 0  # rounds won in this match, counted from the results
+        self.losses = 0
+        self.chosen: Choice | None = None  # our hand in the current round, if sent
+        self.movement_seen = False
+        self.over = False  # the final result of this match has arrived
+
+    def forget_totals(self) -> None:
+        self.totals_known = False
+
+    def new_player(self) -> None:
+        """The server created a new player for us: totals start again from 0/0."""
+        self.total_score = self.win_streak = 0
+        self.totals_known = True
+
+    def joined(self) -> None:
+        self.match_id = self.opponent_id = None
+        self.best_of = self.round = self.wins = self.losses = 0
+        self.resolved = True
+        self.chosen = None
+        self.over = False
+
+    def chose(self, choice: Choice) -> None:
+        self.chosen = choice
+
+    def start(self, m: Start) -> None:
+        v = self._violation
+        mid = m.match_id
+        if self.match_id is None:
+            self.match_id, self.opponent_id, self.best_of = mid, m.opponent.id, m.best_of
+            if m.round != 1:
+                v(f"{mid}: first start is round {m.round}, not 1")
+        else:
+            if self.over:
+                v(f"{mid}: start of round {m.round} after the final result of {self.match_id}")
+            elif mid != self.match_id:
+                v(f"start for {mid} while playing {self.match_id}")
+            if not self.resolved:
+                v(f"{mid}: start of round {m.round} before the result of round {self.round}")
+            if m.round != self.round + 1:
+                v(f"{mid}: start of round {m.round} after round {self.round}")
+            if m.best_of != self.best_of:
+                v(f"{mid}: best_of changed from {self.best_of} to {m.best_of}")
+            if m.opponent.id != self.opponent_id:
+                v(f"{mid}: opponent changed from {self.opponent_id} to {m.opponent.id}")
+        if m.round > m.best_of:
+            v(f"{mid}: round {m.round} of best of {m.best_of}")
+        if m.score.you != self.wins or m.score.opponent != self.losses:
+            v(
+                f"{mid}: start of round {m.round} says {m.score.you}-{m.score.opponent},"
+                f" results say {self.wins}-{self.losses}"
+            )
+        self.round = m.round
+        self.resolved = False
+        self.chosen = None
+        self.movement_seen = False
+
+    def movement(self, m: Movement) -> None:
+        v = self._violation
+        if m.match_id != self.match_id or self.over:
+            v(f"movement for {m.match_id} while playing {self.match_id}")
+        elif m.round != self.round:
+            v(f"{m.match_id}: movement for round {m.round} in round {self.round}")
+        elif m.kind is MovementKind.CHOICE:
+            if self.resolved:
+                v(f"{m.match_id}: choice movement after the result of round {m.round}")
+            elif self.movement_seen:
+                v(f"{m.match_id}: second choice movement in round {m.round}")
+            self.movement_seen = True
+
+    def result(self, m: Result) -> None:
+        v = self._violation
+        mid, rnd = m.match_id, m.round
+        forfeit = m.reason in _FORFEITS
+        if self.match_id is None:
+            v(f"{mid}: result of round {rnd} before any start")
+        elif mid != self.match_id:
+            v(f"result for {mid} while playing {self.match_id}")
+        if self.over:
+            v(f"{mid}: result of round {rnd} after the final result")
+        elif rnd != self.round:
+            v(f"{mid}: result of round {rnd} in round {self.round}")
+        elif self.resolved and not forfeit:  # a forfeit in the pause repeats the round number
+            v(f"{mid}: second result of round {rnd}")
+        self.resolved = True
+        if m.you is not None and m.you is not self.chosen:
+            v(f"{mid}: round {rnd} says we played {m.you}, we sent {self.chosen}")
+        if forfeit:
+            want = (
+                (Outcome.LOSE, Winner.OPPONENT)
+                if m.reason is EndReason.FORFEIT
+                else (Outcome.WIN, Winner.YOU)
+            )
+            if (m.outcome, m.winner) != want:
+                v(f"{mid}: {m.reason} with outcome {m.outcome} and winner {m.winner}")
+        else:
+            expected = judge(m.you, m.opponent)
+            if m.outcome is not expected:
+                v(f"{mid}: round {rnd} {m.you} vs {m.opponent} is {expected}, got {m.outcome}")
+            if m.outcome is Outcome.WIN:
+                self.wins += 1
+            elif m.outcome is Outcome.LOSE:
+                self.losses += 1
+        if m.score.you != self.wins or m.score.opponent != self.losses:
+            v(
+                f"{mid}: result of round {rnd} says {m.score.you}-{m.score.opponent},"
+                f" results say {self.wins}-{self.losses}"
+            )
+        rounds_left = self.best_of - rnd
+        decided = rounds_left <= 0 or abs(self.wins - self.losses) > rounds_left
+        if not m.match_over:
+            if (
+                m.winner is not None
+                or m.reason is not None
+                or m.total_score is not None
+                or m.win_streak is not None
+            ):
+                v(f"{mid}: non-final result of round {rnd} carries final fields")
+            if decided:
+                v(f"{mid}: not over at {self.wins}-{self.losses} after round {rnd}/{self.best_of}")
+            return
+        self.over = True
+        self._final(m, decided)
+
+    def _final(self, m: Result, decided: bool) -> None:
+        v = self._violation
+        mid = m.match_id
+        if m.winner is None or m.reason is None or m.total_score is None or m.win_streak is None:
+            v(f"{mid}: final result without winner/reason/total_score/win_streak")
+            self.totals_known = False
+            return
+        if m.reason is EndReason.ROUNDS:
+            if not decided:
+                v(f"{mid}: ended by rounds at {self.wins}-{self.losses} after round {m.round}")
+            leader = (
+                Winner.YOU
+                if self.wins > self.losses
+                else Winner.OPPONENT
+                if self.losses > self.wins
+                else Winner.DRAW
+            )
+            if m.winner is not leader:
+                v(f"{mid}: winner {m.winner} at {self.wins}-{self.losses}")
+        elif m.reason is EndReason.AFK and (
+            (m.winner is Winner.YOU and m.opponent is not None)
+            or (m.winner is Winner.OPPONENT and m.you is not None)
+            or (m.winner is Winner.DRAW and (m.you is not None or m.opponent is not None))
+        ):
+            v(f"{mid}: afk winner {m.winner} with hands {m.you} vs {m.opponent}")
+        if self.totals_known:
+            streak, total = self.win_streak, self.total_score
+            if m.winner is Winner.YOU:
+                streak += 1
+                total += streak
+            elif m.winner is Winner.OPPONENT:
+                streak = 0
+            if m.total_score != total or m.win_streak != streak:
+                v(
+                    f"{mid}: streak scoring: from total {self.total_score} streak"
+                    f" {self.win_streak}, winner {m.winner} gives {total}/{streak},"
+                    f" got {m.total_score}/{m.win_streak}"
+                )
+        elif m.total_score < self.total_score:
+            v(f"{mid}: total score went down from {self.total_score} to {m.total_score}")
+        self.total_score, self.win_streak = m.total_score, m.win_streak
+        self.totals_known = True
+
+
+def compare_sides(
+    a_player: str,
+    a_opponent: str | None,
+    a: Result,
+    b_player: str,
+    b_opponent: str | None,
+    b: Result,
+) -> list[str]:
+    """What differs between two players' results of the same round (empty: consistent)."""
+    where = f"{a.match_id} round {a.round} ({a_player} vs {b_player})"
+    problems: list[str] = []
+    if a_player == b_player:
+        return [f"{where}: two results for the same player"]
+    if a_opponent != b_player or b_opponent != a_player:
+        problems.append(f"{where}: opponents {a_opponent} and {b_opponent}")
+    if a.you is not b.opponent or a.opponent is not b.you:
+        problems.append(
+            f"{where}: hands differ: {a.you} vs {a.opponent} against {b.opponent} vs {b.you}"
+        )
+    if a.outcome.mirrored is not b.outcome:
+        problems.append(f"{where}: outcomes {a.outcome} and {b.outcome} are not mirrored")
+    if a.score.you != b.score.opponent or a.score.opponent != b.score.you:
+        problems.append(
+            f"{where}: scores {a.score.you}-{a.score.opponent} and"
+            f" {b.score.you}-{b.score.opponent} are not mirrored"
+        )
+    if a.match_over != b.match_over:
+        problems.append(f"{where}: match_over {a.match_over} and {b.match_over}")
+    elif a.match_over:
+        if a.winner is None or b.winner is None or _MIRROR_WINNER[a.winner] is not b.winner:
+            problems.append(f"{where}: winners {a.winner} and {b.winner} are not mirrored")
+        if a.reason is None or _PAIRED_REASON[a.reason] is not b.reason:
+            problems.append(f"{where}: reasons {a.reason} and {b.reason} do not match")
+    return problems
+
+
+_Entry = tuple[str, str | None, Result, float]
+
+
+class RoundLedger:
+    """Both sides' results of each round of bot-vs-bot matches played in one process.
+
+    The first side to report a round is kept; when the other side reports it, the two are
+    compared with :func:`compare_sides` and the entry is deleted. Entries whose partner
+    never comes (a foreign client, a disconnect) are dropped by :meth:`sweep` after
+    ``ttl`` seconds, so memory stays proportional to the rounds in flight. Forfeit results
+    are kept apart from ordinary ones: a forfeit in the pause after a round repeats that
+    round's number.
+    """
+
+    def __init__(self, *, ttl: float = 30.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self.paired = 0  # rounds seen from both sides
+        self.expired = 0  # entries dropped without a partner
+        self._pending: dict[tuple[str, int, bool], _Entry] = {}
+        self._records = 0
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def record(self, player_id: str, opponent_id: str | None, result: Result) -> list[str] | None:
+        """Record one side; ``None`` if it is the first side, else the problems found."""
+        key = (result.match_id, result.round, result.reason in _FORFEITS)
+        pending = self._pending
+        other = pending.pop(key, None)
+        if other is None:
+            pending[key] = (player_id, opponent_id, result, self.clock())
+            self._records += 1
+            if self._records & 4095 == 0:
+                self.sweep()
+            return None
+        if other[0] == player_id:
+            pending[key] = other
+            return [f"{result.match_id} round {result.round}: two results for {player_id}"]
+        self.paired += 1
+        return compare_sides(other[0], other[1], other[2], player_id, opponent_id, result)
+
+    def sweep(self, now: float | None = None) -> int:
+        """Drop the entries older than ``ttl``; returns how many."""
+        cutoff = (self.clock() if now is None else now) - self.ttl
+        pending = self._pending
+        dropped = 0
+        while pending:
+            key = next(iter(pending))  # insertion order is age order
+            if pending[key][3] > cutoff:
+                break
+            del pending[key]
+            dropped += 1
+        self.expired += dropped
+        return dropped
+
+    def clear(self) -> None:
+        self._pending.clear()
+
+
+# ---------------------------------------------------------------- the client
 
 
 class BotClient:
+    """One bot player over one WebSocket at a time (reconnects keep the player's token).
+
+    ``mode`` is the ``join.bot`` mode; with ``house_share`` > 0 that share of joins asks
+    for a house bot (``now``) instead. ``ledger`` cross-checks bot-vs-bot rounds with the
+    other clients of this process. ``choice_latency``/``start_latency`` replace the
+    report's lists as latency sinks; ``on_result(result, first)`` is called for every
+    result, ``first`` being false when the other side already reported that round here.
+    """
+
     def __init__(
         self,
         url: str = DEFAULT_URL,
@@ -75,6 +450,12 @@ class BotClient:
         rng: random.Random | None = None,
         keep_results: bool = False,
         clock: Callable[[], float] = time.perf_counter,
+        house_share: float = 0.0,
+        ledger: RoundLedger | None = None,
+        choice_latency: LatencySink | None = None,
+        start_latency: LatencySink | None = None,
+        on_result: Callable[[Result, bool], None] | None = None,
+        max_texts: int = DEFAULT_MAX_TEXTS,
     ) -> None:
         self.url = url
         self.rng = rng or random.Random()
@@ -84,32 +465,67 @@ class BotClient:
         self.think = think
         self.keep_results = keep_results
         self.clock = clock
+        self.house_share = house_share
+        self.ledger = ledger
+        self.on_result = on_result
+        self.max_texts = max_texts
         self.report = BotReport()
+        self.checker = MatchChecker(self.record_violation)
+        self._choice_latency: LatencySink = (
+            self.report.choice_latency if choice_latency is None else choice_latency
+        )
+        self._start_latency: LatencySink = (
+            self.report.start_latency if start_latency is None else start_latency
+        )
+        self.token: str | None = None
+        self.phase = Phase.OFFLINE
+        self.last_activity = clock()  # the last frame sent or received
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._match_pending = False  # a join is out: a drop now may forfeit a match
+
+    @property
+    def connected(self) -> bool:
+        return self._ws is not None
 
     async def play(
         self,
-        matches: int,
+        matches: int | None,
         *,
         session: aiohttp.ClientSession | None = None,
         stop: asyncio.Event | None = None,
     ) -> BotReport:
-        """Connect, say hello and play ``matches`` matches (or until ``stop`` is set)."""
+        """Connect, say hello and play until the report holds ``matches`` matches.
+
+        ``None`` plays until ``stop`` is set; ``stop`` is looked at between matches. A
+        second call reconnects as the same player (with the token from ``hi``).
+        """
         own_session = session is None
         session = session or aiohttp.ClientSession()
+        report = self.report
+        self.phase = Phase.CONNECTING
+        self.last_activity = self.clock()
         try:
-            async with session.ws_connect(self.url, autoping=True, max_msg_size=1 << 16) as ws:
+            async with session.ws_connect(
+                self.url, autoping=True, max_msg_size=1 << 16, timeout=_WS_TIMEOUT
+            ) as ws:
                 self._ws = ws
-                await self._send(Hello(name=self.name))
-                hi = await self._expect(Hi)
-                self.report.player_id = hi.player_id
-                while self.report.matches < matches and not (stop and stop.is_set()):
-                    await self._play_one_match(stop)
+                await self._hello()
+                while (matches is None or report.matches < matches) and not (
+                    stop is not None and stop.is_set()
+                ):
+                    await self._play_one_match()
         finally:
             self._ws = None
+            self.phase = Phase.OFFLINE
             if own_session:
                 await session.close()
-        return self.report
+        return report
+
+    def record_violation(self, text: str) -> None:
+        report = self.report
+        report.violation_count += 1
+        if len(report.violations) < self.max_texts:
+            report.violations.append(text)
 
     # ------------------------------------------------------------ internals
 
@@ -117,95 +533,152 @@ class BotClient:
         assert self._ws is not None
         await self._ws.send_frame(encode(message), aiohttp.WSMsgType.TEXT)
         self.report.sent += 1
+        self.last_activity = self.clock()
 
     async def _receive(self) -> ServerMessage:
-        assert self._ws is not None
-        frame = await self._ws.receive()
-        if frame.type is not aiohttp.WSMsgType.TEXT:
-            raise ConnectionError(f"socket closed ({frame.type.name}, code {self._ws.close_code})")
-        self.report.received += 1
-        try:
-            return decode_server(frame.data)
-        except ProtocolError as exc:
-            self.report.violations.append(f"undecodable frame: {exc.message}")
-            raise
+        ws = self._ws
+        assert ws is not None
+        report = self.report
+        while True:
+            frame = await ws.receive()
+            self.last_activity = self.clock()
+            if frame.type is not aiohttp.WSMsgType.TEXT:
+                raise ConnectionError(f"socket closed ({frame.type.name}, code {ws.close_code})")
+            report.received += 1
+            try:
+                message = decode_server(frame.data)
+            except ProtocolError as exc:
+                self.record_violation(f"undecodable frame: {exc.message}")
+                continue
+            if isinstance(message, Bye):
+                report.bye_reason = message.reason
+                raise ConnectionError(f"server said bye: {message.reason}")
+            return message
 
     async def _expect(self, kind: type[M]) -> M:
         message = await self._receive()
         if not isinstance(message, kind):
-            self._violation(f"expected {kind.TYPE}, got {message!r}")
-            raise ConnectionError(f"protocol violation: expected {kind.TYPE}")
+            self.record_violation(f"expected {kind.TYPE}, got {message!r}")
+            raise ProtocolViolation(f"protocol violation: expected {kind.TYPE}")
         return message
 
-    def _violation(self, text: str) -> None:
-        self.report.violations.append(text)
+    def _error(self, error: Error) -> None:
+        report = self.report
+        report.error_count += 1
+        code = error.code.value
+        report.error_codes[code] = report.error_codes.get(code, 0) + 1
+        if len(report.errors) < self.max_texts:
+            report.errors.append(f"{code}: {error.message}")
 
-    async def _play_one_match(self, stop: asyncio.Event | None) -> None:
-        joined_at = self.clock()
-        await self._send(Join(bot=self.mode))
-        await self._expect(Queued)
-        match_id: str | None = None
-        expected_round = 1
+    async def _hello(self) -> None:
+        await self._send(Hello(name=self.name, token=self.token))
+        hi = await self._expect(Hi)
+        if self.report.player_id is not None:
+            if hi.player_id != self.report.player_id:
+                self.checker.new_player()  # the token was forgotten: a new player, 0/0
+            elif self._match_pending:
+                self.checker.forget_totals()  # a match may have been forfeited meanwhile
+        self._match_pending = False
+        self.report.player_id = hi.player_id
+        self.token = hi.token
+        self.phase = Phase.IDLE
+
+    async def _await_queued(self) -> None:
+        """The next message after ``join`` must be ``queued``: nothing about an old match."""
+        while True:
+            message = await self._receive()
+            if isinstance(message, Queued):
+                return
+            if isinstance(message, Error):
+                self._error(message)
+                if message.code not in _JOIN_REFUSED:
+                    continue  # e.g. a choice that crossed the final result: counted as an error
+                self.record_violation(f"join refused with {message.code} after a final result")
+            else:
+                self.record_violation(f"expected queued after join, got {message!r}")
+            raise ProtocolViolation("protocol violation: expected queued")
+
+    async def _play_one_match(self) -> None:
+        report = self.report
+        checker = self.checker
+        ledger = self.ledger
+        on_result = self.on_result
+        clock = self.clock
+        mode = self.mode
+        if self.house_share and self.rng.random() < self.house_share:
+            mode = BotMode.NOW
+        self._match_pending = True
+        self.phase = Phase.QUEUED
+        joined_at = clock()
+        await self._send(Join(bot=mode))
+        await self._await_queued()
+        checker.joined()
+        started = False
+        opponent_bot = False
         chosen_at: float | None = None
         while True:
             message = await self._receive()
             if isinstance(message, Start):
-                if match_id is None:
-                    match_id = message.match_id
-                    self.report.start_latency.append(self.clock() - joined_at)
-                    if message.opponent.bot:
-                        self.report.bot_opponents += 1
-                if message.match_id != match_id:
-                    self._violation(f"start for match {message.match_id}, playing {match_id}")
-                if message.round != expected_round:
-                    self._violation(f"start round {message.round}, expected {expected_round}")
-                expected_round = message.round + 1
+                if not started:
+                    started = True
+                    self.phase = Phase.PLAYING
+                    self._start_latency.append(clock() - joined_at)
+                    opponent_bot = message.opponent.bot
+                    if opponent_bot:
+                        report.bot_opponents += 1
+                checker.start(message)
                 await self._think(message.round_ms)
-                chosen_at = self.clock()
+                choice = self.strategy.next_choice()
+                checker.chose(choice)
+                chosen_at = clock()
                 await self._send(
-                    MakeChoice(
-                        match_id=message.match_id,
-                        round=message.round,
-                        choice=self.strategy.next_choice(),
-                    )
+                    MakeChoice(match_id=message.match_id, round=message.round, choice=choice)
                 )
             elif isinstance(message, Result):
-                if message.match_id != match_id:
-                    self._violation(f"result for match {message.match_id}, playing {match_id}")
                 if chosen_at is not None:
-                    self.report.choice_latency.append(self.clock() - chosen_at)
+                    self._choice_latency.append(clock() - chosen_at)
                     chosen_at = None
-                self.report.rounds += 1
+                report.rounds += 1
+                checker.result(message)
                 self.strategy.observe(message.you, message.opponent)
+                first = True
+                if ledger is not None and not opponent_bot and report.player_id is not None:
+                    problems = ledger.record(report.player_id, checker.opponent_id, message)
+                    if problems is not None:
+                        first = False
+                        for problem in problems:
+                            self.record_violation(problem)
+                if on_result is not None:
+                    on_result(message, first)
                 if message.match_over:
-                    self._finish(message)
+                    self._finish(message, opponent_bot)
                     return
+            elif isinstance(message, Movement):
+                checker.movement(message)
             elif isinstance(message, Error):
-                self.report.errors.append(f"{message.code.value}: {message.message}")
-            elif isinstance(message, Movement | Pong):
-                continue
-            else:
-                self._violation(f"unexpected {message.TYPE} during a match")
+                self._error(message)
+            elif not isinstance(message, Pong):
+                self.record_violation(f"unexpected {message.TYPE} during a match")
 
     async def _think(self, round_ms: int) -> None:
         low, high = self.think
         if high > 0:
             await asyncio.sleep(min(self.rng.uniform(low, high), round_ms / 1000 * 0.8))
 
-    def _finish(self, result: Result) -> None:
+    def _finish(self, result: Result, opponent_bot: bool) -> None:
         report = self.report
         report.matches += 1
-        if result.winner is None or result.reason is None or result.total_score is None:
-            self._violation(f"final result without winner/reason/total: {result!r}")
-        elif result.winner.value == "you":
+        self._match_pending = False
+        self.phase = Phase.IDLE
+        if opponent_bot:
+            report.bot_matches += 1
+        if result.winner is Winner.YOU:
             report.wins += 1
-        elif result.winner.value == "opponent":
+        elif result.winner is Winner.OPPONENT:
             report.losses += 1
-        else:
+        elif result.winner is Winner.DRAW:
             report.draws += 1
-        if result.total_score is not None and result.total_score < report.total_score:
-            self._violation(f"total score went down: {report.total_score} -> {result.total_score}")
-        report.total_score = result.total_score or 0
-        report.win_streak = result.win_streak or 0
+        report.total_score = self.checker.total_score
+        report.win_streak = self.checker.win_streak
         if self.keep_results:
             report.results.append(result)
