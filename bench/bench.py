@@ -22,10 +22,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -122,6 +124,7 @@ async def run_loadgens(
     match_rate: float = 0.0,
 ) -> list[dict[str, Any]]:
     share = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
+    reports_dir = Path(tempfile.mkdtemp(prefix="rps-bench-"))
     procs = [
         await asyncio.create_subprocess_exec(
             PYTHON,
@@ -142,6 +145,8 @@ async def run_loadgens(
             str(pingers // processes),
             "--match-rate",
             str(match_rate / processes),
+            "--report",
+            str(reports_dir / f"{i}.json"),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             cwd=ROOT,
@@ -159,10 +164,10 @@ async def run_loadgens(
             assert proc.stdin is not None
             proc.stdin.write(b"go\n")
             await proc.stdin.drain()
-    reports = []
     for proc in procs:
-        out, _ = await proc.communicate()
-        reports.append(orjson.loads(out.splitlines()[-1]))
+        await proc.communicate()
+    reports = [orjson.loads((reports_dir / f"{i}.json").read_bytes()) for i in range(processes)]
+    shutil.rmtree(reports_dir)
     return reports
 
 

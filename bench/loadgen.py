@@ -18,6 +18,7 @@ import contextlib
 import random
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -25,6 +26,7 @@ import orjson
 from aiohttp import WSMsgType
 
 HANDS = ("rock", "paper", "scissors")
+RESERVOIR = 20_000
 ECHO_FRAME = orjson.dumps(
     {"type": "choice", "match_id": "m_0123456789ab", "round": 1, "choice": "rock"}
 )
@@ -52,7 +54,9 @@ class Stats:
         self.sent = 0
         self.received = 0
         self.matches = 0
-        self.latencies: list[float] = []  # seconds; sampled
+        self.latencies: list[float] = []  # seconds; a uniform reservoir sample
+        self.latency_count = 0
+        self._rng = random.Random(0)
         self.errors: dict[str, int] = {}
         self.connected = 0
         self.failed = 0
@@ -63,6 +67,16 @@ class Stats:
     def settle(self) -> None:
         if self.connected + self.failed >= self.expected:
             self.all_settled.set()
+
+    def latency(self, seconds: float) -> None:
+        """Reservoir sampling (algorithm R): bounded memory, unbiased percentiles."""
+        self.latency_count += 1
+        if len(self.latencies) < RESERVOIR:
+            self.latencies.append(seconds)
+        else:
+            slot = self._rng.randrange(self.latency_count)
+            if slot < RESERVOIR:
+                self.latencies[slot] = seconds
 
     def error(self, what: str) -> None:
         self.errors[what] = self.errors.get(what, 0) + 1
@@ -99,8 +113,8 @@ async def play(
             )
             stats.sent += 1
         elif kind == "result":
-            if stats.measuring and chosen_at and rng.random() < 0.25:
-                stats.latencies.append(time.perf_counter() - chosen_at)
+            if stats.measuring and chosen_at:
+                stats.latency(time.perf_counter() - chosen_at)
             if message["match_over"]:
                 if stats.measuring:
                     stats.matches += 1
@@ -148,7 +162,7 @@ async def idle(
         if frame.type is not WSMsgType.TEXT:
             break
         if stats.measuring:
-            stats.latencies.append(time.perf_counter() - sent_at)
+            stats.latency(time.perf_counter() - sent_at)
         await asyncio.sleep(1.0)
 
 
@@ -248,6 +262,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--connect-timeout", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--report", type=Path, help="write the JSON report here, not stdout")
     return parser.parse_args(argv)
 
 
@@ -258,4 +273,11 @@ if __name__ == "__main__":
         report = asyncio.run(main(parse_args()))
     else:
         report = uvloop.run(main(parse_args()))
-    sys.stdout.write(orjson.dumps(report).decode() + "\n")
+    arguments = parse_args()
+    data = orjson.dumps(report)
+    if arguments.report:
+        # A file, not the pipe: stdout may be non-blocking under the event loop and cut a
+        # large report short.
+        arguments.report.write_bytes(data)
+    else:
+        sys.stdout.write(data.decode() + "\n")
