@@ -19,23 +19,11 @@ from collections.abc import Sequence
 
 import aiohttp
 
+from bots.argtypes import seconds_range
 from bots.client import DEFAULT_URL, BotClient, BotReport
 from bots.soak import OPPONENT_MODES, SoakConfig, SoakSummary, run_soak
 from bots.strategies import MIX, STRATEGY_NAMES, make_strategy
 from protocol import BotMode
-
-
-def seconds_range(text: str) -> tuple[float, float]:
-    """``"1.5"`` or ``"0.2-1.0"`` (seconds) to a (low, high) pair."""
-    try:
-        low_text, sep, high_text = text.partition("-")
-        low = float(low_text)
-        high = float(high_text) if sep else low
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected SECONDS or LOW-HIGH, got {text!r}") from None
-    if not 0 <= low <= high or not high < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected 0 <= LOW <= HIGH, got {text!r}")
-    return low, high
 
 
 def _number(kind: type[float] | type[int], minimum: float, text: str) -> float:

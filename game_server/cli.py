@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import structlog
 from aiohttp import web
 
+from bots.argtypes import seconds_range
 from bots.strategies import MIX, STRATEGY_NAMES
 from game_server import __version__
 from game_server.app import WEBSOCKET_PATH, ServerConfig, create_app
@@ -22,19 +23,6 @@ from game_server.service import ServiceConfig
 log = structlog.get_logger("game_server")
 
 DEFAULT_PORT = 9595
-
-
-def seconds_range(text: str) -> tuple[float, float]:
-    """``"1.5"`` or ``"0.4-1.6"`` (seconds) to a (low, high) pair."""
-    try:
-        low_text, sep, high_text = text.partition("-")
-        low = float(low_text)
-        high = float(high_text) if sep else low
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected SECONDS or LOW-HIGH, got {text!r}") from None
-    if not 0 <= low <= high:
-        raise argparse.ArgumentTypeError(f"expected 0 <= LOW <= HIGH, got {text!r}")
-    return low, high
 
 
 def positive_float(text: str) -> float:

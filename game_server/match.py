@@ -278,28 +278,23 @@ class Match:
         return Score(you=self.wins[side], opponent=self.wins[1 - side])
 
     def _result_for(self, side: int, mine: Choice | None, theirs: Choice | None) -> Result:
-        outcome = judge(mine, theirs)
+        result = Result(
+            match_id=self.match_id,
+            round=self.round,
+            you=mine,
+            opponent=theirs,
+            outcome=judge(mine, theirs),
+            score=self._score(side),
+        )
         if not self.over:
-            return Result(
-                match_id=self.match_id,
-                round=self.round,
-                you=mine,
-                opponent=theirs,
-                outcome=outcome,
-                score=self._score(side),
-            )
+            return result
         if self.winner is None:
             match_outcome = Outcome.DRAW
         else:
             match_outcome = Outcome.WIN if self.winner == side else Outcome.LOSE
         stats = self.seats[side].stats
-        return Result(
-            match_id=self.match_id,
-            round=self.round,
-            you=mine,
-            opponent=theirs,
-            outcome=outcome,
-            score=self._score(side),
+        return attrs.evolve(
+            result,
             match_over=True,
             winner=_WINNER_FOR[match_outcome],
             reason=self.reason,
