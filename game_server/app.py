@@ -27,6 +27,15 @@ class ServerConfig:
     heartbeat: float | None = 30.0  # WebSocket ping interval; None turns it off
     send_queue: int = 256
     close_timeout: float = 2.0
+    drain_seconds: float = 30.0  # how long matches may finish after SIGTERM
+
+
+@attrs.define
+class Lifecycle:
+    """Ready once serving; draining from the first stop signal until exit."""
+
+    ready: bool = False
+    draining: bool = False
 
 
 class Ticker:
@@ -69,6 +78,7 @@ TICKER = web.AppKey("ticker", Ticker)
 CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")
 CONFIG = web.AppKey("config", ServerConfig)
 STARTED = web.AppKey("started", float)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 
 
 def create_app(
@@ -79,14 +89,17 @@ def create_app(
     app[CONFIG] = config
     app[CONNECTIONS] = set()
     app[STARTED] = time.monotonic()
+    app[LIFECYCLE] = Lifecycle()
 
     async def start_service(app: web.Application) -> None:
         loop = asyncio.get_running_loop()
         app[SERVICE] = GameService(config.service, clock or loop.time)
         app[TICKER] = Ticker(app[SERVICE], loop)
+        app[LIFECYCLE].ready = True
 
     async def close_sockets(app: web.Application) -> None:
         # Without this, open sockets keep the server's shutdown waiting its full timeout.
+        app[LIFECYCLE].ready = False
         connections: list[Connection] = [*app[CONNECTIONS]]
         for connection in connections:
             connection.send(Bye(reason="shutdown"))
@@ -98,13 +111,30 @@ def create_app(
     app.on_shutdown.append(close_sockets)
     app.router.add_get(WEBSOCKET_PATH, websocket_handler)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     return app
+
+
+async def drain(app: web.Application) -> None:
+    """Stop taking players and let matches in progress end (the caller bounds the wait).
+
+    New WebSocket upgrades get 503 and ``/readyz`` turns 503, so a load balancer moves
+    traffic elsewhere while ``/healthz`` still says the process is alive.
+    """
+    app[LIFECYCLE].draining = True
+    service = app[SERVICE]
+    drained = asyncio.Event()
+    service.on_drained = drained.set
+    log.info("draining", matches=len(service.rooms), players=service.online)
+    service.begin_drain()
+    app[TICKER].sync()
+    await drained.wait()
 
 
 async def healthz(request: web.Request) -> web.Response:
     app = request.app
     body = {
-        "status": "ok",
+        "status": "draining" if app[LIFECYCLE].draining else "ok",
         "version": __version__,
         "uptime_s": round(time.monotonic() - app[STARTED], 1),
         **app[SERVICE].health(),
@@ -112,8 +142,19 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def readyz(request: web.Request) -> web.Response:
+    lifecycle = request.app[LIFECYCLE]
+    ready = lifecycle.ready and not lifecycle.draining
+    status = "ready" if ready else ("draining" if lifecycle.draining else "starting")
+    return web.json_response({"status": status}, status=200 if ready else 503)
+
+
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
     app = request.app
+    if app[LIFECYCLE].draining:
+        raise web.HTTPServiceUnavailable(
+            text="shutting down; connect again", headers={"Retry-After": "1"}
+        )
     config = app[CONFIG]
     service = app[SERVICE]
     ticker = app[TICKER]

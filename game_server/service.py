@@ -51,6 +51,7 @@ log = structlog.get_logger("game_server")
 
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001
 
 
 @attrs.frozen
@@ -130,6 +131,10 @@ class GameService:
         self.rooms: dict[str, Room] = {}
         self.online = 0
         self.matches_finished = 0
+        self.sessions: set[Session] = set()
+        self.draining = False
+        # Called once the last match ends while draining; the shell then closes up.
+        self.on_drained: Callable[[], None] | None = None
         self._tokens: dict[str, str] = {}
         self._session_ids = itertools.count(1)
         self._queue_timer: Timer | None = None
@@ -138,7 +143,9 @@ class GameService:
 
     def connect(self, outlet: Outlet) -> Session:
         guard = FloodGuard(rate=self.config.flood_rate, burst=self.config.flood_burst)
-        return Session(next(self._session_ids), outlet, guard)
+        session = Session(next(self._session_ids), outlet, guard)
+        self.sessions.add(session)
+        return session
 
     def receive(self, session: Session, data: bytes | str) -> None:
         """Handle one text frame. Client mistakes become ``error`` replies, never exceptions."""
@@ -172,6 +179,7 @@ class GameService:
         if session.closed:
             return
         session.closed = True
+        self.sessions.discard(session)
         player = session.player
         if player is None:
             return
@@ -186,6 +194,27 @@ class GameService:
             now + self.config.forget_after, partial(self._forget, player)
         )
         log.info("player_disconnected", player_id=player.id, session=session.id)
+
+    def begin_drain(self) -> None:
+        """Shutting down: everyone not in a match leaves now; matches play to their end.
+
+        Each player is sent ``bye {reason: "shutdown"}`` and closed with 1001 as soon as it
+        has nothing left to play here, so clients reconnect (to another process) at once.
+        """
+        if self.draining:
+            return
+        self.draining = True
+        self._advance()
+        for session in list(self.sessions):
+            player = session.player
+            if player is None or player.room is None:
+                self._kick(session, "shutdown", CLOSE_GOING_AWAY)
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if self.draining and not self.rooms and self.on_drained is not None:
+            callback, self.on_drained = self.on_drained, None
+            callback()
 
     def tick(self, now: float | None = None) -> None:
         """Fire every timer due at ``now`` (default: the clock)."""
@@ -426,6 +455,10 @@ class GameService:
             if human.room is room:
                 human.room = None
         del self.rooms[room.match.match_id]
+        if self.draining:
+            for human in room.humans:
+                if human.session is not None:
+                    self._kick(human.session, "shutdown", CLOSE_GOING_AWAY)
         self.matches_finished += 1
         match = room.match
         log.info(
@@ -435,6 +468,7 @@ class GameService:
             reason=match.reason.value if match.reason else None,
             rounds=match.round,
         )
+        self._check_drained()
 
     # ------------------------------------------------------------ queue and players
 

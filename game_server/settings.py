@@ -1,0 +1,231 @@
+"""Every server option, from the command line, ``RPS_*`` variables or a TOML file.
+
+Precedence, highest first: command line, environment (``RPS_<OPTION>``, and the plain
+``PORT`` that pm2 and PaaS hosts set), the config file (``--config`` or ``RPS_CONFIG``),
+built-in defaults. Values from the environment and the file go through the same
+converters and checks as command-line ones, so a bad ``RPS_BEST_OF`` fails just like a
+bad ``--best-of``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bots.argtypes import seconds_range
+from bots.strategies import MIX, STRATEGY_NAMES
+from game_server import __version__
+from game_server.app import WEBSOCKET_PATH, ServerConfig
+from game_server.match import MatchRules
+from game_server.service import ServiceConfig
+
+ENV_PREFIX = "RPS_"
+DEFAULT_PORT = 9595
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return value
+
+
+def port_number(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, got {text!r}")
+    return value
+
+
+def env_name(dest: str) -> str:
+    return ENV_PREFIX + dest.upper()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    service = ServiceConfig()
+    rules = service.rules
+    server = ServerConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m game_server",
+        description=f"Real-time rock-paper-scissors server: WebSocket at {WEBSOCKET_PATH}, "
+        "/healthz, /readyz and /metrics. Every option can also be set as an environment "
+        f"variable {ENV_PREFIX}<OPTION> (shown below) or in a TOML file given by --config; "
+        "the command line wins over the environment, which wins over the file.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+    def option(flag: str, **kwargs: Any) -> None:
+        dest = flag.removeprefix("--").replace("-", "_")
+        kwargs["help"] = f"{kwargs.get('help', '')} [env {env_name(dest)}]".strip()
+        parser.add_argument(flag, **kwargs)
+
+    parser.add_argument("--version", action="version", version=__version__)
+    option("--config", type=Path, default=None, help="TOML file of options (keys as below)")
+    option("--host", default="0.0.0.0", help="address to listen on")
+    option("--port", type=port_number, default=DEFAULT_PORT, help="port, 0 = any; also PORT")
+    option(
+        "--reuse-port",
+        action="store_true",
+        help="SO_REUSEPORT, so several processes can share the port (each has its own "
+        "queue until a shared matchmaking backend is configured)",
+    )
+    option("--certfile", type=Path, default=None, help="TLS certificate chain (PEM): serve wss://")
+    option("--keyfile", type=Path, default=None, help="TLS private key (PEM)")
+    option("--best-of", type=positive_int, default=rules.best_of, help="rounds per match")
+    option(
+        "--round-seconds",
+        type=positive_float,
+        default=rules.round_seconds,
+        help="time to choose in each round",
+    )
+    option(
+        "--round-pause",
+        type=non_negative_float,
+        default=rules.round_pause,
+        help="pause between a round's result and the next start",
+    )
+    option(
+        "--bot-after",
+        type=non_negative_float,
+        default=service.bot_after,
+        help="seconds a join with bot=auto waits for a human before a bot takes the seat",
+    )
+    option(
+        "--bot-think",
+        type=seconds_range,
+        default=service.bot_think,
+        metavar="SECONDS|LOW-HIGH",
+        help="house bot think time per round, e.g. 0.4-1.6 or 0",
+    )
+    option(
+        "--bot-strategy",
+        choices=[*STRATEGY_NAMES, MIX],
+        default=service.bot_strategy,
+        help="house bot strategy; mix picks one per match",
+    )
+    option(
+        "--rate-limit",
+        type=positive_float,
+        default=service.flood_rate,
+        help="messages a second one connection may send (bursts of twice that pass); beyond "
+        "it messages are dropped with rate_limited, sustained floods are closed with 1008",
+    )
+    option(
+        "--heartbeat",
+        type=non_negative_float,
+        default=server.heartbeat,
+        help="WebSocket ping interval in seconds; a peer that does not answer within half "
+        "of it is disconnected (0 = off)",
+    )
+    option(
+        "--drain-seconds",
+        type=non_negative_float,
+        default=server.drain_seconds,
+        help="on SIGTERM/SIGINT, how long matches in progress may run before the sockets "
+        "are closed",
+    )
+    option(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        default="auto",
+        help="auto: JSON unless stderr is a terminal",
+    )
+    option("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def _file_options(path: Path, parser: argparse.ArgumentParser) -> dict[str, str]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        parser.error(f"cannot read config file {path}: {exc}")
+    known = {action.dest for action in parser._actions}
+    options = {}
+    for key, value in data.items():
+        dest = key.replace("-", "_")
+        if dest not in known or dest in ("help", "version", "config"):
+            parser.error(f"unknown option {key!r} in config file {path}")
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        options[dest] = str(value)
+    return options
+
+
+def parse_settings(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> argparse.Namespace:
+    """Parse with the full precedence; exits with status 2 and a message on bad input."""
+    import os
+
+    environ = os.environ if environ is None else environ
+    parser = build_parser()
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--config", type=Path)
+    known, _ = first.parse_known_args(argv)
+    config_path = known.config or (
+        Path(environ[env_name("config")]) if environ.get(env_name("config")) else None
+    )
+    layered: dict[str, str] = {}
+    if config_path is not None:
+        layered.update(_file_options(config_path, parser))
+    if environ.get("PORT"):
+        layered["port"] = environ["PORT"]
+    for action in parser._actions:
+        value = environ.get(env_name(action.dest))
+        if value is not None and action.dest not in ("help", "version"):
+            layered[action.dest] = value
+
+    flags = {a.dest: a for a in parser._actions}
+    defaults: dict[str, Any] = {}
+    for dest, text in layered.items():
+        action = flags[dest]
+        if isinstance(action, argparse._StoreTrueAction):
+            lowered = text.strip().lower()
+            if lowered not in _TRUE | _FALSE:
+                parser.error(f"{env_name(dest)}: expected true or false, got {text!r}")
+            defaults[dest] = lowered in _TRUE
+        elif action.choices is not None and text not in action.choices:
+            parser.error(f"{env_name(dest)}: expected one of {list(action.choices)}, got {text!r}")
+        else:
+            defaults[dest] = text  # argparse converts string defaults with the option's type
+    parser.set_defaults(**defaults)
+    args = parser.parse_args(argv)
+    if (args.certfile is None) != (args.keyfile is None):
+        parser.error("--certfile and --keyfile go together")
+    return args
+
+
+def config_from(args: argparse.Namespace) -> ServerConfig:
+    rules = MatchRules(
+        best_of=args.best_of, round_seconds=args.round_seconds, round_pause=args.round_pause
+    )
+    service = ServiceConfig(
+        rules=rules,
+        bot_after=args.bot_after,
+        bot_think=args.bot_think,
+        bot_strategy=args.bot_strategy,
+        flood_rate=args.rate_limit,
+        flood_burst=2 * args.rate_limit,
+    )
+    return ServerConfig(
+        service=service, heartbeat=args.heartbeat or None, drain_seconds=args.drain_seconds
+    )
