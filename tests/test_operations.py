@@ -1,0 +1,414 @@
+"""What operators rely on: settings precedence, TLS, systemd notify, graceful drain,
+readiness, heartbeats and SO_REUSEPORT, each with real processes and sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import os
+import signal
+import socket
+import ssl
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestServer
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from bots.client import BotClient
+from game_server.app import ServerConfig, create_app
+from game_server.match import MatchRules
+from game_server.service import ServiceConfig
+from game_server.settings import parse_settings
+from protocol import BotMode
+
+PYTHON = sys.executable
+
+
+# ---------------------------------------------------------------- settings
+
+
+def test_command_line_beats_environment_beats_file(tmp_path: Path) -> None:
+    config = tmp_path / "rps.toml"
+    config.write_text('best-of = 5\nround_seconds = 7.5\nbot-strategy = "cycle"\nport = 1111\n')
+    environ = {"RPS_CONFIG": str(config), "RPS_ROUND_SECONDS": "4", "PORT": "2222"}
+    args = parse_settings(["--round-seconds", "3"], environ)
+    assert args.round_seconds == 3.0  # command line
+    assert args.best_of == 5  # file
+    assert args.bot_strategy == "cycle"  # file
+    assert args.port == 2222  # PORT beats the file
+    args = parse_settings([], {**environ, "RPS_PORT": "3333"})
+    assert (args.round_seconds, args.port) == (4.0, 3333)  # environment beats file and PORT
+    args = parse_settings(["--config", str(config)], {})
+    assert args.port == 1111
+    assert parse_settings([], {}).port == 9595
+
+
+def test_environment_values_are_checked_like_flags() -> None:
+    assert parse_settings([], {"RPS_REUSE_PORT": "yes"}).reuse_port is True
+    assert parse_settings([], {"RPS_BOT_THINK": "0.1-0.2"}).bot_think == (0.1, 0.2)
+    for bad in (
+        {"RPS_BEST_OF": "0"},
+        {"RPS_LOG_FORMAT": "xml"},
+        {"RPS_REUSE_PORT": "maybe"},
+        {"RPS_PORT": "99999"},
+        {"RPS_ROUND_SECONDS": "inf"},
+    ):
+        with pytest.raises(SystemExit) as exited:
+            parse_settings([], bad)
+        assert exited.value.code == 2
+
+
+def test_bad_config_files_are_refused(tmp_path: Path) -> None:
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text("colour = 'blue'\n")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("best-of = \n")
+    for path in (unknown, broken, tmp_path / "missing.toml"):
+        with pytest.raises(SystemExit) as exited:
+            parse_settings(["--config", str(path)], {})
+        assert exited.value.code == 2
+    with pytest.raises(SystemExit):
+        parse_settings(["--certfile", "cert.pem"], {})  # without --keyfile
+
+
+def test_help_names_every_environment_variable() -> None:
+    import subprocess
+
+    out = subprocess.run(
+        [PYTHON, "-m", "game_server", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for name in (
+        "RPS_PORT",
+        "RPS_DRAIN_SECONDS",
+        "RPS_CERTFILE",
+        "RPS_REUSE_PORT",
+        "RPS_CONFIG",
+        "RPS_LOG_FORMAT",
+        "RPS_BOT_THINK",
+    ):
+        assert name in out
+
+
+# ---------------------------------------------------------------- real processes
+
+
+class Proc:
+    def __init__(self, process: asyncio.subprocess.Process, port: int, scheme: str) -> None:
+        self.process = process
+        self.port = port
+        self.url = f"{scheme}://127.0.0.1:{port}/applet/websocket"
+        self.http = f"{'https' if scheme == 'wss' else 'http'}://127.0.0.1:{port}"
+        self.events: list[dict[str, Any]] = []
+
+    async def read_events(self) -> None:
+        assert self.process.stderr is not None
+        async for line in self.process.stderr:
+            self.events.append(orjson.loads(line))
+
+    async def exit_code(self, within: float = 10) -> int:
+        return await asyncio.wait_for(self.process.wait(), within)
+
+
+async def launch(*args: str, env: dict[str, str] | None = None) -> Proc:
+    process = await asyncio.create_subprocess_exec(
+        PYTHON,
+        "-m",
+        "game_server",
+        "--host",
+        "127.0.0.1",
+        "--log-format",
+        "json",
+        *args,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stderr is not None
+    async with asyncio.timeout(15):
+        while True:
+            line = await process.stderr.readline()
+            assert line, "server exited before listening"
+            event = orjson.loads(line)
+            if event["event"] == "listening":
+                proc = Proc(process, event["port"], event["scheme"])
+                asyncio.get_running_loop().create_task(proc.read_events())
+                return proc
+
+
+@pytest.fixture
+async def processes() -> AsyncIterator[list[Proc]]:
+    started: list[Proc] = []
+    yield started
+    for proc in started:
+        if proc.process.returncode is None:
+            proc.process.kill()
+            await proc.process.wait()
+
+
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_tls_serves_wss(tmp_path: Path, processes: list[Proc]) -> None:
+    cert, key = self_signed(tmp_path)
+    proc = await launch(
+        "--port",
+        "0",
+        "--certfile",
+        str(cert),
+        "--keyfile",
+        str(key),
+        "--round-pause",
+        "0",
+        "--bot-think",
+        "0",
+    )
+    processes.append(proc)
+    assert proc.url.startswith("wss://")
+    trusted = ssl.create_default_context(cafile=str(cert))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=trusted)) as http:
+        report = await BotClient(proc.url, mode=BotMode.NOW).play(1, session=http)
+        assert (report.matches, report.violations, report.errors) == (1, [], [])
+        health = await (await http.get(f"{proc.http}/healthz")).json()
+        assert health["status"] == "ok"
+    # A client that does not trust the certificate is refused.
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+            await http.ws_connect(proc.url)
+
+
+async def test_systemd_notify_ready_then_stopping(tmp_path: Path, processes: list[Proc]) -> None:
+    path = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(path)
+    listener.setblocking(False)
+    loop = asyncio.get_running_loop()
+    try:
+        proc = await launch("--port", "0", env={"NOTIFY_SOCKET": path})
+        processes.append(proc)
+        ready = (await asyncio.wait_for(loop.sock_recv(listener, 4096), 10)).decode()
+        assert "READY=1" in ready.split("\n")
+        async with aiohttp.ClientSession() as http:
+            assert (await http.get(f"{proc.http}/readyz")).status == 200
+        proc.process.send_signal(signal.SIGTERM)
+        stopping = (await asyncio.wait_for(loop.sock_recv(listener, 4096), 10)).decode()
+        assert "STOPPING=1" in stopping.split("\n")
+        assert await proc.exit_code() == 0
+    finally:
+        listener.close()
+
+
+async def next_json(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
+    while True:
+        frame = await ws.receive(timeout=10)
+        assert frame.type is WSMsgType.TEXT, (frame.type, ws.close_code)
+        message: dict[str, Any] = orjson.loads(frame.data)
+        if message["type"] == kind:
+            return message
+
+
+async def closed_with(ws: aiohttp.ClientWebSocketResponse) -> int | None:
+    frame = await ws.receive(timeout=10)
+    assert frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSED), frame
+    return ws.close_code
+
+
+async def hello(http: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocketResponse:
+    ws = await http.ws_connect(url)
+    await ws.send_str('{"type": "hello"}')
+    await next_json(ws, "hi")
+    return ws
+
+
+async def test_sigterm_drains_matches_then_exits(processes: list[Proc]) -> None:
+    proc = await launch(
+        "--port",
+        "0",
+        "--drain-seconds",
+        "20",
+        "--round-seconds",
+        "10",
+        "--round-pause",
+        "0",
+        "--bot-after",
+        "60",
+    )
+    processes.append(proc)
+    async with aiohttp.ClientSession() as http:
+        ann, bob, cy, dee = [await hello(http, proc.url) for _ in range(4)]
+        for ws in (ann, bob):
+            await ws.send_str('{"type": "join"}')
+        start = await next_json(ann, "start")
+        await next_json(bob, "start")
+        await cy.send_str('{"type": "join", "bot": "never"}')
+        await next_json(cy, "queued")
+
+        proc.process.send_signal(signal.SIGTERM)
+        # Queued and idle players are sent away at once...
+        for ws in (cy, dee):
+            assert await next_json(ws, "bye") == {"type": "bye", "reason": "shutdown"}
+            assert await closed_with(ws) == 1001
+        # ...nobody new gets in, and readiness says so while liveness stays up...
+        assert (await http.get(f"{proc.http}/readyz")).status == 503
+        assert (await (await http.get(f"{proc.http}/healthz")).json())["status"] == "draining"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await http.ws_connect(proc.url)
+        assert refused.value.status == 503
+        # ...while the match in progress plays to its end.
+        match_id = start["match_id"]
+        for round_number in (1, 2):
+            await ann.send_str(
+                orjson.dumps(
+                    {
+                        "type": "choice",
+                        "match_id": match_id,
+                        "round": round_number,
+                        "choice": "rock",
+                    }
+                ).decode()
+            )
+            await bob.send_str(
+                orjson.dumps(
+                    {
+                        "type": "choice",
+                        "match_id": match_id,
+                        "round": round_number,
+                        "choice": "scissors",
+                    }
+                ).decode()
+            )
+            result = await next_json(ann, "result")
+        assert result["match_over"] is True
+        assert (result["winner"], result["reason"]) == ("you", "rounds")
+        for ws in (ann, bob):
+            assert await next_json(ws, "bye") == {"type": "bye", "reason": "shutdown"}
+            assert await closed_with(ws) == 1001
+    assert await proc.exit_code(5) == 0
+    assert any(e["event"] == "drained" for e in proc.events)
+
+
+async def test_drain_timeout_closes_matches_still_running(processes: list[Proc]) -> None:
+    proc = await launch("--port", "0", "--drain-seconds", "1", "--round-seconds", "30")
+    processes.append(proc)
+    async with aiohttp.ClientSession() as http:
+        ann = await hello(http, proc.url)
+        await ann.send_str('{"type": "join", "bot": "now"}')
+        await next_json(ann, "start")
+        started = asyncio.get_running_loop().time()
+        proc.process.send_signal(signal.SIGTERM)
+        assert await next_json(ann, "bye") == {"type": "bye", "reason": "shutdown"}
+        assert await closed_with(ann) == 1001
+        assert 0.8 < asyncio.get_running_loop().time() - started < 5
+    assert await proc.exit_code() == 0
+    assert any(e["event"] == "drain_cut_short" for e in proc.events)
+
+
+async def test_second_signal_stops_at_once(processes: list[Proc]) -> None:
+    proc = await launch("--port", "0", "--drain-seconds", "60", "--round-seconds", "30")
+    processes.append(proc)
+    async with aiohttp.ClientSession() as http:
+        ann = await hello(http, proc.url)
+        await ann.send_str('{"type": "join", "bot": "now"}')
+        await next_json(ann, "start")
+        proc.process.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        proc.process.send_signal(signal.SIGINT)
+        assert await closed_with_bye(ann) == 1001
+    assert await proc.exit_code(5) == 0
+
+
+async def closed_with_bye(ws: aiohttp.ClientWebSocketResponse) -> int | None:
+    assert await next_json(ws, "bye") == {"type": "bye", "reason": "shutdown"}
+    return await closed_with(ws)
+
+
+async def test_reuse_port_lets_two_processes_share_a_port(processes: list[Proc]) -> None:
+    first = await launch("--port", "0", "--reuse-port")
+    processes.append(first)
+    second = await launch("--port", str(first.port), "--reuse-port")
+    processes.append(second)
+    assert second.port == first.port
+    without = await asyncio.create_subprocess_exec(
+        PYTHON,
+        "-m",
+        "game_server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(first.port),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert await asyncio.wait_for(without.wait(), 15) != 0
+
+
+# ---------------------------------------------------------------- heartbeats, in process
+
+
+@pytest.fixture
+async def heartbeat_server(
+    aiohttp_server: Callable[..., Any],
+) -> TestServer:
+    config = ServerConfig(
+        service=ServiceConfig(rules=MatchRules(round_seconds=30.0), bot_after=60.0),
+        heartbeat=0.4,
+    )
+    server: TestServer = await aiohttp_server(create_app(config), host="127.0.0.1")
+    return server
+
+
+async def test_silent_peer_is_dropped_and_its_match_forfeited(
+    heartbeat_server: TestServer,
+) -> None:
+    url = heartbeat_server.make_url("/applet/websocket")
+    async with aiohttp.ClientSession() as http:
+        mute = await http.ws_connect(url, autoping=False)  # never answers pings
+        await mute.send_str('{"type": "hello"}')
+        awake = await hello(http, str(url))
+        await mute.send_str('{"type": "join"}')
+        await awake.send_str('{"type": "join"}')
+        await next_json(awake, "start")
+        # Only read the awake socket: aiohttp answers its pings while we wait.
+        result = await next_json(awake, "result")
+        assert (result["match_over"], result["reason"]) == (True, "opponent_left")
+        health = await (await http.get(heartbeat_server.make_url("/healthz"))).json()
+        assert health["players"] == 1
