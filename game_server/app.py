@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Callable
 
 import attrs
@@ -12,6 +13,8 @@ from aiohttp import WSMsgType, web
 
 from game_server import __version__
 from game_server.connection import CLOSE_GOING_AWAY, Connection
+from game_server.logs import REQUEST_ID
+from game_server.metrics import PrometheusObserver
 from game_server.service import GameService, ServiceConfig
 from protocol import Bye
 
@@ -79,6 +82,7 @@ CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")
 CONFIG = web.AppKey("config", ServerConfig)
 STARTED = web.AppKey("started", float)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+METRICS = web.AppKey("metrics", PrometheusObserver)
 
 
 def create_app(
@@ -90,10 +94,17 @@ def create_app(
     app[CONNECTIONS] = set()
     app[STARTED] = time.monotonic()
     app[LIFECYCLE] = Lifecycle()
+    app[METRICS] = PrometheusObserver()
 
     async def start_service(app: web.Application) -> None:
         loop = asyncio.get_running_loop()
-        app[SERVICE] = GameService(config.service, clock or loop.time)
+        service = GameService(config.service, clock or loop.time, observer=app[METRICS])
+        app[SERVICE] = service
+        app[METRICS].gauges(
+            players=lambda: service.online,
+            queue=lambda: len(service.matchmaker),
+            matches=lambda: len(service.rooms),
+        )
         app[TICKER] = Ticker(app[SERVICE], loop)
         app[LIFECYCLE].ready = True
 
@@ -112,6 +123,7 @@ def create_app(
     app.router.add_get(WEBSOCKET_PATH, websocket_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
     return app
 
 
@@ -142,6 +154,11 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def metrics(request: web.Request) -> web.Response:
+    exporter = request.app[METRICS]
+    return web.Response(body=exporter.render(), headers={"Content-Type": exporter.content_type})
+
+
 async def readyz(request: web.Request) -> web.Response:
     lifecycle = request.app[LIFECYCLE]
     ready = lifecycle.ready and not lifecycle.draining
@@ -168,12 +185,23 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         decode_text=False,  # orjson reads the UTF-8 bytes directly
     )
     await ws.prepare(request)
+    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+    request[REQUEST_ID] = request_id
     connection = Connection(
-        ws, request, queue_limit=config.send_queue, close_timeout=config.close_timeout
+        ws,
+        request,
+        queue_limit=config.send_queue,
+        close_timeout=config.close_timeout,
+        observer=app[METRICS],
     )
     app[CONNECTIONS].add(connection)
     session = service.connect(connection)
-    structlog.contextvars.bind_contextvars(session=session.id, remote=request.remote)
+    structlog.contextvars.bind_contextvars(
+        session=session.id,
+        request_id=request_id,
+        remote=request.remote,
+        forwarded_for=request.headers.get("X-Forwarded-For"),
+    )
     log.info("connected")
     bound_player: str | None = None
     try:

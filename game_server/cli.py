@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import ssl
 import sys
@@ -20,7 +21,7 @@ import structlog
 from aiohttp import web
 
 from game_server.app import SERVICE, WEBSOCKET_PATH, ServerConfig, create_app, drain
-from game_server.logs import configure_logging
+from game_server.logs import AccessLogger, configure_logging
 from game_server.settings import config_from, parse_settings
 from game_server.systemd import notify
 
@@ -52,7 +53,12 @@ async def serve(config: ServerConfig, args: argparse.Namespace) -> None:
         loop.add_signal_handler(signum, on_signal, signum)
 
     app = create_app(config)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app,
+        access_log_class=AccessLogger,
+        access_log=logging.getLogger("aiohttp.access"),
+        handle_signals=False,
+    )
     await runner.setup()
     site = web.TCPSite(
         runner,

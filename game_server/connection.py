@@ -22,6 +22,7 @@ import struct
 import structlog
 from aiohttp import web
 
+from game_server.ports import NullObserver, Observer
 from protocol import ServerMessage, encode
 
 log = structlog.get_logger("game_server.connection")
@@ -56,12 +57,14 @@ class Connection:
         *,
         queue_limit: int = 256,
         close_timeout: float = 2.0,
+        observer: Observer | None = None,
     ) -> None:
         self.ws = ws
         self.request = request
         self.queue_limit = queue_limit
         self.close_timeout = close_timeout
         self.dropped = False
+        self.observer: Observer = observer or NullObserver()
         self._queue: collections.deque[bytes] = collections.deque()
         self._loop = asyncio.get_running_loop()
         self._flush_scheduled = False
@@ -73,6 +76,7 @@ class Connection:
     # ------------------------------------------------------------ Outlet
 
     def send(self, message: ServerMessage) -> None:
+        self.observer.message_out(message.TYPE)
         self.send_encoded(encode(message))
 
     def send_encoded(self, data: bytes) -> None:
@@ -123,6 +127,7 @@ class Connection:
         # connection. The reader loop then ends, which tells the game service the player
         # left.
         log.warning("slow_consumer_dropped", queued=len(self._queue))
+        self.observer.dropped()
         self.dropped = True
         self._queue.clear()
         self._close_request = (CLOSE_TRY_AGAIN_LATER, "slow consumer")

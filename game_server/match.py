@@ -81,6 +81,7 @@ class RoundRecord:
     round: int
     choices: tuple[Choice | None, Choice | None]
     outcome: Outcome  # from seat 0's point of view
+    seconds: float = 0.0  # from start to resolution
 
 
 class Phase(enum.Enum):
@@ -111,6 +112,7 @@ class Match:
         self._missed = [0, 0]
         self._deadline = 0.0
         self._resume_at = 0.0
+        self._round_started = 0.0
 
     # ------------------------------------------------------------ queries
 
@@ -212,6 +214,7 @@ class Match:
         self._choices = [None, None]
         self._final = [False, False]
         self._deadline = now + self.rules.round_seconds
+        self._round_started = now
         round_ms = round(self.rules.round_seconds * 1000)
         return [
             Send(
@@ -235,7 +238,9 @@ class Match:
             self.wins[0] += 1
         elif outcome is Outcome.LOSE:
             self.wins[1] += 1
-        self.history.append(RoundRecord(self.round, (mine, theirs), outcome))
+        self.history.append(
+            RoundRecord(self.round, (mine, theirs), outcome, now - self._round_started)
+        )
         for side in (0, 1):
             self._missed[side] = self._missed[side] + 1 if self._choices[side] is None else 0
 

@@ -31,6 +31,49 @@ class Relay(Protocol):
     def deliver(self, player_id: str, message: ServerMessage) -> bool: ...
 
 
+class Observer(Protocol):
+    """What the game reports for monitoring; the Prometheus exporter is one implementation."""
+
+    def message_in(self, kind: str) -> None: ...
+
+    def message_out(self, kind: str) -> None: ...
+
+    def error(self, code: str) -> None: ...
+
+    def match_started(self, bot: bool) -> None: ...
+
+    def match_finished(self, reason: str, bot: bool) -> None: ...
+
+    def round_resolved(self, seconds: float) -> None: ...
+
+    def dropped(self) -> None: ...
+
+
+class NullObserver:
+    """The default: observe nothing, cost nothing."""
+
+    def message_in(self, kind: str) -> None:
+        pass
+
+    def message_out(self, kind: str) -> None:
+        pass
+
+    def error(self, code: str) -> None:
+        pass
+
+    def match_started(self, bot: bool) -> None:
+        pass
+
+    def match_finished(self, reason: str, bot: bool) -> None:
+        pass
+
+    def round_resolved(self, seconds: float) -> None:
+        pass
+
+    def dropped(self) -> None:
+        pass
+
+
 @attrs.frozen
 class Pairing:
     """Two players to seat together; ``second`` is None when a bot takes the seat."""

@@ -22,7 +22,7 @@ from bots.strategies import make_strategy
 from game_server.house_bot import BOT_NAMES, HouseBot, PlannedChoice
 from game_server.match import Match, MatchRules, Seat, Send
 from game_server.matchmaker import InMemoryMatchmaker
-from game_server.ports import Matchmaker, Outlet, Pairing, Relay
+from game_server.ports import Matchmaker, NullObserver, Observer, Outlet, Pairing, Relay
 from game_server.ratelimit import FloodGuard, Verdict
 from game_server.relay import LocalRelay
 from game_server.scoring import PlayerStats
@@ -103,6 +103,7 @@ class Room:
     timer: Timer | None = None
     bot_timer: Timer | None = None
     closed: bool = False
+    rounds_reported: int = 0
 
 
 def _random_id(prefix: str) -> str:
@@ -119,6 +120,7 @@ class GameService:
         relay: Relay | None = None,
         rng: random.Random | None = None,
         new_id: Callable[[str], str] = _random_id,
+        observer: Observer | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -126,6 +128,7 @@ class GameService:
         self.relay: Relay = relay or LocalRelay()
         self.rng = rng or random.Random()
         self.new_id = new_id
+        self.observer: Observer = observer or NullObserver()
         self.timers = TimerQueue()
         self.players: dict[str, Player] = {}
         self.rooms: dict[str, Room] = {}
@@ -157,9 +160,11 @@ class GameService:
         message: ClientMessage | None = None
         try:
             message = decode_client(data)
+            self.observer.message_in(message.TYPE)
             self._dispatch(session, message, now)
         except ProtocolError as exc:
             ref = exc.ref if exc.ref is not None or message is None else message.id
+            self.observer.error(exc.code.value)
             session.outlet.send(Error(code=exc.code, message=exc.message, ref=ref))
 
     def receive_unsupported(self, session: Session, what: str) -> None:
@@ -167,6 +172,7 @@ class GameService:
             return
         now = self._advance()
         if self._admit(session, now):
+            self.observer.error(ErrorCode.UNSUPPORTED_FRAME.value)
             session.outlet.send(
                 Error(
                     code=ErrorCode.UNSUPPORTED_FRAME,
@@ -243,6 +249,7 @@ class GameService:
         verdict = session.guard.check(now)
         if verdict is Verdict.ACCEPT:
             return True
+        self.observer.error(ErrorCode.RATE_LIMITED.value)
         if verdict is Verdict.REJECT:
             session.outlet.send(
                 Error(
@@ -382,6 +389,7 @@ class GameService:
             for human in humans:
                 human.room = room
             self.rooms[room.match.match_id] = room
+            self.observer.match_started(room.bot is not None)
             log.info(
                 "match_started",
                 match_id=room.match.match_id,
@@ -416,6 +424,10 @@ class GameService:
                     )
             else:
                 self.relay.deliver(room.match.seats[send.seat].player_id, send.message)
+        history = room.match.history
+        while room.rounds_reported < len(history):
+            self.observer.round_resolved(history[room.rounds_reported].seconds)
+            room.rounds_reported += 1
         if room.match.over:
             self._close_room(room)
         else:
@@ -461,6 +473,9 @@ class GameService:
                     self._kick(human.session, "shutdown", CLOSE_GOING_AWAY)
         self.matches_finished += 1
         match = room.match
+        self.observer.match_finished(
+            match.reason.value if match.reason else "", room.bot is not None
+        )
         log.info(
             "match_over",
             match_id=match.match_id,

@@ -15,7 +15,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestServer
 
 from bots.client import BotClient
-from game_server.app import ServerConfig, create_app
+from game_server.app import METRICS, ServerConfig, create_app
 from game_server.match import MatchRules
 from game_server.service import ServiceConfig
 from protocol import BotMode
@@ -316,6 +316,8 @@ async def test_slow_consumer_is_dropped_without_hurting_others(
             break
     writer.close()
     assert dropped, "the server never dropped a client that does not read"
+    drops = server.app[METRICS].render().decode()
+    assert "rps_send_queue_drops_total 1.0" in drops
     await ann.send(type="ping", t=3)
     assert (await ann.expect("pong"))["t"] == 3
 

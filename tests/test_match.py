@@ -278,7 +278,7 @@ def test_non_final_choice_is_replaced_and_latest_resolves_at_deadline() -> None:
     result0, result1 = results(match.tick(T0 + ROUND))
     assert (result0.you, result0.opponent, result0.outcome) == (PAPER, ROCK, Outcome.WIN)
     assert (result1.you, result1.opponent, result1.outcome) == (ROCK, PAPER, Outcome.LOSE)
-    assert match.history == [RoundRecord(1, (PAPER, ROCK), Outcome.WIN)]
+    assert match.history == [RoundRecord(1, (PAPER, ROCK), Outcome.WIN, ROUND)]
 
 
 def test_non_final_then_final_resolves_early_with_the_final_choice() -> None:
@@ -347,7 +347,7 @@ def test_deadline_with_one_missing_choice_missing_loses() -> None:
         score=Score(you=1, opponent=0),
     )
     assert match.wins == [0, 1]
-    assert match.history == [RoundRecord(1, (None, SCISSORS), Outcome.LOSE)]
+    assert match.history == [RoundRecord(1, (None, SCISSORS), Outcome.LOSE, ROUND)]
 
 
 def test_deadline_with_both_missing_is_a_draw() -> None:
@@ -845,9 +845,9 @@ def test_history_records_every_round() -> None:
     miss_round(match, {1: PAPER})  # 4: seat 0 missing
     assert not match.over
     assert match.history == [
-        RoundRecord(1, (ROCK, SCISSORS), Outcome.WIN),
-        RoundRecord(2, (None, None), Outcome.DRAW),
-        RoundRecord(3, (SCISSORS, SCISSORS), Outcome.DRAW),
-        RoundRecord(4, (None, PAPER), Outcome.LOSE),
+        RoundRecord(1, (ROCK, SCISSORS), Outcome.WIN, ROUND),
+        RoundRecord(2, (None, None), Outcome.DRAW, ROUND),
+        RoundRecord(3, (SCISSORS, SCISSORS), Outcome.DRAW, ROUND),
+        RoundRecord(4, (None, PAPER), Outcome.LOSE, ROUND),
     ]
     assert match.wins == [1, 1]

@@ -412,3 +412,26 @@ async def test_silent_peer_is_dropped_and_its_match_forfeited(
         assert (result["match_over"], result["reason"]) == (True, "opponent_left")
         health = await (await http.get(heartbeat_server.make_url("/healthz"))).json()
         assert health["players"] == 1
+
+
+async def test_access_and_game_logs_are_json_with_ids(processes: list[Proc]) -> None:
+    proc = await launch("--port", "0")
+    processes.append(proc)
+    async with aiohttp.ClientSession() as http:
+        await http.get(f"{proc.http}/healthz", headers={"X-Request-Id": "req-42"})
+        ws = await http.ws_connect(proc.url, headers={"X-Forwarded-For": "203.0.113.9"})
+        await ws.send_str('{"type": "hello"}')
+        hi = await next_json(ws, "hi")
+        await ws.close()
+    proc.process.send_signal(signal.SIGTERM)
+    assert await proc.exit_code() == 0
+    await asyncio.sleep(0.1)  # the reader task drains stderr
+    access = [e for e in proc.events if e["event"] == "http"]
+    assert {"path": "/healthz", "status": 200, "request_id": "req-42"}.items() <= access[0].items()
+    upgrade = next(e for e in access if e["path"] == "/applet/websocket")
+    assert upgrade["status"] == 101
+    assert upgrade["forwarded_for"] == "203.0.113.9"
+    hello = next(e for e in proc.events if e["event"] == "hello")
+    assert hello["player_id"] == hi["player_id"]
+    assert hello["request_id"] == upgrade["request_id"]
+    assert all("timestamp" in e and "level" in e for e in proc.events)
