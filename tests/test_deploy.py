@@ -114,8 +114,17 @@ async def start_server(
 
 
 async def stop(process: asyncio.subprocess.Process | None) -> None:
-    """Last resort in ``finally``: whatever is still running is killed."""
-    if process is not None and process.returncode is None:
+    """Last resort in ``finally``: SIGTERM, then SIGKILL whatever is still running.
+
+    SIGTERM first so that an nginx master takes its workers down with it (a SIGKILLed
+    master leaves them behind, still listening).
+    """
+    if process is None or process.returncode is not None:
+        return
+    process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), 5)
+    except TimeoutError:
         process.kill()
         await process.wait()
 
