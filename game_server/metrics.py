@@ -1,65 +1,44 @@
 """Prometheus metrics for ``GET /metrics`` (prometheus-client, one registry per app).
 
-Counters on the hot path are pre-bound to their label values, so counting a message is
-one lock and one add. Gauges read the game service at scrape time instead of being kept
-up to date on every change.
+The hot path only adds to plain ints in dicts: the event loop is single-threaded, so a
+client library counter's lock per message would buy nothing and cost ~13 % of saturation
+throughput (measured). A collector turns the counts into Prometheus families when
+scraped, and reads the live gauges from the game service at the same moment.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from protocol import CLIENT_MESSAGES, SERVER_MESSAGES, EndReason, ErrorCode
 
 ROUND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
+_BOT = {True: "true", False: "false"}
 
 
-class PrometheusObserver:
+class PrometheusObserver(Collector):
     content_type = CONTENT_TYPE_LATEST
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self._in = Counter(
-            "rps_messages_in", "Client messages decoded, by type", ["type"], registry=r
-        )
-        self._out = Counter(
-            "rps_messages_out", "Server messages sent, by type", ["type"], registry=r
-        )
-        self._errors = Counter(
-            "rps_errors", "Errors answered to clients, by code", ["code"], registry=r
-        )
-        self._started = Counter("rps_matches_started", "Matches started", ["bot"], registry=r)
-        self._finished = Counter(
-            "rps_matches_finished", "Matches finished, by reason", ["reason", "bot"], registry=r
-        )
+        self.messages_in = {cls.TYPE: 0 for cls in CLIENT_MESSAGES}
+        self.messages_out = {cls.TYPE: 0 for cls in SERVER_MESSAGES}
+        self.errors = {code.value: 0 for code in ErrorCode}
+        self.started = dict.fromkeys(_BOT.values(), 0)
+        self.finished = {(r.value, bot): 0 for r in EndReason for bot in _BOT.values()}
+        self.drops = 0
+        self._gauges: list[tuple[str, str, Callable[[], float]]] = []
         self._rounds = Histogram(
             "rps_round_seconds",
             "Time from a round's start to its result",
             buckets=ROUND_BUCKETS,
-            registry=r,
+            registry=self.registry,
         )
-        self._dropped = Counter(
-            "rps_send_queue_drops",
-            "Connections dropped because their send queue was full",
-            registry=r,
-        )
-        self._in_by = {cls.TYPE: self._in.labels(cls.TYPE) for cls in CLIENT_MESSAGES}
-        self._out_by = {cls.TYPE: self._out.labels(cls.TYPE) for cls in SERVER_MESSAGES}
-        self._errors_by = {code.value: self._errors.labels(code.value) for code in ErrorCode}
-        for bot in ("true", "false"):
-            self._started.labels(bot)
-            for reason in EndReason:
-                self._finished.labels(reason.value, bot)
+        self.registry.register(self)
 
     def gauges(
         self,
@@ -68,36 +47,60 @@ class PrometheusObserver:
         matches: Callable[[], float],
     ) -> None:
         """Wire the live gauges to the game service (read at scrape time)."""
-        for name, doc, read in (
+        self._gauges = [
             ("rps_players_connected", "Players connected (said hello)", players),
             ("rps_queue_length", "Players waiting in the matchmaking queue", queue),
             ("rps_matches_live", "Matches in progress", matches),
-        ):
-            Gauge(name, doc, registry=self.registry).set_function(read)
+        ]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
+    def collect(self) -> Iterator[Metric]:
+        for name, doc, label, counts in (
+            ("rps_messages_in", "Client messages decoded, by type", "type", self.messages_in),
+            ("rps_messages_out", "Server messages sent, by type", "type", self.messages_out),
+            ("rps_errors", "Errors answered to clients, by code", "code", self.errors),
+            ("rps_matches_started", "Matches started", "bot", self.started),
+        ):
+            family = CounterMetricFamily(name, doc, labels=[label])
+            for value, count in counts.items():
+                family.add_metric([value], count)
+            yield family
+        finished = CounterMetricFamily(
+            "rps_matches_finished", "Matches finished, by reason", labels=["reason", "bot"]
+        )
+        for (reason, bot), count in self.finished.items():
+            finished.add_metric([reason, bot], count)
+        yield finished
+        yield CounterMetricFamily(
+            "rps_send_queue_drops",
+            "Connections dropped because their send queue was full",
+            value=self.drops,
+        )
+        for name, doc, read in self._gauges:
+            yield GaugeMetricFamily(name, doc, value=read())
+
     # ------------------------------------------------------------ Observer
 
     def message_in(self, kind: str) -> None:
-        self._in_by[kind].inc()
+        self.messages_in[kind] += 1
 
     def message_out(self, kind: str) -> None:
-        self._out_by[kind].inc()
+        self.messages_out[kind] += 1
 
     def error(self, code: str) -> None:
-        counter = self._errors_by.get(code)
-        (counter or self._errors.labels(code)).inc()
+        self.errors[code] = self.errors.get(code, 0) + 1
 
     def match_started(self, bot: bool) -> None:
-        self._started.labels("true" if bot else "false").inc()
+        self.started[_BOT[bot]] += 1
 
     def match_finished(self, reason: str, bot: bool) -> None:
-        self._finished.labels(reason, "true" if bot else "false").inc()
+        key = (reason, _BOT[bot])
+        self.finished[key] = self.finished.get(key, 0) + 1
 
     def round_resolved(self, seconds: float) -> None:
         self._rounds.observe(seconds)
 
     def dropped(self) -> None:
-        self._dropped.inc()
+        self.drops += 1
