@@ -3,55 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 
 import aiohttp
-import orjson
 import pytest
 
-PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class ServerProcess:
-    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
-        self.process = process
-        self.port = port
-        self.url = f"ws://127.0.0.1:{port}/applet/websocket"
-
-
-async def launch(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
-    process = await asyncio.create_subprocess_exec(
-        PYTHON,
-        "-m",
-        "game_server",
-        "--host",
-        "127.0.0.1",
-        "--log-format",
-        "json",
-        *args,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    assert process.stderr is not None
-    async with asyncio.timeout(15):
-        while True:
-            line = await process.stderr.readline()
-            assert line, "server exited before listening"
-            event = orjson.loads(line)
-            if event["event"] == "listening":
-                return ServerProcess(process, event["port"])
+from tests.processes import PYTHON, ServerProcess, free_port, launch
 
 
 @pytest.fixture

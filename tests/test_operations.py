@@ -4,12 +4,9 @@ readiness, heartbeats and SO_REUSEPORT, each with real processes and sockets."""
 from __future__ import annotations
 
 import asyncio
-import datetime
-import os
 import signal
 import socket
 import ssl
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -19,10 +16,6 @@ import orjson
 import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestServer
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from bots.client import BotClient
 from game_server.app import ServerConfig, create_app
@@ -30,9 +23,7 @@ from game_server.match import MatchRules
 from game_server.service import ServiceConfig
 from game_server.settings import parse_settings
 from protocol import BotMode
-
-PYTHON = sys.executable
-
+from tests.processes import PYTHON, ServerProcess, launch, self_signed_certificate
 
 # ---------------------------------------------------------------- settings
 
@@ -102,51 +93,9 @@ def test_help_names_every_environment_variable() -> None:
 # ---------------------------------------------------------------- real processes
 
 
-class Proc:
-    def __init__(self, process: asyncio.subprocess.Process, port: int, scheme: str) -> None:
-        self.process = process
-        self.port = port
-        self.url = f"{scheme}://127.0.0.1:{port}/applet/websocket"
-        self.http = f"{'https' if scheme == 'wss' else 'http'}://127.0.0.1:{port}"
-        self.events: list[dict[str, Any]] = []
-
-    async def read_events(self) -> None:
-        assert self.process.stderr is not None
-        async for line in self.process.stderr:
-            self.events.append(orjson.loads(line))
-
-    async def exit_code(self, within: float = 10) -> int:
-        return await asyncio.wait_for(self.process.wait(), within)
-
-
-async def launch(*args: str, env: dict[str, str] | None = None) -> Proc:
-    process = await asyncio.create_subprocess_exec(
-        PYTHON,
-        "-m",
-        "game_server",
-        "--host",
-        "127.0.0.1",
-        "--log-format",
-        "json",
-        *args,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
-    )
-    assert process.stderr is not None
-    async with asyncio.timeout(15):
-        while True:
-            line = await process.stderr.readline()
-            assert line, "server exited before listening"
-            event = orjson.loads(line)
-            if event["event"] == "listening":
-                proc = Proc(process, event["port"], event["scheme"])
-                asyncio.get_running_loop().create_task(proc.read_events())
-                return proc
-
-
 @pytest.fixture
-async def processes() -> AsyncIterator[list[Proc]]:
-    started: list[Proc] = []
+async def processes() -> AsyncIterator[list[ServerProcess]]:
+    started: list[ServerProcess] = []
     yield started
     for proc in started:
         if proc.process.returncode is None:
@@ -154,43 +103,8 @@ async def processes() -> AsyncIterator[list[Proc]]:
             await proc.process.wait()
 
 
-def self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
-async def test_tls_serves_wss(tmp_path: Path, processes: list[Proc]) -> None:
-    cert, key = self_signed(tmp_path)
+async def test_tls_serves_wss(tmp_path: Path, processes: list[ServerProcess]) -> None:
+    cert, key = self_signed_certificate(tmp_path)
     proc = await launch(
         "--port",
         "0",
@@ -217,7 +131,9 @@ async def test_tls_serves_wss(tmp_path: Path, processes: list[Proc]) -> None:
             await http.ws_connect(proc.url)
 
 
-async def test_systemd_notify_ready_then_stopping(tmp_path: Path, processes: list[Proc]) -> None:
+async def test_systemd_notify_ready_then_stopping(
+    tmp_path: Path, processes: list[ServerProcess]
+) -> None:
     path = str(tmp_path / "notify.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(path)
@@ -260,7 +176,7 @@ async def hello(http: aiohttp.ClientSession, url: str) -> aiohttp.ClientWebSocke
     return ws
 
 
-async def test_sigterm_drains_matches_then_exits(processes: list[Proc]) -> None:
+async def test_sigterm_drains_matches_then_exits(processes: list[ServerProcess]) -> None:
     proc = await launch(
         "--port",
         "0",
@@ -327,7 +243,7 @@ async def test_sigterm_drains_matches_then_exits(processes: list[Proc]) -> None:
     assert any(e["event"] == "drained" for e in proc.events)
 
 
-async def test_drain_timeout_closes_matches_still_running(processes: list[Proc]) -> None:
+async def test_drain_timeout_closes_matches_still_running(processes: list[ServerProcess]) -> None:
     proc = await launch("--port", "0", "--drain-seconds", "1", "--round-seconds", "30")
     processes.append(proc)
     async with aiohttp.ClientSession() as http:
@@ -343,7 +259,7 @@ async def test_drain_timeout_closes_matches_still_running(processes: list[Proc])
     assert any(e["event"] == "drain_cut_short" for e in proc.events)
 
 
-async def test_second_signal_stops_at_once(processes: list[Proc]) -> None:
+async def test_second_signal_stops_at_once(processes: list[ServerProcess]) -> None:
     proc = await launch("--port", "0", "--drain-seconds", "60", "--round-seconds", "30")
     processes.append(proc)
     async with aiohttp.ClientSession() as http:
@@ -362,7 +278,7 @@ async def closed_with_bye(ws: aiohttp.ClientWebSocketResponse) -> int | None:
     return await closed_with(ws)
 
 
-async def test_reuse_port_lets_two_processes_share_a_port(processes: list[Proc]) -> None:
+async def test_reuse_port_lets_two_processes_share_a_port(processes: list[ServerProcess]) -> None:
     first = await launch("--port", "0", "--reuse-port")
     processes.append(first)
     second = await launch("--port", str(first.port), "--reuse-port")
@@ -414,7 +330,7 @@ async def test_silent_peer_is_dropped_and_its_match_forfeited(
         assert health["players"] == 1
 
 
-async def test_access_and_game_logs_are_json_with_ids(processes: list[Proc]) -> None:
+async def test_access_and_game_logs_are_json_with_ids(processes: list[ServerProcess]) -> None:
     proc = await launch("--port", "0")
     processes.append(proc)
     async with aiohttp.ClientSession() as http:

@@ -1,0 +1,109 @@
+"""Real server processes and TLS material for the tests that run the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import ipaddress
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """``python -m game_server`` on 127.0.0.1; its JSON log events collect in ``events``."""
+
+    def __init__(self, process: asyncio.subprocess.Process, port: int, scheme: str) -> None:
+        self.process = process
+        self.port = port
+        self.url = f"{scheme}://127.0.0.1:{port}/applet/websocket"
+        self.http = f"{'https' if scheme == 'wss' else 'http'}://127.0.0.1:{port}"
+        self.events: list[dict[str, Any]] = []
+
+    async def read_events(self) -> None:
+        # Always drained, so a chatty server never blocks on a full stderr pipe.
+        assert self.process.stderr is not None
+        async for line in self.process.stderr:
+            self.events.append(orjson.loads(line))
+
+    async def exit_code(self, within: float = 10) -> int:
+        return await asyncio.wait_for(self.process.wait(), within)
+
+
+async def launch(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """Start the server and return once its "listening" event names the port."""
+    process = await asyncio.create_subprocess_exec(
+        PYTHON,
+        "-m",
+        "game_server",
+        "--host",
+        "127.0.0.1",
+        "--log-format",
+        "json",
+        *args,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
+    assert process.stderr is not None
+    async with asyncio.timeout(15):
+        while True:
+            line = await process.stderr.readline()
+            assert line, "server exited before listening"
+            event = orjson.loads(line)
+            if event["event"] == "listening":
+                server = ServerProcess(process, event["port"], event["scheme"])
+                server.events.append(event)
+                asyncio.get_running_loop().create_task(server.read_events())
+                return server
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for 127.0.0.1 and localhost, and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
