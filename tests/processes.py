@@ -14,6 +14,8 @@ from typing import Any
 import orjson
 
 PYTHON = sys.executable
+# Short rounds, no pauses, instant house bots: whole matches in milliseconds.
+FAST_GAME = ("--round-seconds", "2", "--round-pause", "0", "--bot-think", "0", "--bot-after", "0.1")
 
 
 def free_port() -> int:

@@ -10,23 +10,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from tests.processes import PYTHON, ServerProcess, free_port, launch
+from tests.processes import FAST_GAME, PYTHON, ServerProcess, free_port, launch
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[ServerProcess]:
-    proc = await launch(
-        "--port",
-        "0",
-        "--round-seconds",
-        "2",
-        "--round-pause",
-        "0",
-        "--bot-think",
-        "0",
-        "--bot-after",
-        "0.1",
-    )
+    proc = await launch("--port", "0", *FAST_GAME)
     yield proc
     if proc.process.returncode is None:
         proc.process.kill()

@@ -37,7 +37,7 @@ import pytest
 from bots.client import BotClient, BotReport, RoundLedger
 from game_server.app import ServerConfig
 from protocol import BotMode
-from tests.processes import free_port, self_signed_certificate
+from tests.processes import FAST_GAME, free_port, self_signed_certificate
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -45,16 +45,6 @@ PYTHON = sys.executable
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 DRAIN_SECONDS: float = getattr(ServerConfig(), "drain_seconds", 30.0)
 HEARTBEAT_SECONDS = ServerConfig().heartbeat or 30.0
-FAST_GAME = [
-    "--round-seconds",
-    "2",
-    "--round-pause",
-    "0",
-    "--bot-think",
-    "0",
-    "--bot-after",
-    "0.1",
-]
 
 
 def text_of(log: Path) -> str:
