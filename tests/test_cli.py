@@ -36,8 +36,24 @@ def test_help_lists_every_option() -> None:
         "--bot-think",
         "--bot-strategy",
         "--log-format",
+        "--drain-seconds",
+        "--certfile",
+        "--keyfile",
+        "--reuse-port",
+        "--config",
     ):
         assert option in out
+    # Every option also names its environment variable.
+    for name in (
+        "RPS_PORT",
+        "RPS_DRAIN_SECONDS",
+        "RPS_CERTFILE",
+        "RPS_REUSE_PORT",
+        "RPS_CONFIG",
+        "RPS_LOG_FORMAT",
+        "RPS_BOT_THINK",
+    ):
+        assert name in out
 
 
 @pytest.mark.parametrize(

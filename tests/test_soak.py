@@ -35,6 +35,7 @@ from protocol import (
     Start,
     Winner,
 )
+from tests.processes import FAST_GAME, ServerProcess, launch
 
 PYTHON = sys.executable
 ROCK, PAPER, SCISSORS = Choice.ROCK, Choice.PAPER, Choice.SCISSORS
@@ -529,39 +530,17 @@ async def test_soak_flags_a_stalled_server(scripted_server: ScriptedFactory) -> 
 # ---------------------------------------------------------------- the real thing
 
 
-class ServerProcess:
-    def __init__(self, process: asyncio.subprocess.Process, port: int) -> None:
-        self.process = process
-        self.url = f"ws://127.0.0.1:{port}/applet/websocket"
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[ServerProcess]:
-    process = await asyncio.create_subprocess_exec(
-        PYTHON, "-m", "game_server", "--host", "127.0.0.1", "--port", "0",
-        "--log-format", "json", "--round-seconds", "2", "--round-pause", "0",
-        "--bot-think", "0", "--bot-after", "0.2", "--rate-limit", "1000",
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert process.stderr is not None
+    process = await launch("--port", "0", "--rate-limit", "1000", *FAST_GAME)
     try:
-        async with asyncio.timeout(15):
-            while True:
-                line = await process.stderr.readline()
-                assert line, "the server exited before listening"
-                event = orjson.loads(line)
-                if event["event"] == "listening":
-                    break
-        # Keep draining its log so that the server never blocks on a full pipe.
-        drain = asyncio.create_task(process.stderr.read())
-        yield ServerProcess(process, event["port"])
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 10) == 0
-        drain.cancel()
+        yield process
+        process.process.send_signal(signal.SIGTERM)
+        assert await process.exit_code() == 0
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        if process.process.returncode is None:
+            process.process.kill()
+            await process.process.wait()
 
 
 async def soak_process(*args: str) -> asyncio.subprocess.Process:
