@@ -102,7 +102,7 @@ def create_app(
         app[SERVICE] = service
         app[METRICS].gauges(
             players=lambda: service.online,
-            queue=lambda: len(service.matchmaker),
+            queue=lambda: service.health()["queue"],
             matches=lambda: len(service.rooms),
         )
         app[TICKER] = Ticker(app[SERVICE], loop)

@@ -53,6 +53,8 @@ CLOSE_POLICY_VIOLATION = 1008
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 
+DEFAULT_LOBBY = "native"
+
 
 @attrs.frozen
 class ServiceConfig:
@@ -72,6 +74,16 @@ class ServiceConfig:
 
 
 @attrs.define(eq=False)
+class Lobby:
+    """One queue and the rules of the matches it makes; a player queues in its session's."""
+
+    name: str
+    rules: MatchRules
+    matchmaker: Matchmaker
+    timer: Timer | None = None
+
+
+@attrs.define(eq=False)
 class Player:
     id: str
     name: str
@@ -80,6 +92,7 @@ class Player:
     avatar: str | None = None
     session: Session | None = None
     room: Room | None = None
+    lobby: Lobby | None = None  # set while queued
     forget_timer: Timer | None = None
 
 
@@ -90,6 +103,7 @@ class Session:
     id: int
     outlet: Outlet
     guard: FloodGuard
+    lobby: Lobby
     player: Player | None = None
     closed: bool = False
 
@@ -124,7 +138,10 @@ class GameService:
     ) -> None:
         self.config = config
         self.clock = clock
-        self.matchmaker: Matchmaker = matchmaker or InMemoryMatchmaker(config.bot_after)
+        self.lobby = Lobby(
+            DEFAULT_LOBBY, config.rules, matchmaker or InMemoryMatchmaker(config.bot_after)
+        )
+        self.lobbies: dict[str, Lobby] = {DEFAULT_LOBBY: self.lobby}
         self.relay: Relay = relay or LocalRelay()
         self.rng = rng or random.Random()
         self.new_id = new_id
@@ -140,15 +157,44 @@ class GameService:
         self.on_drained: Callable[[], None] | None = None
         self._tokens: dict[str, str] = {}
         self._session_ids = itertools.count(1)
-        self._queue_timer: Timer | None = None
 
     # ------------------------------------------------------------ the shell's API
 
-    def connect(self, outlet: Outlet) -> Session:
+    @property
+    def matchmaker(self) -> Matchmaker:
+        """The default lobby's queue (the native protocol's)."""
+        return self.lobby.matchmaker
+
+    def add_lobby(self, name: str, rules: MatchRules, matchmaker: Matchmaker) -> Lobby:
+        """Another queue with its own rules (the Socket.IO dialect plays one-round games)."""
+        if name in self.lobbies:
+            raise ValueError(f"lobby {name!r} exists")
+        lobby = self.lobbies[name] = Lobby(name, rules, matchmaker)
+        return lobby
+
+    def connect(self, outlet: Outlet, lobby: str = DEFAULT_LOBBY) -> Session:
         guard = FloodGuard(rate=self.config.flood_rate, burst=self.config.flood_burst)
-        session = Session(next(self._session_ids), outlet, guard)
+        session = Session(next(self._session_ids), outlet, guard, self.lobbies[lobby])
         self.sessions.add(session)
         return session
+
+    def handle(self, session: Session, message: ClientMessage) -> None:
+        """Handle one decoded message (for adapters that speak another dialect)."""
+        if session.closed:
+            return
+        now = self._advance()
+        try:
+            self.observer.message_in(message.TYPE)
+            self._dispatch(session, message, now)
+        except ProtocolError as exc:
+            ref = exc.ref if exc.ref is not None else message.id
+            self.observer.error(exc.code.value)
+            session.outlet.send(Error(code=exc.code, message=exc.message, ref=ref))
+
+    def seats_of(self, match_id: str) -> tuple[Seat, Seat] | None:
+        """Both seats of a running match, with the players' live totals."""
+        room = self.rooms.get(match_id)
+        return None if room is None else room.match.seats
 
     def receive(self, session: Session, data: bytes | str) -> None:
         """Handle one text frame. Client mistakes become ``error`` replies, never exceptions."""
@@ -191,8 +237,7 @@ class GameService:
             return
         now = self._advance()
         self._detach(session, player)
-        if self.matchmaker.leave(player.id):
-            self._arm_queue()
+        self._unqueue(player)
         if player.room is not None:
             room = player.room
             self._deliver(room, room.match.forfeit(room.match.seat_of(player.id)), now)
@@ -234,7 +279,7 @@ class GameService:
         return {
             "players": self.online,
             "matches": len(self.rooms),
-            "queue": len(self.matchmaker),
+            "queue": sum(len(lobby.matchmaker) for lobby in self.lobbies.values()),
             "matches_finished": self.matches_finished,
         }
 
@@ -328,14 +373,16 @@ class GameService:
                 ErrorCode.ALREADY_IN_MATCH,
                 f"you are playing match {player.room.match.match_id}; leave it first",
             )
-        if player.id in self.matchmaker:
+        if player.lobby is not None:
             raise ProtocolError(ErrorCode.ALREADY_QUEUED, "you are already in the queue")
+        lobby = session.lobby
         # Everyone waiting once this player joins, counting the player (a bot=now join only
         # ever waits for itself).
-        waiting = 1 if message.bot is BotMode.NOW else len(self.matchmaker) + 1
+        waiting = 1 if message.bot is BotMode.NOW else len(lobby.matchmaker) + 1
         session.outlet.send(Queued(waiting=waiting, ref=message.id))
-        self._seat(self.matchmaker.join(player.id, message.bot, now), now)
-        self._arm_queue()
+        player.lobby = lobby
+        self._seat(lobby, lobby.matchmaker.join(player.id, message.bot, now), now)
+        self._arm_queue(lobby)
 
     def _choose(self, player: Player, message: MakeChoice, now: float) -> None:
         room = self._room_of(player, message.match_id)
@@ -350,8 +397,7 @@ class GameService:
         self._deliver(room, room.match.face(room.match.seat_of(player.id), message.face), now)
 
     def _leave(self, session: Session, player: Player, message: Leave, now: float) -> None:
-        if self.matchmaker.leave(player.id):
-            self._arm_queue()
+        self._unqueue(player)
         if player.room is not None:
             room = player.room
             self._deliver(room, room.match.forfeit(room.match.seat_of(player.id)), now)
@@ -370,9 +416,10 @@ class GameService:
 
     # ------------------------------------------------------------ matches
 
-    def _seat(self, pairings: list[Pairing], now: float) -> None:
+    def _seat(self, lobby: Lobby, pairings: list[Pairing], now: float) -> None:
         for pairing in pairings:
             first = self.players[pairing.first]
+            first.lobby = None
             humans = [first]
             if pairing.second is None:
                 bot = self._make_bot()
@@ -380,12 +427,13 @@ class GameService:
                     self._seat_for(first),
                     Seat(bot.player_id, bot.name, PlayerStats(), bot=True),
                 )
-                room = Room(Match(self.new_id("m_"), seats, self.config.rules), humans, bot, 1)
+                room = Room(Match(self.new_id("m_"), seats, lobby.rules), humans, bot, 1)
             else:
                 second = self.players[pairing.second]
+                second.lobby = None
                 humans.append(second)
                 seats = (self._seat_for(first), self._seat_for(second))
-                room = Room(Match(self.new_id("m_"), seats, self.config.rules), humans)
+                room = Room(Match(self.new_id("m_"), seats, lobby.rules), humans)
             for human in humans:
                 human.room = room
             self.rooms[room.match.match_id] = room
@@ -487,17 +535,26 @@ class GameService:
 
     # ------------------------------------------------------------ queue and players
 
-    def _arm_queue(self) -> None:
-        when = self.matchmaker.next_wakeup
-        timer = self._queue_timer
+    def _unqueue(self, player: Player) -> None:
+        lobby = player.lobby
+        if lobby is not None:
+            player.lobby = None
+            lobby.matchmaker.leave(player.id)
+            self._arm_queue(lobby)
+
+    def _arm_queue(self, lobby: Lobby) -> None:
+        when = lobby.matchmaker.next_wakeup
+        timer = lobby.timer
         if timer is not None and not timer.cancelled and timer.when == when:
             return
         self.timers.cancel(timer)
-        self._queue_timer = None if when is None else self.timers.call_at(when, self._queue_tick)
+        lobby.timer = (
+            None if when is None else self.timers.call_at(when, partial(self._queue_tick, lobby))
+        )
 
-    def _queue_tick(self, now: float) -> None:
-        self._seat(self.matchmaker.tick(now), now)
-        self._arm_queue()
+    def _queue_tick(self, lobby: Lobby, now: float) -> None:
+        self._seat(lobby, lobby.matchmaker.tick(now), now)
+        self._arm_queue(lobby)
 
     def _detach(self, session: Session, player: Player) -> None:
         session.player = None

@@ -10,13 +10,16 @@ import orjson
 import pytest
 
 from game_server.match import MatchRules
+from game_server.matchmaker import InMemoryMatchmaker
 from game_server.service import GameService, ServiceConfig, Session
 from protocol import (
     Bye,
     EndReason,
     Error,
     ErrorCode,
+    Hello,
     Hi,
+    Join,
     Left,
     Movement,
     MovementKind,
@@ -515,3 +518,37 @@ def test_state_is_released_after_many_matches() -> None:
     service.tick()
     assert service.players == {}
     assert service.timers.pending == 0
+
+
+# ---------------------------------------------------------------- lobbies and adapters
+
+
+def test_lobbies_queue_apart_and_play_their_own_rules() -> None:
+    service, clock = make()
+    one_round = MatchRules(best_of=1, round_seconds=3.0, round_pause=0.0)
+    service.add_lobby("legacy", one_round, InMemoryMatchmaker(bot_after=1.0))
+    with pytest.raises(ValueError, match="exists"):
+        service.add_lobby("legacy", one_round, InMemoryMatchmaker(bot_after=1.0))
+    native = connect(service)
+    legacy_outlet = RecordingOutlet()
+    legacy = Client(service, service.connect(legacy_outlet, "legacy"), legacy_outlet)
+    native.hello()
+    service.handle(legacy.session, Hello(name="Old", id=5))
+    assert legacy.outlet.last(Hi).ref == 5
+    native.say(type="join")
+    service.handle(legacy.session, Join())
+    assert service.health()["queue"] == 2  # two queues, one player each: never paired
+    assert not native.outlet.of(Start)
+    assert not legacy.outlet.of(Start)
+    clock.advance(1.0)
+    service.tick()
+    start = legacy.outlet.last(Start)  # the legacy lobby's bot came after its own 1 s
+    assert (start.best_of, start.round_ms, start.opponent.bot) == (1, 3000, True)
+    assert not native.outlet.of(Start)
+    seats = service.seats_of(start.match_id)
+    assert seats is not None
+    assert seats[0].name == "Old"
+    assert service.seats_of("m_nope") is None
+    service.handle(legacy.session, Join(id="again"))
+    assert legacy.error().code is ErrorCode.ALREADY_IN_MATCH
+    assert legacy.error().ref == "again"
