@@ -6,6 +6,8 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
+from typing import Protocol
 
 import attrs
 import structlog
@@ -15,7 +17,8 @@ from game_server import __version__
 from game_server.connection import CLOSE_GOING_AWAY, Connection
 from game_server.logs import REQUEST_ID
 from game_server.metrics import PrometheusObserver
-from game_server.service import GameService, ServiceConfig
+from game_server.ports import Outlet
+from game_server.service import GameService, ServiceConfig, Session
 from protocol import Bye
 
 log = structlog.get_logger("game_server")
@@ -76,6 +79,37 @@ class Ticker:
         self._when = None
 
 
+class Dialect(Protocol):
+    """What a WebSocket endpoint speaks: the native protocol, or an adapter for another.
+
+    The handler owns the socket, the send queue and the session's lifetime; a dialect
+    only turns frames into service calls and server messages into frames.
+    """
+
+    def install(self, service: GameService) -> None:
+        """Set up what the dialect needs in the service (a lobby) once at start-up."""
+
+    def open(self, service: GameService, connection: Connection) -> Session:
+        """A socket was accepted: connect it as a session (and greet it if the dialect does)."""
+
+    def text(self, service: GameService, session: Session, data: bytes) -> None:
+        """One text frame from the client."""
+
+
+class NativeDialect:
+    """Wire protocol v1 (``protocol/README.md``): the connection itself is the outlet."""
+
+    def install(self, service: GameService) -> None:
+        pass
+
+    def open(self, service: GameService, connection: Connection) -> Session:
+        outlet: Outlet = connection
+        return service.connect(outlet)
+
+    def text(self, service: GameService, session: Session, data: bytes) -> None:
+        service.receive(session, data)
+
+
 SERVICE = web.AppKey("service", GameService)
 TICKER = web.AppKey("ticker", Ticker)
 CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")
@@ -89,6 +123,7 @@ def create_app(
     config: ServerConfig | None = None, *, clock: Callable[[], float] | None = None
 ) -> web.Application:
     config = config or ServerConfig()
+    dialects: dict[str, Dialect] = {WEBSOCKET_PATH: NativeDialect()}
     app = web.Application()
     app[CONFIG] = config
     app[CONNECTIONS] = set()
@@ -100,6 +135,8 @@ def create_app(
         loop = asyncio.get_running_loop()
         service = GameService(config.service, clock or loop.time, observer=app[METRICS])
         app[SERVICE] = service
+        for dialect in dialects.values():
+            dialect.install(service)
         app[METRICS].gauges(
             players=lambda: service.online,
             queue=lambda: service.health()["queue"],
@@ -120,7 +157,8 @@ def create_app(
 
     app.on_startup.append(start_service)
     app.on_shutdown.append(close_sockets)
-    app.router.add_get(WEBSOCKET_PATH, websocket_handler)
+    for path, dialect in dialects.items():
+        app.router.add_get(path, partial(websocket_handler, dialect=dialect))
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -166,7 +204,7 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": status}, status=200 if ready else 503)
 
 
-async def websocket_handler(request: web.Request) -> web.StreamResponse:
+async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.StreamResponse:
     app = request.app
     if app[LIFECYCLE].draining:
         raise web.HTTPServiceUnavailable(
@@ -195,7 +233,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         observer=app[METRICS],
     )
     app[CONNECTIONS].add(connection)
-    session = service.connect(connection)
+    session = dialect.open(service, connection)
     structlog.contextvars.bind_contextvars(
         session=session.id,
         request_id=request_id,
@@ -208,7 +246,7 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         async for message in ws:
             try:
                 if message.type is WSMsgType.TEXT:
-                    service.receive(session, message.data)
+                    dialect.text(service, session, message.data)
                 elif message.type is WSMsgType.BINARY:
                     service.receive_unsupported(session, "binary")
                 elif message.type is WSMsgType.ERROR:
