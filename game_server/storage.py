@@ -1,0 +1,347 @@
+"""SQLite storage for players and finished matches, off the event loop.
+
+One thread owns the connection and runs every job in order, so the game never waits on
+the disk: writes are fire-and-forget and batched into one transaction per wake-up, and
+reads come back as futures (``load_player`` as a callback on the loop, so the sans-I/O
+service can use it). WAL mode lets other processes read the file while this one writes.
+The schema is versioned in code with ``PRAGMA user_version``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import structlog
+
+from game_server.records import MatchRecord, PlayerRecord
+
+log = structlog.get_logger("game_server.storage")
+
+T = TypeVar("T")
+
+# Each entry moves the schema from version N to N + 1; never edit one that has shipped.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE players (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        avatar TEXT,
+        openid TEXT UNIQUE,
+        unionid TEXT,
+        total_score INTEGER NOT NULL DEFAULT 0,
+        win_streak INTEGER NOT NULL DEFAULT 0,
+        wins INTEGER NOT NULL DEFAULT 0,
+        losses INTEGER NOT NULL DEFAULT 0,
+        draws INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        last_seen REAL NOT NULL
+    );
+    CREATE INDEX players_by_score ON players (total_score DESC, id);
+    CREATE TABLE matches (
+        id TEXT PRIMARY KEY,
+        player1 TEXT NOT NULL,
+        name1 TEXT NOT NULL,
+        bot1 INTEGER NOT NULL,
+        player2 TEXT NOT NULL,
+        name2 TEXT NOT NULL,
+        bot2 INTEGER NOT NULL,
+        winner TEXT,
+        reason TEXT NOT NULL,
+        best_of INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL NOT NULL
+    );
+    CREATE INDEX matches_by_player1 ON matches (player1, ended_at DESC);
+    CREATE INDEX matches_by_player2 ON matches (player2, ended_at DESC);
+    CREATE TABLE rounds (
+        match_id TEXT NOT NULL REFERENCES matches (id),
+        round INTEGER NOT NULL,
+        choice1 TEXT,
+        choice2 TEXT,
+        outcome TEXT NOT NULL,
+        PRIMARY KEY (match_id, round)
+    ) WITHOUT ROWID;
+    """,
+)
+
+_PLAYER_COLUMNS = (
+    "id, name, avatar, openid, unionid, total_score, win_streak, wins, losses, draws, "
+    "created_at, last_seen"
+)
+_UPSERT_PLAYER = f"""
+    INSERT INTO players ({_PLAYER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (id) DO UPDATE SET
+        name = excluded.name, avatar = excluded.avatar,
+        openid = coalesce(excluded.openid, openid), unionid = coalesce(excluded.unionid, unionid),
+        total_score = excluded.total_score, win_streak = excluded.win_streak,
+        wins = excluded.wins, losses = excluded.losses, draws = excluded.draws,
+        last_seen = excluded.last_seen
+"""
+
+
+def _player_row(record: PlayerRecord) -> tuple[Any, ...]:
+    return (
+        record.id,
+        record.name,
+        record.avatar,
+        record.openid,
+        record.unionid,
+        record.total_score,
+        record.win_streak,
+        record.wins,
+        record.losses,
+        record.draws,
+        record.created_at,
+        record.last_seen,
+    )
+
+
+def _player(row: sqlite3.Row | None) -> PlayerRecord | None:
+    return None if row is None else PlayerRecord(**dict(row))
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns the version it is at."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > len(MIGRATIONS):
+        raise RuntimeError(
+            f"database schema version {version} is newer than this server knows "
+            f"({len(MIGRATIONS)}); upgrade the server"
+        )
+    for number in range(version, len(MIGRATIONS)):
+        conn.executescript(
+            f"BEGIN; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; COMMIT;"
+        )
+        log.info("schema_migrated", version=number + 1)
+    return len(MIGRATIONS)
+
+
+class _Job:
+    __slots__ = ("fn", "future", "write")
+
+    def __init__(
+        self, fn: Callable[[sqlite3.Connection], Any], future: Future[Any] | None, write: bool
+    ) -> None:
+        self.fn = fn
+        self.future = future
+        self.write = write
+
+
+_STOP = object()
+
+
+class SqliteStore:
+    """The default store: one SQLite file (``:memory:`` for a throwaway one)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._jobs: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._opened: Future[None] = Future()
+        self._thread = threading.Thread(target=self._run, name="sqlite-store", daemon=True)
+        self._thread.start()
+        self._opened.result()  # raise here if the file cannot be opened or migrated
+        self._closed = False
+
+    # ------------------------------------------------------------ the service's port
+
+    def load_player(self, player_id: str, done: Callable[[PlayerRecord | None], None]) -> None:
+        """Read a player and call ``done`` with it on the calling event loop."""
+        loop = asyncio.get_running_loop()
+        future = self._submit(lambda conn: self._load(conn, player_id), write=False)
+
+        def deliver(result: Future[PlayerRecord | None]) -> None:
+            try:
+                record = result.result()
+            except Exception:
+                log.exception("load_player_failed", player_id=player_id)
+                record = None
+            # The loop may have closed while reading: then nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(done, record)
+
+        future.add_done_callback(deliver)
+
+    def save_player(self, record: PlayerRecord) -> None:
+        row = _player_row(record)
+        self._write(lambda conn: conn.execute(_UPSERT_PLAYER, row))
+
+    def record_match(self, record: MatchRecord) -> None:
+        self._write(lambda conn: self._insert_match(conn, record))
+
+    # ------------------------------------------------------------ queries for the shell
+
+    async def find_by_openid(self, openid: str) -> PlayerRecord | None:
+        return await self._read(
+            lambda conn: _player(
+                conn.execute(
+                    f"SELECT {_PLAYER_COLUMNS} FROM players WHERE openid = ?", (openid,)
+                ).fetchone()
+            )
+        )
+
+    async def get_player(self, player_id: str) -> PlayerRecord | None:
+        return await self._read(lambda conn: self._load(conn, player_id))
+
+    async def leaderboard(self, limit: int) -> list[PlayerRecord]:
+        def query(conn: sqlite3.Connection) -> list[PlayerRecord]:
+            rows = conn.execute(
+                f"SELECT {_PLAYER_COLUMNS} FROM players WHERE wins + losses + draws > 0 "
+                "ORDER BY total_score DESC, id LIMIT ?",
+                (limit,),
+            )
+            return [PlayerRecord(**dict(row)) for row in rows]
+
+        return await self._read(query)
+
+    async def recent_matches(self, player_id: str, limit: int) -> list[dict[str, Any]]:
+        def query(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            matches = conn.execute(
+                "SELECT * FROM matches WHERE player1 = ? OR player2 = ? "
+                "ORDER BY ended_at DESC LIMIT ?",
+                (player_id, player_id, limit),
+            ).fetchall()
+            out = []
+            for match in matches:
+                rounds = conn.execute(
+                    "SELECT round, choice1, choice2, outcome FROM rounds "
+                    "WHERE match_id = ? ORDER BY round",
+                    (match["id"],),
+                ).fetchall()
+                out.append({**dict(match), "rounds": [dict(r) for r in rounds]})
+            return out
+
+        return await self._read(query)
+
+    async def flush(self) -> None:
+        """Wait until everything written so far is committed."""
+        await self._read(lambda conn: None)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._jobs.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
+
+    # ------------------------------------------------------------ the thread
+
+    def _submit(self, fn: Callable[[sqlite3.Connection], T], *, write: bool) -> Future[T]:
+        if self._closed:
+            raise RuntimeError("the store is closed")
+        future: Future[T] = Future()
+        self._jobs.put(_Job(fn, future, write))
+        return future
+
+    def _write(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        if self._closed:
+            log.error("write_after_close")
+            return
+        self._jobs.put(_Job(fn, None, True))
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.wrap_future(self._submit(fn, write=False))
+
+    @staticmethod
+    def _load(conn: sqlite3.Connection, player_id: str) -> PlayerRecord | None:
+        return _player(
+            conn.execute(
+                f"SELECT {_PLAYER_COLUMNS} FROM players WHERE id = ?", (player_id,)
+            ).fetchone()
+        )
+
+    @staticmethod
+    def _insert_match(conn: sqlite3.Connection, record: MatchRecord) -> None:
+        first, second = record.seats
+        conn.execute(
+            "INSERT INTO matches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.id,
+                first.player_id,
+                first.name,
+                first.bot,
+                second.player_id,
+                second.name,
+                second.bot,
+                record.winner,
+                record.reason,
+                record.best_of,
+                record.started_at,
+                record.ended_at,
+            ),
+        )
+        conn.executemany(
+            "INSERT INTO rounds VALUES (?, ?, ?, ?, ?)",
+            [(record.id, r.round, *r.choices, r.outcome) for r in record.rounds],
+        )
+        conn.executemany(_UPSERT_PLAYER, [_player_row(p) for p in record.players])
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across crashes of the process
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("PRAGMA busy_timeout = 5000")  # another process may hold the write lock
+        migrate(conn)
+        return conn
+
+    def _run(self) -> None:
+        try:
+            conn = self._open()
+        except BaseException as exc:
+            self._opened.set_exception(exc)
+            return
+        self._opened.set_result(None)
+        try:
+            stop = False
+            while not stop:
+                batch = [self._jobs.get()]
+                while True:  # everything already waiting goes into this wake-up's batch
+                    try:
+                        batch.append(self._jobs.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = self._run_batch(conn, batch)
+        finally:
+            conn.close()
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job | object]) -> bool:
+        """Writes share one transaction; a failing write is rolled back alone (savepoint).
+
+        Reads are answered only after the commit, so ``flush`` means "on disk".
+        """
+        answers: list[tuple[Future[Any], Any]] = []
+        conn.execute("BEGIN")
+        stop = False
+        for job in batch:
+            if job is _STOP:
+                stop = True
+                continue
+            assert isinstance(job, _Job)
+            if job.write:
+                conn.execute("SAVEPOINT job")
+            try:
+                result = job.fn(conn)
+            except Exception as exc:
+                if job.write:
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    log.exception("store_write_failed")
+                if job.future is not None:
+                    job.future.set_exception(exc)
+                continue
+            if job.write:
+                conn.execute("RELEASE job")
+            if job.future is not None:
+                answers.append((job.future, result))
+        conn.execute("COMMIT")
+        for future, result in answers:
+            future.set_result(result)
+        return stop
