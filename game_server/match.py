@@ -15,6 +15,7 @@ row, or when a seat forfeits.
 from __future__ import annotations
 
 import enum
+import math
 
 import attrs
 
@@ -29,6 +30,7 @@ from protocol import (
     Outcome,
     ProtocolError,
     Result,
+    Resume,
     Score,
     ServerMessage,
     Start,
@@ -133,6 +135,23 @@ class Match:
             if seat.player_id == player_id:
                 return index
         raise KeyError(player_id)
+
+    def resume_for(self, seat: int, now: float) -> Resume:
+        """Everything a reconnecting seat needs to carry on from here."""
+        choosing = self.phase is Phase.CHOOSING
+        left = max(0.0, self._deadline - now) if choosing else 0.0
+        return Resume(
+            match_id=self.match_id,
+            round=max(self.round, 1),
+            best_of=self.rules.best_of,
+            round_ms=round(self.rules.round_seconds * 1000),
+            deadline_ms=math.ceil(left * 1000),
+            opponent=self.seats[1 - seat].as_opponent(),
+            opponent_away=False,
+            score=self._score(seat),
+            choice=self._choices[seat] if choosing else None,
+            final=self._final[seat] if choosing else False,
+        )
 
     # ------------------------------------------------------------ events
 

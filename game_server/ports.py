@@ -6,10 +6,12 @@ processes) implement these same protocols; the game service does not change.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import attrs
 
+from game_server.records import MatchRecord, PlayerRecord
 from protocol import BotMode, ServerMessage
 
 
@@ -97,3 +99,30 @@ class Matchmaker(Protocol):
     def __len__(self) -> int: ...
 
     def __contains__(self, player_id: object) -> bool: ...
+
+
+class PlayerStore(Protocol):
+    """Where players and finished matches are kept; the game never waits on it.
+
+    Writes are fire-and-forget; a load answers through ``done``, called later on the
+    event loop (or at once), so the sans-I/O service can use it without awaiting.
+    """
+
+    def load_player(self, player_id: str, done: Callable[[PlayerRecord | None], None]) -> None: ...
+
+    def save_player(self, record: PlayerRecord) -> None: ...
+
+    def record_match(self, record: MatchRecord) -> None: ...
+
+
+class NullStore:
+    """Keeps nothing: players live only as long as the process remembers them."""
+
+    def load_player(self, player_id: str, done: Callable[[PlayerRecord | None], None]) -> None:
+        done(None)
+
+    def save_player(self, record: PlayerRecord) -> None:
+        pass
+
+    def record_match(self, record: MatchRecord) -> None:
+        pass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 import secrets
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -22,11 +23,22 @@ from bots.strategies import make_strategy
 from game_server.house_bot import BOT_NAMES, HouseBot, PlannedChoice
 from game_server.match import Match, MatchRules, Seat, Send
 from game_server.matchmaker import InMemoryMatchmaker
-from game_server.ports import Matchmaker, NullObserver, Observer, Outlet, Pairing, Relay
+from game_server.ports import (
+    Matchmaker,
+    NullObserver,
+    NullStore,
+    Observer,
+    Outlet,
+    Pairing,
+    PlayerStore,
+    Relay,
+)
 from game_server.ratelimit import FloodGuard, Verdict
+from game_server.records import MatchRecord, PlayerRecord, RoundRow, SeatRow
 from game_server.relay import LocalRelay
 from game_server.scoring import PlayerStats
 from game_server.timers import Timer, TimerQueue
+from game_server.tokens import InvalidToken, TokenSigner
 from protocol import (
     BotMode,
     Bye,
@@ -40,6 +52,8 @@ from protocol import (
     Leave,
     Left,
     MakeChoice,
+    Movement,
+    MovementKind,
     Ping,
     Pong,
     ProtocolError,
@@ -54,6 +68,10 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 
 DEFAULT_LOBBY = "native"
+TOKEN_TTL = 7 * 24 * 3600.0
+# Messages a client sends after a ``hello`` whose player is still being read from storage;
+# they are handled once it is loaded.
+PENDING_MAX = 32
 
 
 @attrs.frozen
@@ -63,6 +81,7 @@ class ServiceConfig:
     bot_think: tuple[float, float] = (0.4, 1.6)
     bot_strategy: str = "mix"
     forget_after: float = 3600.0
+    reconnect_grace: float = 20.0  # a dropped player keeps its seat or queue entry this long
     flood_rate: float = 20.0
     flood_burst: float = 40.0
 
@@ -87,13 +106,52 @@ class Lobby:
 class Player:
     id: str
     name: str
-    token: str
+    created_at: float  # Unix seconds
     stats: PlayerStats = attrs.Factory(PlayerStats)
     avatar: str | None = None
+    openid: str | None = None
+    unionid: str | None = None
     session: Session | None = None
     room: Room | None = None
     lobby: Lobby | None = None  # set while queued
     forget_timer: Timer | None = None
+    away_timer: Timer | None = None  # set while the reconnect grace runs
+
+    def record(self, last_seen: float) -> PlayerRecord:
+        stats = self.stats
+        return PlayerRecord(
+            id=self.id,
+            name=self.name,
+            created_at=self.created_at,
+            last_seen=last_seen,
+            avatar=self.avatar,
+            openid=self.openid,
+            unionid=self.unionid,
+            total_score=stats.total_score,
+            win_streak=stats.win_streak,
+            wins=stats.wins,
+            losses=stats.losses,
+            draws=stats.draws,
+        )
+
+    @classmethod
+    def from_record(cls, record: PlayerRecord) -> Player:
+        stats = PlayerStats(
+            total_score=record.total_score,
+            win_streak=record.win_streak,
+            wins=record.wins,
+            losses=record.losses,
+            draws=record.draws,
+        )
+        return cls(
+            id=record.id,
+            name=record.name,
+            created_at=record.created_at,
+            stats=stats,
+            avatar=record.avatar,
+            openid=record.openid,
+            unionid=record.unionid,
+        )
 
 
 @attrs.define(eq=False)
@@ -106,12 +164,15 @@ class Session:
     lobby: Lobby
     player: Player | None = None
     closed: bool = False
+    # Not None while its ``hello`` waits for the player to load: what came in meanwhile.
+    pending: list[ClientMessage] | None = None
 
 
 @attrs.define(eq=False)
 class Room:
     match: Match
     humans: list[Player]
+    started_at: float  # Unix seconds
     bot: HouseBot | None = None
     bot_seat: int | None = None
     timer: Timer | None = None
@@ -135,6 +196,9 @@ class GameService:
         rng: random.Random | None = None,
         new_id: Callable[[str], str] = _random_id,
         observer: Observer | None = None,
+        store: PlayerStore | None = None,
+        signer: TokenSigner | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -146,6 +210,9 @@ class GameService:
         self.rng = rng or random.Random()
         self.new_id = new_id
         self.observer: Observer = observer or NullObserver()
+        self.store: PlayerStore = store or NullStore()
+        self.signer = signer or TokenSigner.random(TOKEN_TTL)
+        self.wall_clock = wall_clock
         self.timers = TimerQueue()
         self.players: dict[str, Player] = {}
         self.rooms: dict[str, Room] = {}
@@ -155,7 +222,10 @@ class GameService:
         self.draining = False
         # Called once the last match ends while draining; the shell then closes up.
         self.on_drained: Callable[[], None] | None = None
-        self._tokens: dict[str, str] = {}
+        # Called after the service acted on its own (a player finished loading), so the
+        # shell re-arms its timer; events it is handed directly need no such call.
+        self.after_event: Callable[[], None] = lambda: None
+        self._by_openid: dict[str, str] = {}
         self._session_ids = itertools.count(1)
 
     # ------------------------------------------------------------ the shell's API
@@ -226,8 +296,13 @@ class GameService:
                 )
             )
 
-    def disconnect(self, session: Session) -> None:
-        """The connection is gone: leave the queue, forfeit the match, keep the totals."""
+    def disconnect(self, session: Session, *, keep_seat: bool = True) -> None:
+        """The connection is gone: the player keeps its seat or queue entry for the grace.
+
+        Past the grace window (or at once while draining, when nobody can come back, or
+        when the server closed the session for misbehaving) it leaves the queue and
+        forfeits the match, as after ``leave``.
+        """
         if session.closed:
             return
         session.closed = True
@@ -237,14 +312,50 @@ class GameService:
             return
         now = self._advance()
         self._detach(session, player)
-        self._unqueue(player)
-        if player.room is not None:
-            room = player.room
-            self._deliver(room, room.match.forfeit(room.match.seat_of(player.id)), now)
-        player.forget_timer = self.timers.call_at(
-            now + self.config.forget_after, partial(self._forget, player)
-        )
+        self.store.save_player(player.record(self.wall_clock()))
+        grace = self.config.reconnect_grace
+        holding = player.room is not None or player.lobby is not None
+        if not holding or not keep_seat or self.draining or grace <= 0:
+            self._give_up(player, now)
+        else:
+            player.away_timer = self.timers.call_at(now + grace, partial(self._grace_over, player))
+            self._tell_opponent(player, MovementKind.LEFT)
         log.info("player_disconnected", player_id=player.id, session=session.id)
+
+    def login(
+        self,
+        openid: str,
+        stored: PlayerRecord | None,
+        *,
+        name: str | None = None,
+        avatar: str | None = None,
+        unionid: str | None = None,
+    ) -> tuple[Player, str]:
+        """A WeChat login: the player with this openid (made if new) and a token for it.
+
+        ``stored`` is what storage holds for the openid; the live player wins if there is one.
+        """
+        player_id = self._by_openid.get(openid) or (stored.id if stored else None)
+        player = self.players.get(player_id) if player_id else None
+        if player is None and stored is not None:
+            player = self._adopt(stored)
+        if player is None:
+            player = self._new_player()
+        player.openid = openid
+        player.unionid = unionid or player.unionid
+        self._by_openid[openid] = player.id
+        if name:
+            player.name = name
+        if avatar:
+            player.avatar = avatar
+        self.store.save_player(player.record(self.wall_clock()))
+        if player.session is None and player.room is None and player.away_timer is None:
+            self.timers.cancel(player.forget_timer)
+            player.forget_timer = self.timers.call_at(
+                self._advance() + self.config.forget_after, partial(self._forget, player)
+            )
+        log.info("login", player_id=player.id)
+        return player, self.signer.issue(player.id)
 
     def begin_drain(self) -> None:
         """Shutting down: everyone not in a match leaves now; matches play to their end.
@@ -255,7 +366,11 @@ class GameService:
         if self.draining:
             return
         self.draining = True
-        self._advance()
+        now = self._advance()
+        for away in [p for p in self.players.values() if p.away_timer is not None]:
+            # Nobody can reconnect to a draining process: away players forfeit now.
+            self.timers.cancel(away.away_timer)
+            self._grace_over(away, now)
         for session in list(self.sessions):
             player = session.player
             if player is None or player.room is None:
@@ -308,8 +423,17 @@ class GameService:
         return False
 
     def _dispatch(self, session: Session, message: ClientMessage, now: float) -> None:
+        if session.pending is not None:
+            if isinstance(message, Hello):
+                raise ProtocolError(ErrorCode.ALREADY_HELLO, "you already said hello", message.id)
+            if len(session.pending) >= PENDING_MAX:
+                raise ProtocolError(
+                    ErrorCode.RATE_LIMITED, "wait for hi before sending more", message.id
+                )
+            session.pending.append(message)
+            return
         if isinstance(message, Hello):
-            self._hello(session, message)
+            self._hello(session, message, now)
             return
         player = session.player
         if player is None:
@@ -326,27 +450,76 @@ class GameService:
             t = message.t if message.t is not None else int(now * 1000)
             session.outlet.send(Pong(t=t, ref=message.id))
 
-    def _hello(self, session: Session, message: Hello) -> None:
+    def _hello(self, session: Session, message: Hello, now: float) -> None:
         if session.player is not None:
             raise ProtocolError(ErrorCode.ALREADY_HELLO, "you already said hello", message.id)
-        player = None
-        if message.token is not None:
-            player = self.players.get(self._tokens.get(message.token, ""))
-        returning = player is not None
-        if player is None:
-            player = Player(
-                id=self.new_id("p_"),
-                name=f"Player {self.rng.randint(1000, 9999)}",
-                token=secrets.token_urlsafe(24),
+        if message.token is None:
+            self._greet(session, self._new_player(), message, now)
+            return
+        try:
+            player_id = self.signer.verify(message.token)
+        except InvalidToken as exc:
+            raise ProtocolError(ErrorCode.INVALID_TOKEN, str(exc), message.id) from None
+        known = self.players.get(player_id)
+        if known is not None:
+            self._greet(session, known, message, now)
+            return
+        # Known to the token but not in memory (a restart, or forgotten): read it first.
+        session.pending = []
+        self.store.load_player(player_id, partial(self._loaded, session, message))
+
+    def _loaded(self, session: Session, message: Hello, record: PlayerRecord | None) -> None:
+        pending, session.pending = session.pending or [], None
+        if session.closed:
+            return
+        if record is None:
+            self.observer.error(ErrorCode.INVALID_TOKEN.value)
+            session.outlet.send(
+                Error(
+                    code=ErrorCode.INVALID_TOKEN,
+                    message="this token's player is unknown here; log in again",
+                    ref=message.id,
+                )
             )
-            self.players[player.id] = player
-            self._tokens[player.token] = player.id
+        else:
+            # Another session may have loaded the same player meanwhile: one object per id.
+            player = self.players.get(record.id) or self._adopt(record)
+            self._greet(session, player, message, self._advance())
+        for queued in pending:
+            self.handle(session, queued)
+        self.after_event()
+
+    def _new_player(self) -> Player:
+        player = Player(
+            id=self.new_id("p_"),
+            name=f"Player {self.rng.randint(1000, 9999)}",
+            created_at=self.wall_clock(),
+        )
+        self.players[player.id] = player
+        self.store.save_player(player.record(player.created_at))
+        return player
+
+    def _adopt(self, record: PlayerRecord) -> Player:
+        player = self.players[record.id] = Player.from_record(record)
+        if player.openid is not None:
+            self._by_openid[player.openid] = player.id
+        return player
+
+    def _greet(self, session: Session, player: Player, message: Hello, now: float) -> None:
+        """Bind the session to the player and catch it up on its match or queue entry."""
         self.timers.cancel(player.forget_timer)
         player.forget_timer = None
-        if message.name is not None:
-            player.name = message.name
-        if message.avatar is not None:
-            player.avatar = message.avatar
+        was_away = player.away_timer is not None
+        self.timers.cancel(player.away_timer)
+        player.away_timer = None
+        changed = False
+        if message.name is not None and message.name != player.name:
+            player.name, changed = message.name, True
+        if message.avatar is not None and message.avatar != player.avatar:
+            player.avatar, changed = message.avatar, True
+        if changed:
+            self.store.save_player(player.record(self.wall_clock()))
+        replaced = player.session is not None
         if player.session is not None:
             # One player, one connection: the newest wins and keeps the seat it had.
             old = player.session
@@ -360,12 +533,25 @@ class GameService:
             Hi(
                 player_id=player.id,
                 name=player.name,
-                token=player.token,
+                token=self.signer.issue(player.id),
                 online=self.online,
                 ref=message.id,
             )
         )
-        log.info("hello", player_id=player.id, session=session.id, returning=returning)
+        room = player.room
+        if room is not None:
+            seat = room.match.seat_of(player.id)
+            opponent_id = room.match.seats[1 - seat].player_id
+            opponent = self.players.get(opponent_id)
+            away = opponent is not None and opponent.away_timer is not None
+            session.outlet.send(attrs.evolve(room.match.resume_for(seat, now), opponent_away=away))
+            if was_away:
+                self._tell_opponent(player, MovementKind.BACK)
+        elif player.lobby is not None and (was_away or replaced):
+            session.outlet.send(Queued(waiting=len(player.lobby.matchmaker)))
+        log.info(
+            "hello", player_id=player.id, session=session.id, resumed=was_away, replaced=replaced
+        )
 
     def _join(self, session: Session, player: Player, message: Join, now: float) -> None:
         if player.room is not None:
@@ -427,13 +613,15 @@ class GameService:
                     self._seat_for(first),
                     Seat(bot.player_id, bot.name, PlayerStats(), bot=True),
                 )
-                room = Room(Match(self.new_id("m_"), seats, lobby.rules), humans, bot, 1)
+                match = Match(self.new_id("m_"), seats, lobby.rules)
+                room = Room(match, humans, self.wall_clock(), bot, 1)
             else:
                 second = self.players[pairing.second]
                 second.lobby = None
                 humans.append(second)
                 seats = (self._seat_for(first), self._seat_for(second))
-                room = Room(Match(self.new_id("m_"), seats, lobby.rules), humans)
+                match = Match(self.new_id("m_"), seats, lobby.rules)
+                room = Room(match, humans, self.wall_clock())
             for human in humans:
                 human.room = room
             self.rooms[room.match.match_id] = room
@@ -445,6 +633,10 @@ class GameService:
                 bot=room.bot is not None,
             )
             self._deliver(room, room.match.begin(now), now)
+            for human in humans:
+                if human.away_timer is not None:
+                    # Paired while away (queued, then dropped): its opponent should know.
+                    self._tell_opponent(human, MovementKind.LEFT)
 
     @staticmethod
     def _seat_for(player: Player) -> Seat:
@@ -514,6 +706,11 @@ class GameService:
         for human in room.humans:
             if human.room is room:
                 human.room = None
+            if human.away_timer is not None:
+                # Its match ended while it was away: nothing left to hold for it.
+                self.timers.cancel(human.away_timer)
+                human.away_timer = None
+                self._give_up(human, self.clock())
         del self.rooms[room.match.match_id]
         if self.draining:
             for human in room.humans:
@@ -521,6 +718,7 @@ class GameService:
                     self._kick(human.session, "shutdown", CLOSE_GOING_AWAY)
         self.matches_finished += 1
         match = room.match
+        self.store.record_match(self._match_record(room))
         self.observer.match_finished(
             match.reason.value if match.reason else "", room.bot is not None
         )
@@ -566,10 +764,67 @@ class GameService:
         session.outlet.send(Bye(reason=reason))
         session.outlet.close(code, reason)
         log.info("session_closed", session=session.id, reason=reason, code=code)
-        self.disconnect(session)
+        self.disconnect(session, keep_seat=False)
+
+    def _tell_opponent(self, player: Player, kind: MovementKind) -> None:
+        room = player.room
+        if room is None:
+            return
+        match = room.match
+        opponent = 1 - match.seat_of(player.id)
+        if opponent != room.bot_seat:
+            movement = Movement(match_id=match.match_id, round=max(match.round, 1), kind=kind)
+            self.relay.deliver(match.seats[opponent].player_id, movement)
+
+    def _grace_over(self, player: Player, now: float) -> None:
+        player.away_timer = None
+        if player.session is None:
+            log.info("reconnect_grace_over", player_id=player.id)
+            self._give_up(player, now)
+
+    def _give_up(self, player: Player, now: float) -> None:
+        """A player gone for good: out of the queue, out of its match, forgotten later."""
+        self._unqueue(player)
+        if player.room is not None:
+            room = player.room
+            self._deliver(room, room.match.forfeit(room.match.seat_of(player.id)), now)
+        self.timers.cancel(player.forget_timer)
+        player.forget_timer = self.timers.call_at(
+            now + self.config.forget_after, partial(self._forget, player)
+        )
+
+    def _match_record(self, room: Room) -> MatchRecord:
+        match = room.match
+        winner = None if match.winner is None else match.seats[match.winner].player_id
+        now = self.wall_clock()
+        return MatchRecord(
+            id=match.match_id,
+            seats=(
+                SeatRow(match.seats[0].player_id, match.seats[0].name, match.seats[0].bot),
+                SeatRow(match.seats[1].player_id, match.seats[1].name, match.seats[1].bot),
+            ),
+            winner=winner,
+            reason=match.reason.value if match.reason else "",
+            best_of=match.rules.best_of,
+            started_at=room.started_at,
+            ended_at=now,
+            rounds=tuple(
+                RoundRow(
+                    r.round,
+                    (
+                        None if r.choices[0] is None else r.choices[0].value,
+                        None if r.choices[1] is None else r.choices[1].value,
+                    ),
+                    r.outcome.value,
+                )
+                for r in match.history
+            ),
+            players=tuple(human.record(now) for human in room.humans),
+        )
 
     def _forget(self, player: Player, now: float) -> None:
         player.forget_timer = None
-        if player.session is None and player.room is None:
+        if player.session is None and player.room is None and player.away_timer is None:
             del self.players[player.id]
-            self._tokens.pop(player.token, None)
+            if player.openid is not None and self._by_openid.get(player.openid) == player.id:
+                del self._by_openid[player.openid]

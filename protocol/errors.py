@@ -21,6 +21,7 @@ class ErrorCode(enum.StrEnum):
     CHOICE_LOCKED = "choice_locked"
     RATE_LIMITED = "rate_limited"
     UNSUPPORTED_FRAME = "unsupported_frame"
+    INVALID_TOKEN = "invalid_token"
 
 
 class ProtocolError(Exception):

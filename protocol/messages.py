@@ -41,6 +41,8 @@ class BotMode(enum.StrEnum):
 class MovementKind(enum.StrEnum):
     CHOICE = "choice"
     FACE = "face"
+    LEFT = "left"  # the opponent's connection dropped; its seat is kept for a grace window
+    BACK = "back"  # ... and it came back
 
 
 class Winner(enum.StrEnum):
@@ -195,6 +197,25 @@ class Result:
 
 
 @attrs.frozen(kw_only=True)
+class Resume:
+    """Where the match stands, for a player who reconnected (or replaced its connection)."""
+
+    TYPE: ClassVar[str] = "resume"
+    match_id: str = attrs.field(metadata=wire(f.text(f.MATCH_ID_MAX)))
+    round: int = attrs.field(metadata=wire(f.integer_in(1, f.ROUND_MAX)))
+    best_of: int = attrs.field(metadata=wire(f.integer_in(1, f.ROUND_MAX)))
+    round_ms: int = attrs.field(metadata=wire(f.non_negative))
+    deadline_ms: int = attrs.field(metadata=wire(f.non_negative))  # 0 between rounds
+    opponent: Opponent = attrs.field(metadata=wire(nested=Opponent))
+    opponent_away: bool = attrs.field(metadata=wire(f.boolean))
+    score: Score = attrs.field(metadata=wire(nested=Score))
+    choice: Choice | None = attrs.field(
+        default=None, metadata=wire(f.optional_choice, omit_none=True)
+    )
+    final: bool = attrs.field(default=False, metadata=wire(f.boolean))
+
+
+@attrs.frozen(kw_only=True)
 class Left:
     TYPE: ClassVar[str] = "left"
     ref: MessageId | None = attrs.field(default=None, metadata=_REF)
@@ -221,13 +242,14 @@ class Error:
     ref: MessageId | None = attrs.field(default=None, metadata=_REF)
 
 
-ServerMessage = Hi | Queued | Start | Movement | Result | Left | Pong | Bye | Error
+ServerMessage = Hi | Queued | Start | Movement | Result | Resume | Left | Pong | Bye | Error
 SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
     Hi,
     Queued,
     Start,
     Movement,
     Result,
+    Resume,
     Left,
     Pong,
     Bye,

@@ -161,16 +161,17 @@ async def test_one_client_plays_the_house_bot(
     assert result["winner"] in ("you", "opponent", "draw")
 
 
-async def test_disconnect_mid_match_gives_the_opponent_the_win(
+async def test_disconnect_mid_match_gives_the_opponent_the_win_after_the_grace(
     start_server: ServerFactory, http: aiohttp.ClientSession
 ) -> None:
-    server = await start_server()
+    server = await start_server(reconnect_grace=0.3)
     ann, bob = await connect(http, server, "Ann"), await connect(http, server, "Bob")
     await ann.send(type="join")
     await bob.send(type="join")
     await ann.expect("start", skip=("queued",))
     await bob.expect("start", skip=("queued",))
     await ann.ws.close()
+    assert (await bob.expect("movement"))["kind"] == "left"
     result = await bob.expect("result")
     assert result["match_over"] is True
     assert (result["winner"], result["reason"]) == ("you", "opponent_left")

@@ -151,11 +151,18 @@ def test_token_brings_back_the_same_player_and_totals() -> None:
     assert (final.total_score, final.win_streak) == (3, 2)
 
 
-def test_unknown_token_gets_a_new_guest() -> None:
+def test_a_forged_token_is_refused_and_a_guest_hello_still_works() -> None:
     service, _ = make()
     a = connect(service)
-    hi = a.hello(token="no-such-token")
-    assert hi.token != "no-such-token"
+    a.say(type="hello", token="no-such-token", id=3)
+    error = a.error()
+    assert (error.code, error.ref) == (ErrorCode.INVALID_TOKEN, 3)
+    assert "log in again" in error.message
+    assert not a.outlet.of(Hi)
+    a.say(type="join")
+    assert a.error().code is ErrorCode.HELLO_REQUIRED
+    hi = a.hello()  # the client forgets the token and starts over
+    assert service.players[hi.player_id].session is a.session
 
 
 def test_second_connection_with_token_replaces_first_and_keeps_the_seat() -> None:
@@ -398,12 +405,20 @@ def test_ping_pong() -> None:
 # ---------------------------------------------------------------- leaving
 
 
-def test_disconnect_mid_match_forfeits_to_the_opponent() -> None:
-    service, _ = make()
+def test_disconnect_mid_match_forfeits_to_the_opponent_after_the_grace() -> None:
+    service, clock = make(reconnect_grace=0.8)
     a, b = pair(service)
     a.choose("rock")  # a wins round 1 ...
     b.choose("scissors")
-    service.disconnect(a.session)  # ... then leaves during the pause
+    service.disconnect(a.session)  # ... then drops during the pause
+    left = b.outlet.last(Movement)
+    assert (left.kind, left.round) == (MovementKind.LEFT, 1)
+    assert not b.outlet.last(Result).match_over
+    clock.advance(0.79)
+    service.tick()
+    assert not b.outlet.last(Result).match_over
+    clock.advance(0.01)
+    service.tick()
     final = b.outlet.last(Result)
     assert final.match_over
     assert (final.winner, final.reason) == (Winner.YOU, EndReason.OPPONENT_LEFT)
@@ -452,12 +467,15 @@ def test_afk_player_forfeits_after_two_missed_rounds() -> None:
 
 
 def test_disconnected_players_are_forgotten_after_a_while() -> None:
-    service, clock = make(forget_after=60.0)
+    service, clock = make(forget_after=60.0, reconnect_grace=10.0)
     a, b = pair(service)
     token = a.outlet.last(Hi).token
     service.disconnect(a.session)
     service.disconnect(b.session)
     assert len(service.players) == 2
+    clock.advance(10)  # both away past the grace: the match is forfeited
+    service.tick()
+    assert service.rooms == {}
     clock.advance(59)
     service.tick()
     assert len(service.players) == 2
@@ -465,8 +483,10 @@ def test_disconnected_players_are_forgotten_after_a_while() -> None:
     service.tick()
     assert service.players == {}
     assert service.timers.pending == 0
+    # Without storage, a forgotten player's token names nobody any more.
     again = connect(service)
-    assert again.hello(token=token).player_id != a.outlet.last(Hi).player_id
+    again.say(type="hello", token=token)
+    assert again.error().code is ErrorCode.INVALID_TOKEN
 
 
 # ---------------------------------------------------------------- abuse
@@ -512,8 +532,10 @@ def test_state_is_released_after_many_matches() -> None:
         service.disconnect(a.session)
         service.disconnect(b.session)
         service.disconnect(c.session)
-    assert service.rooms == {}
     assert service.health()["queue"] == 0
+    clock.advance(service.config.reconnect_grace)  # the bot matches left running end now
+    service.tick()
+    assert service.rooms == {}
     clock.advance(11)
     service.tick()
     assert service.players == {}

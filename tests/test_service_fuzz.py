@@ -84,11 +84,15 @@ def check_invariants(service: GameService) -> None:
             assert human.room is room
             assert human.id not in service.matchmaker
     for player in service.players.values():
+        away = player.away_timer is not None
+        assert not (away and player.session is not None), "a connected player is away"
         if player.room is not None:
             assert player.room.match.match_id in service.rooms
-            assert player.session is not None, "a disconnected player still holds a seat"
-        if player.id in service.matchmaker:
-            assert player.session is not None, "a disconnected player is still queued"
+            assert player.session is not None or away, "a gone player still holds a seat"
+        queued = any(player.id in lobby.matchmaker for lobby in service.lobbies.values())
+        assert queued == (player.lobby is not None)
+        if queued:
+            assert player.session is not None or away, "a gone player is still queued"
             assert player.room is None
 
 
@@ -168,7 +172,9 @@ def test_any_sequence_of_frames_keeps_the_service_sound(
     # And everything winds down: matches end, nothing leaks once players are forgotten.
     for session in sessions:
         service.disconnect(session)
-    clock.advance(service.config.forget_after + 1)
+    clock.advance(service.config.reconnect_grace)  # seats and queue entries given up
+    service.tick()
+    clock.advance(service.config.forget_after)
     service.tick()
     assert service.rooms == {}
     assert service.players == {}
