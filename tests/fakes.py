@@ -3,10 +3,12 @@ that records what the service would have sent."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TypeVar
 
 import attrs
 
+from game_server.records import MatchRecord, PlayerRecord
 from protocol import ServerMessage, decode_server, encode
 
 M = TypeVar("M", bound=ServerMessage)
@@ -49,3 +51,32 @@ class RecordingOutlet:
         found = self.of(kind)
         assert found, f"no {kind.TYPE} in {self.sent!r}"
         return found[-1]
+
+
+@attrs.define(eq=False)
+class MemoryStore:
+    """A ``PlayerStore`` in dicts; with ``defer`` set, loads answer only on ``answer()``."""
+
+    players: dict[str, PlayerRecord] = attrs.Factory(dict)
+    matches: list[MatchRecord] = attrs.Factory(list)
+    defer: bool = False
+    waiting: list[tuple[str, Callable[[PlayerRecord | None], None]]] = attrs.Factory(list)
+
+    def load_player(self, player_id: str, done: Callable[[PlayerRecord | None], None]) -> None:
+        if self.defer:
+            self.waiting.append((player_id, done))
+        else:
+            done(self.players.get(player_id))
+
+    def answer(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for player_id, done in waiting:
+            done(self.players.get(player_id))
+
+    def save_player(self, record: PlayerRecord) -> None:
+        self.players[record.id] = record
+
+    def record_match(self, record: MatchRecord) -> None:
+        self.matches.append(record)
+        for player in record.players:
+            self.players[player.id] = player
