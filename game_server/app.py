@@ -13,12 +13,15 @@ import attrs
 import structlog
 from aiohttp import WSMsgType, web
 
-from game_server import __version__
+from game_server import __version__, http_api
+from game_server.appkeys import SERVICE, STORE
 from game_server.connection import CLOSE_GOING_AWAY, Connection
 from game_server.logs import REQUEST_ID
 from game_server.metrics import PrometheusObserver
 from game_server.ports import Outlet
-from game_server.service import GameService, ServiceConfig, Session
+from game_server.service import TOKEN_TTL, GameService, ServiceConfig, Session
+from game_server.storage import SqliteStore
+from game_server.tokens import TokenSigner
 from protocol import Bye
 
 log = structlog.get_logger("game_server")
@@ -34,6 +37,9 @@ class ServerConfig:
     send_queue: int = 256
     close_timeout: float = 2.0
     drain_seconds: float = 30.0  # how long matches may finish after SIGTERM
+    db: str = ":memory:"  # SQLite file for players and matches
+    token_secret: bytes | None = None  # None: a random one, so tokens die with the process
+    token_ttl: float = TOKEN_TTL
 
 
 @attrs.define
@@ -110,7 +116,8 @@ class NativeDialect:
         service.receive(session, data)
 
 
-SERVICE = web.AppKey("service", GameService)
+__all__ = ["SERVICE", "STORE", "WEBSOCKET_PATH", "ServerConfig", "create_app", "drain"]
+
 TICKER = web.AppKey("ticker", Ticker)
 CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")
 CONFIG = web.AppKey("config", ServerConfig)
@@ -133,7 +140,23 @@ def create_app(
 
     async def start_service(app: web.Application) -> None:
         loop = asyncio.get_running_loop()
-        service = GameService(config.service, clock or loop.time, observer=app[METRICS])
+        store = app[STORE] = await asyncio.to_thread(SqliteStore, config.db)
+        if config.token_secret is None:
+            signer = TokenSigner.random(config.token_ttl)
+            if config.db != ":memory:":
+                log.warning(
+                    "random_token_secret",
+                    hint="tokens stop working at restart; set --token-secret (RPS_TOKEN_SECRET)",
+                )
+        else:
+            signer = TokenSigner(config.token_secret, config.token_ttl)
+        service = GameService(
+            config.service,
+            clock or loop.time,
+            observer=app[METRICS],
+            store=store,
+            signer=signer,
+        )
         app[SERVICE] = service
         for dialect in dialects.values():
             dialect.install(service)
@@ -143,6 +166,7 @@ def create_app(
             matches=lambda: len(service.rooms),
         )
         app[TICKER] = Ticker(app[SERVICE], loop)
+        service.after_event = app[TICKER].sync
         app[LIFECYCLE].ready = True
 
     async def close_sockets(app: web.Application) -> None:
@@ -155,8 +179,14 @@ def create_app(
         await asyncio.gather(*(c.finish() for c in connections), return_exceptions=True)
         app[TICKER].stop()
 
+    async def close_store(app: web.Application) -> None:
+        # After the sockets: their last writes (players' last_seen) are committed too.
+        await app[STORE].close()
+
     app.on_startup.append(start_service)
     app.on_shutdown.append(close_sockets)
+    app.on_cleanup.append(close_store)
+    http_api.add_routes(app)
     for path, dialect in dialects.items():
         app.router.add_get(path, partial(websocket_handler, dialect=dialect))
     app.router.add_get("/healthz", healthz)

@@ -21,9 +21,11 @@ from game_server import __version__
 from game_server.app import WEBSOCKET_PATH, ServerConfig
 from game_server.match import MatchRules
 from game_server.service import ServiceConfig
+from game_server.tokens import SECRET_MIN_BYTES
 
 ENV_PREFIX = "RPS_"
 DEFAULT_PORT = 9595
+DEFAULT_DB = "rps.db"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -54,6 +56,16 @@ def port_number(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, got {text!r}")
     return value
+
+
+def token_secret(text: str) -> bytes:
+    secret = text.encode()
+    if len(secret) < SECRET_MIN_BYTES:
+        raise argparse.ArgumentTypeError(
+            f"must be at least {SECRET_MIN_BYTES} bytes; e.g. python3 -c "
+            "'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return secret
 
 
 def env_name(dest: str) -> str:
@@ -121,6 +133,32 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[*STRATEGY_NAMES, MIX],
         default=service.bot_strategy,
         help="house bot strategy; mix picks one per match",
+    )
+    option(
+        "--reconnect-grace",
+        type=non_negative_float,
+        default=service.reconnect_grace,
+        help="seconds a dropped player keeps its seat or queue entry, to come back with its "
+        "token (0 = forfeit at once)",
+    )
+    option(
+        "--db",
+        default=DEFAULT_DB,
+        metavar="PATH",
+        help="SQLite file for players and finished matches (:memory: keeps nothing)",
+    )
+    option(
+        "--token-secret",
+        type=token_secret,
+        default=None,
+        help="HMAC secret for session tokens, shared by every process of one deployment; "
+        "unset: a random one, and tokens stop working at restart (prefer the variable)",
+    )
+    option(
+        "--token-ttl",
+        type=positive_float,
+        default=server.token_ttl,
+        help="seconds a session token stays valid (each hi issues a fresh one)",
     )
     option(
         "--rate-limit",
@@ -225,7 +263,13 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         bot_strategy=args.bot_strategy,
         flood_rate=args.rate_limit,
         flood_burst=2 * args.rate_limit,
+        reconnect_grace=args.reconnect_grace,
     )
     return ServerConfig(
-        service=service, heartbeat=args.heartbeat or None, drain_seconds=args.drain_seconds
+        service=service,
+        heartbeat=args.heartbeat or None,
+        drain_seconds=args.drain_seconds,
+        db=args.db,
+        token_secret=args.token_secret,
+        token_ttl=args.token_ttl,
     )

@@ -46,7 +46,12 @@ class ServerProcess:
 
 
 async def launch(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
-    """Start the server and return once its "listening" event names the port."""
+    """Start the server and return once its "listening" event names the port.
+
+    Storage is in memory unless the arguments name a ``--db``, so no test writes a file
+    into the working directory.
+    """
+    storage = () if "--db" in args or "RPS_DB" in (env or {}) else ("--db", ":memory:")
     process = await asyncio.create_subprocess_exec(
         PYTHON,
         "-m",
@@ -55,6 +60,7 @@ async def launch(*args: str, env: dict[str, str] | None = None) -> ServerProcess
         "127.0.0.1",
         "--log-format",
         "json",
+        *storage,
         *args,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},

@@ -79,7 +79,8 @@ async def start_server(
             "game_server",
             *args,
             stderr=sink,
-            env={**os.environ, **(env or {})},
+            # Storage in memory unless a test says otherwise: no file in the checkout.
+            env={**os.environ, "RPS_DB": ":memory:", **(env or {})},
             cwd=ROOT,
         )
     try:
@@ -270,7 +271,8 @@ async def test_env_example_documents_every_variable_with_its_default(tmp_path: P
     assert active.keys() | commented.keys() == known
 
     defaults = vars(settings.parse_settings([], environ={}))
-    files = {"RPS_CERTFILE", "RPS_KEYFILE", "RPS_CONFIG"}  # examples of paths, no defaults
+    # Examples with no default: paths, and a secret to replace.
+    files = {"RPS_CERTFILE", "RPS_KEYFILE", "RPS_CONFIG", "RPS_TOKEN_SECRET"}
     for name, value in commented.items():
         if name in files:
             continue
@@ -278,7 +280,8 @@ async def test_env_example_documents_every_variable_with_its_default(tmp_path: P
         parsed = vars(settings.parse_settings([], environ={name: value}))[dest]
         assert parsed == defaults[dest], f"#{name}={value} is not the default {defaults[dest]!r}"
 
-    env = {**active, "RPS_HOST": "127.0.0.1", "RPS_PORT": "0"}
+    # The example's database lives where systemd makes a state directory; here, a temporary one.
+    env = {**active, "RPS_HOST": "127.0.0.1", "RPS_PORT": "0", "RPS_DB": str(tmp_path / "rps.db")}
     log = tmp_path / "server.log"
     process, _ = await start_server(log, env=env)
     try:
@@ -318,6 +321,7 @@ def test_pm2_runs_process_json(tmp_path: Path) -> None:
     app["name"] = name
     app["env"]["PORT"] = str(port)
     app["env"]["RPS_HOST"] = "127.0.0.1"  # ignored by servers without RPS_* support
+    app["env"]["RPS_DB"] = str(tmp_path / "rps.db")  # not a file in the checkout
     conf = tmp_path / "process.json"
     conf.write_text(json.dumps(config))
     pm2_home = tmp_path / "pm2"  # never the user's ~/.pm2
