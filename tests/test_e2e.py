@@ -62,9 +62,9 @@ class Player:
 
 @pytest.fixture
 async def start_server(aiohttp_server: ServerFactory) -> ServerFactory:
-    async def start(**service: Any) -> TestServer:
+    async def start(server: dict[str, Any] | None = None, **service: Any) -> TestServer:
         rules = service.pop("rules", FAST)
-        config = ServerConfig(service=ServiceConfig(rules=rules, **service))
+        config = ServerConfig(service=ServiceConfig(rules=rules, **service), **(server or {}))
         return await aiohttp_server(create_app(config), host="127.0.0.1")
 
     return start
@@ -432,3 +432,110 @@ async def test_shutdown_says_bye_and_closes_with_1001(
     assert await ann.expect("bye") == {"type": "bye", "reason": "shutdown"}
     assert await ann.closed() == 1001
     await asyncio.wait_for(closing, 10)
+
+
+# ---------------------------------------------------------------- reconnecting
+
+
+async def rejoin(http: aiohttp.ClientSession, server: TestServer, token: str) -> Player:
+    ws = await http.ws_connect(server.make_url("/applet/websocket"))
+    player = Player(ws)
+    await player.send(type="hello", token=token)
+    player.hi = await player.expect("hi")
+    return player
+
+
+async def test_a_dropped_player_resumes_mid_match_over_a_new_socket(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server(reconnect_grace=5.0, bot_after=60)
+    ann, bob = await connect(http, server, "Ann"), await connect(http, server, "Bob")
+    await ann.send(type="join", bot="never")
+    await bob.send(type="join", bot="never")
+    start = await ann.expect("start", skip=("queued",))
+    await bob.expect("start", skip=("queued",))
+    await ann.send(type="choice", match_id=start["match_id"], round=1, choice="rock")
+    await bob.expect("movement")
+    await ann.ws.close()
+    assert (await bob.expect("movement"))["kind"] == "left"
+    ann2 = await rejoin(http, server, ann.hi["token"])
+    assert ann2.hi["player_id"] == ann.hi["player_id"]
+    resume = await ann2.expect("resume")
+    assert (resume["match_id"], resume["round"], resume["choice"], resume["final"]) == (
+        start["match_id"],
+        1,
+        "rock",
+        True,
+    )
+    assert 0 < resume["deadline_ms"] <= 2000
+    assert resume["opponent"]["name"] == "Bob"
+    assert (await bob.expect("movement"))["kind"] == "back"
+    await bob.send(type="choice", match_id=start["match_id"], round=1, choice="scissors")
+    assert (await ann2.expect("result", skip=("movement",)))["outcome"] == "win"
+
+
+async def test_a_dropped_player_keeps_its_place_in_the_queue(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server(reconnect_grace=5.0, bot_after=60)
+    ann = await connect(http, server, "Ann")
+    await ann.send(type="join", bot="never")
+    await ann.expect("queued")
+    await ann.ws.close()
+    ann2 = await rejoin(http, server, ann.hi["token"])
+    assert (await ann2.expect("queued"))["waiting"] == 1
+    bob = await connect(http, server, "Bob")
+    await bob.send(type="join", bot="never")
+    start = await ann2.expect("start")
+    assert start["opponent"]["name"] == "Bob"
+
+
+async def test_past_the_grace_the_match_is_forfeited(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server(reconnect_grace=0.3, bot_after=60)
+    ann, bob = await connect(http, server, "Ann"), await connect(http, server, "Bob")
+    await ann.send(type="join", bot="never")
+    await bob.send(type="join", bot="never")
+    await bob.expect("start", skip=("queued",))
+    await ann.ws.close()
+    assert (await bob.expect("movement"))["kind"] == "left"
+    result = await bob.expect("result")
+    assert (result["match_over"], result["reason"]) == (True, "opponent_left")
+    ann2 = await rejoin(http, server, ann.hi["token"])  # same identity, no match any more
+    await ann2.send(type="ping", t=1)
+    assert await ann2.expect("pong") == {"type": "pong", "t": 1}
+
+
+async def test_a_second_connection_replaces_the_first(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server(bot_after=60)
+    ann, bob = await connect(http, server, "Ann"), await connect(http, server, "Bob")
+    await ann.send(type="join", bot="never")
+    await bob.send(type="join", bot="never")
+    start = await ann.expect("start", skip=("queued",))
+    ann2 = await rejoin(http, server, ann.hi["token"])
+    assert await ann.expect("bye") == {"type": "bye", "reason": "replaced"}
+    assert await ann.closed() == 1000
+    assert (await ann2.expect("resume"))["match_id"] == start["match_id"]
+
+
+async def test_forged_and_expired_tokens_get_invalid_token(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server(server={"token_ttl": 0.5})
+    ann = await connect(http, server, "Ann")
+    token = ann.hi["token"]
+    stranger = Player(await http.ws_connect(server.make_url("/applet/websocket")))
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    await stranger.send(type="hello", token=forged, id=1)
+    error = await stranger.expect("error")
+    assert (error["code"], error["ref"]) == ("invalid_token", 1)
+    await asyncio.sleep(1.0)  # expiry has a one-second resolution
+    await stranger.send(type="hello", token=token, id=2)
+    error = await stranger.expect("error")
+    assert (error["code"], error["ref"]) == ("invalid_token", 2)
+    assert "expired" in error["message"]
+    await stranger.send(type="hello", id=3)  # the client starts over as a guest
+    assert (await stranger.expect("hi"))["player_id"] != ann.hi["player_id"]
