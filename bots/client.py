@@ -40,6 +40,8 @@ from protocol import (
     Hello,
     Hi,
     Join,
+    Leave,
+    Left,
     MakeChoice,
     Movement,
     MovementKind,
@@ -572,12 +574,28 @@ class BotClient:
 
     async def _hello(self) -> None:
         await self._send(Hello(name=self.name, token=self.token))
-        hi = await self._expect(Hi)
+        reply = await self._receive()
+        if isinstance(reply, Error) and reply.code is ErrorCode.INVALID_TOKEN and self.token:
+            # Expired, or a server restarted with another secret: start over as a guest.
+            self.token = None
+            await self._send(Hello(name=self.name))
+            reply = await self._receive()
+        if not isinstance(reply, Hi):
+            self.record_violation(f"expected hi, got {reply!r}")
+            raise ProtocolViolation("protocol violation: expected hi")
+        hi = reply
         if self.report.player_id is not None:
             if hi.player_id != self.report.player_id:
                 self.checker.new_player()  # the token was forgotten: a new player, 0/0
             elif self._match_pending:
-                self.checker.forget_totals()  # a match may have been forfeited meanwhile
+                # Back within the reconnect grace, the seat or queue entry is still ours
+                # (the server follows hi with resume or queued). A bot does not pick up
+                # a half-played match: it leaves it, and the totals are unknown from here.
+                await self._send(Leave(id="rejoin"))
+                while not isinstance(message := await self._receive(), Left):
+                    if isinstance(message, Error):
+                        self._error(message)
+                self.checker.forget_totals()
         self._match_pending = False
         self.report.player_id = hi.player_id
         self.token = hi.token

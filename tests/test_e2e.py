@@ -15,7 +15,7 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestServer
 
 from bots.client import BotClient
-from game_server.app import METRICS, ServerConfig, create_app
+from game_server.app import CONNECTIONS, METRICS, SERVICE, ServerConfig, create_app
 from game_server.match import MatchRules
 from game_server.service import ServiceConfig
 from protocol import BotMode
@@ -539,3 +539,36 @@ async def test_forged_and_expired_tokens_get_invalid_token(
     assert "expired" in error["message"]
     await stranger.send(type="hello", id=3)  # the client starts over as a guest
     assert (await stranger.expect("hi"))["player_id"] != ann.hi["player_id"]
+
+
+async def test_a_bot_client_dropped_mid_match_comes_back_cleanly(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server(reconnect_grace=5.0, bot_think=(0.0, 0.02))
+    url = str(server.make_url("/applet/websocket"))
+    bot = BotClient(url, mode=BotMode.NOW, name="Dropsy", think=(0.2, 0.2))
+    playing = asyncio.create_task(bot.play(1, session=http))
+    service = server.app[SERVICE]
+    for _ in range(500):  # until its match has started
+        if service.rooms:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the bot's match never started")
+    for connection in server.app[CONNECTIONS]:
+        transport = connection.request.transport
+        assert transport is not None
+        transport.abort()  # the network goes away under it
+    with pytest.raises(ConnectionError):
+        await playing
+    # Within the grace the server still holds its seat; the bot leaves that match on
+    # reconnecting and plays on without tripping its own protocol checks.
+    report = await bot.play(1, session=http)
+    assert report.violation_count == 0, report.violations
+    assert report.matches == 1
+    # A token the server does not accept: the bot starts over as a new guest.
+    bot.token = "v1.p_other.1.forged"
+    first_id = report.player_id
+    report = await bot.play(report.matches + 1, session=http)
+    assert report.violation_count == 0, report.violations
+    assert report.player_id != first_id
