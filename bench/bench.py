@@ -68,6 +68,8 @@ class Server:
 
     def __init__(self, kind: str) -> None:
         self.port = free_port()
+        # Storage on, as in production, in a file of its own that goes with the process.
+        self.state = Path(tempfile.mkdtemp(prefix="rps-bench-"))
         self.url = f"ws://127.0.0.1:{self.port}/applet/websocket"
         if kind == "game":
             command = [
@@ -88,6 +90,8 @@ class Server:
                 "json",
                 "--log-level",
                 "warning",
+                "--db",
+                str(self.state / "rps.db"),
                 *self.extra_args,
             ]
         else:
@@ -109,6 +113,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        shutil.rmtree(self.state, ignore_errors=True)
 
 
 async def run_loadgens(
