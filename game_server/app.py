@@ -9,12 +9,13 @@ from collections.abc import Callable
 from functools import partial
 from typing import Protocol
 
+import aiohttp
 import attrs
 import structlog
 from aiohttp import WSMsgType, web
 
 from game_server import __version__, http_api
-from game_server.appkeys import SERVICE, STORE
+from game_server.appkeys import HTTP_CLIENT, SERVICE, STORE, WECHAT
 from game_server.connection import CLOSE_GOING_AWAY, Connection
 from game_server.logs import REQUEST_ID
 from game_server.metrics import PrometheusObserver
@@ -22,6 +23,7 @@ from game_server.ports import Outlet
 from game_server.service import TOKEN_TTL, GameService, ServiceConfig, Session
 from game_server.storage import SqliteStore
 from game_server.tokens import TokenSigner
+from game_server.wechat import WeChatClient, WeChatConfig
 from protocol import Bye
 
 log = structlog.get_logger("game_server")
@@ -40,6 +42,7 @@ class ServerConfig:
     db: str = ":memory:"  # SQLite file for players and matches
     token_secret: bytes | None = None  # None: a random one, so tokens die with the process
     token_ttl: float = TOKEN_TTL
+    wechat: WeChatConfig | None = None  # None: no POST /applet/login, guests only
 
 
 @attrs.define
@@ -167,6 +170,9 @@ def create_app(
         )
         app[TICKER] = Ticker(app[SERVICE], loop)
         service.after_event = app[TICKER].sync
+        if config.wechat is not None:
+            app[HTTP_CLIENT] = aiohttp.ClientSession()
+            app[WECHAT] = WeChatClient(config.wechat, app[HTTP_CLIENT])
         app[LIFECYCLE].ready = True
 
     async def close_sockets(app: web.Application) -> None:
@@ -182,6 +188,8 @@ def create_app(
     async def close_store(app: web.Application) -> None:
         # After the sockets: their last writes (players' last_seen) are committed too.
         await app[STORE].close()
+        if HTTP_CLIENT in app:
+            await app[HTTP_CLIENT].close()
 
     app.on_startup.append(start_service)
     app.on_shutdown.append(close_sockets)

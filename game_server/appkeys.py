@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 
 from game_server.service import GameService
 from game_server.storage import SqliteStore
+from game_server.wechat import WeChatClient
 
 SERVICE = web.AppKey("service", GameService)
 STORE = web.AppKey("store", SqliteStore)
+WECHAT = web.AppKey("wechat", WeChatClient)  # absent when no WeChat app is configured
+HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)  # for calls out (WeChat)

@@ -1,17 +1,26 @@
-"""The JSON HTTP endpoints beside the game socket: leaderboard and player profiles.
+"""The JSON HTTP endpoints beside the game socket: WeChat login, leaderboard, profiles.
 
-Errors are ``{"error": {"code", "message"}}`` with a fitting status, like the login.
+Errors are ``{"error": {"code", "message"}}`` with a fitting status (protocol §9).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import structlog
 from aiohttp import web
 
-from game_server.appkeys import SERVICE, STORE
+from game_server.appkeys import SERVICE, STORE, WECHAT
 from game_server.records import PlayerRecord
+from game_server.wechat import LoginError, parse_login_body
+from game_server.wechat import login as wechat_login
+from protocol import fields
 
+log = structlog.get_logger("game_server.http")
+
+LOGIN_PATH = "/applet/login"
+LOGIN_BODY_MAX = 256 * 1024
 LEADERBOARD_PATH = "/applet/leaderboard"
 PLAYER_PATH = "/applet/players/{player_id}"
 LEADERBOARD_DEFAULT = 10
@@ -118,6 +127,49 @@ async def player_profile(request: web.Request) -> web.Response:
     )
 
 
+def _clean(parse: Any, value: str | None) -> str | None:
+    """WeChat's nickname or avatar URL if it passes the same checks as ``hello``'s."""
+    if value is None:
+        return None
+    try:
+        cleaned: str = parse(value)
+    except ValueError:
+        return None
+    return cleaned
+
+
+async def login(request: web.Request) -> web.Response:
+    client = request.app.get(WECHAT)
+    if client is None:
+        return json_error(
+            404, "login_unavailable", "this server has no WeChat app configured; play as a guest"
+        )
+    try:
+        body = await request.json(loads=json.loads)
+    except ValueError:
+        return json_error(400, "bad_request", "the body must be a JSON object")
+    try:
+        outcome = await wechat_login(client, parse_login_body(body))
+    except LoginError as exc:
+        log.info("login_refused", code=exc.code, status=exc.status)
+        return web.json_response(exc.to_json(), status=exc.status, headers=exc.headers())
+    openid = outcome.session.openid
+    stored = await request.app[STORE].find_by_openid(openid)
+    service = request.app[SERVICE]
+    player, token = service.login(
+        openid,
+        stored,
+        name=_clean(fields.player_name, outcome.profile.get("name")),
+        avatar=_clean(fields.avatar_url, outcome.profile.get("avatar")),
+        unionid=outcome.session.unionid,
+    )
+    record = player.record(service.wall_clock())
+    return web.json_response(
+        {"token": token, "expires_in": int(service.signer.ttl), "player": player_json(record)}
+    )
+
+
 def add_routes(app: web.Application) -> None:
+    app.router.add_post(LOGIN_PATH, login)
     app.router.add_get(LEADERBOARD_PATH, leaderboard)
     app.router.add_get(PLAYER_PATH, player_profile)

@@ -22,10 +22,12 @@ from game_server.app import WEBSOCKET_PATH, ServerConfig
 from game_server.match import MatchRules
 from game_server.service import ServiceConfig
 from game_server.tokens import SECRET_MIN_BYTES
+from game_server.wechat import WeChatConfig
 
 ENV_PREFIX = "RPS_"
 DEFAULT_PORT = 9595
 DEFAULT_DB = "rps.db"
+DEFAULT_WECHAT_API = "https://api.weixin.qq.com"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -160,6 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=server.token_ttl,
         help="seconds a session token stays valid (each hi issues a fresh one)",
     )
+    option("--wechat-appid", default=None, help="mini-program app id: enables POST /applet/login")
+    option(
+        "--wechat-secret",
+        default=None,
+        help="mini-program app secret, with --wechat-appid (prefer the variable)",
+    )
+    option(
+        "--wechat-api-base",
+        default=DEFAULT_WECHAT_API,
+        help="where code2session is called; tests point it at a local fake",
+    )
     option(
         "--rate-limit",
         type=positive_float,
@@ -249,6 +262,8 @@ def parse_settings(
     args = parser.parse_args(argv)
     if (args.certfile is None) != (args.keyfile is None):
         parser.error("--certfile and --keyfile go together")
+    if bool(args.wechat_appid) != bool(args.wechat_secret):
+        parser.error("--wechat-appid and --wechat-secret go together")
     return args
 
 
@@ -272,4 +287,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         db=args.db,
         token_secret=args.token_secret,
         token_ttl=args.token_ttl,
+        wechat=None
+        if not args.wechat_appid
+        else WeChatConfig(args.wechat_appid, args.wechat_secret, args.wechat_api_base),
     )

@@ -272,7 +272,10 @@ async def test_env_example_documents_every_variable_with_its_default(tmp_path: P
 
     defaults = vars(settings.parse_settings([], environ={}))
     # Examples with no default: paths, and a secret to replace.
-    files = {"RPS_CERTFILE", "RPS_KEYFILE", "RPS_CONFIG", "RPS_TOKEN_SECRET"}
+    files = {
+        *("RPS_CERTFILE", "RPS_KEYFILE", "RPS_CONFIG"),
+        *("RPS_TOKEN_SECRET", "RPS_WECHAT_APPID", "RPS_WECHAT_SECRET"),
+    }
     for name, value in commented.items():
         if name in files:
             continue
