@@ -271,6 +271,8 @@ async def test_reuse_port_lets_two_processes_share_a_port(processes: list[Server
         "127.0.0.1",
         "--port",
         str(first.port),
+        "--db",
+        ":memory:",
         stderr=asyncio.subprocess.PIPE,
     )
     assert await asyncio.wait_for(without.wait(), 15) != 0
