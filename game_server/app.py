@@ -21,6 +21,7 @@ from game_server.logs import REQUEST_ID
 from game_server.metrics import PrometheusObserver
 from game_server.ports import Outlet
 from game_server.service import TOKEN_TTL, GameService, ServiceConfig, Session
+from game_server.socketio_compat import SOCKETIO_ROUTE, SocketIODialect
 from game_server.storage import SqliteStore
 from game_server.tokens import TokenSigner
 from game_server.wechat import WeChatClient, WeChatConfig
@@ -104,6 +105,9 @@ class Dialect(Protocol):
     def text(self, service: GameService, session: Session, data: bytes) -> None:
         """One text frame from the client."""
 
+    def refuse(self, request: web.BaseRequest) -> web.StreamResponse | None:
+        """An HTTP error for a request this endpoint will not upgrade, or None to go on."""
+
 
 class NativeDialect:
     """Wire protocol v1 (``protocol/README.md``): the connection itself is the outlet."""
@@ -117,6 +121,9 @@ class NativeDialect:
 
     def text(self, service: GameService, session: Session, data: bytes) -> None:
         service.receive(session, data)
+
+    def refuse(self, request: web.BaseRequest) -> web.StreamResponse | None:
+        return None
 
 
 __all__ = ["SERVICE", "STORE", "WEBSOCKET_PATH", "ServerConfig", "create_app", "drain"]
@@ -133,7 +140,10 @@ def create_app(
     config: ServerConfig | None = None, *, clock: Callable[[], float] | None = None
 ) -> web.Application:
     config = config or ServerConfig()
-    dialects: dict[str, Dialect] = {WEBSOCKET_PATH: NativeDialect()}
+    dialects: dict[str, Dialect] = {
+        WEBSOCKET_PATH: NativeDialect(),
+        SOCKETIO_ROUTE: SocketIODialect(),  # the 2016 demo's clients; with or without the "/"
+    }
     app = web.Application()
     app[CONFIG] = config
     app[CONNECTIONS] = set()
@@ -248,6 +258,9 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
         raise web.HTTPServiceUnavailable(
             text="shutting down; connect again", headers={"Retry-After": "1"}
         )
+    refusal = dialect.refuse(request)
+    if refusal is not None:
+        return refusal
     config = app[CONFIG]
     service = app[SERVICE]
     ticker = app[TICKER]

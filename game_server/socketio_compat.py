@@ -1,0 +1,177 @@
+"""The 2016 demo's Socket.IO dialect as a thin adapter over the game service.
+
+Mini-programs built on the demo connect to ``/applet/websocket/socket.io/?EIO=3&
+transport=websocket`` and speak Engine.IO 3 / Socket.IO by hand. ``SocketIODialect``
+greets them the way a Socket.IO 2 server would, turns their events into native messages
+for ``GameService.handle`` and the service's messages back into events
+(``protocol/legacy.py`` does the translating, without I/O). They play in their own lobby:
+one round per game, 3 seconds to choose, a robot after 1 second, as the demo did.
+"""
+
+from __future__ import annotations
+
+import secrets
+import weakref
+
+import structlog
+from aiohttp import web
+
+from game_server.connection import Connection
+from game_server.match import MatchRules
+from game_server.matchmaker import InMemoryMatchmaker
+from game_server.ratelimit import Verdict
+from game_server.service import GameService, Session
+from protocol import Bye, Error, ErrorCode, Hi, Result, ServerMessage, Start
+from protocol.legacy import LegacyPeer, LegacyUser, Standing, open_frame
+
+log = structlog.get_logger("game_server")
+
+SOCKETIO_PATH = "/applet/websocket/socket.io/"
+# The route: the same path with or without its trailing slash.
+SOCKETIO_ROUTE = "/applet/websocket/socket.io{slash:/?}"
+LEGACY_LOBBY = "legacy"
+LEGACY_RULES = MatchRules(best_of=1, round_seconds=3.0, round_pause=0.0)
+LEGACY_BOT_AFTER = 1.0
+
+CLOSE_NORMAL = 1000
+CLOSE_POLICY_VIOLATION = 1008
+# engine.io's handshake error codes, which Socket.IO clients report as they are.
+TRANSPORT_UNKNOWN = 0
+SESSION_ID_UNKNOWN = 1
+BAD_REQUEST = 3
+UNSUPPORTED_PROTOCOL_VERSION = 5
+HINT = (
+    "this server speaks Engine.IO 3 over WebSocket only: connect to "
+    f"{SOCKETIO_PATH}?EIO=3&transport=websocket (socket.io-client: transports: ['websocket'])"
+)
+
+
+class LegacyOutlet:
+    """The session's outlet: each native message goes out as the demo's event, if it has one."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        peer: LegacyPeer,
+        service: GameService,
+        peers: weakref.WeakValueDictionary[str, LegacyPeer],
+    ) -> None:
+        self.connection = connection
+        self.peer = peer
+        self.service = service
+        self.peers = peers
+
+    def send(self, message: ServerMessage) -> None:
+        standings = None
+        if isinstance(message, Start | Result):
+            # Both seats' live totals: the service guarantees them while it delivers.
+            seats = self.service.seats_of(message.match_id)
+            if seats is not None:
+                standings = [
+                    Standing(seat.player_id, seat.stats.total_score, seat.stats.win_streak)
+                    for seat in seats
+                ]
+        frames = self.peer.on_server(message, standings)
+        if isinstance(message, Hi):
+            self.peers[message.player_id] = self.peer
+        if frames:
+            self.connection.observer.message_out(message.TYPE)
+        for frame in frames:
+            self.connection.send_encoded(frame)
+
+    def close(self, code: int, reason: str) -> None:
+        self.connection.close(code, reason)
+
+
+class SocketIODialect:
+    """Engine.IO 3 / Socket.IO over WebSocket, for clients of the 2016 demo (see app.Dialect).
+
+    Keeps, per app, which legacy connection each native player id belongs to, so two
+    legacy players see each other's declared uids (entries vanish with their connections).
+    """
+
+    def __init__(self) -> None:
+        self._peers: weakref.WeakValueDictionary[str, LegacyPeer] = weakref.WeakValueDictionary()
+
+    def install(self, service: GameService) -> None:
+        if LEGACY_LOBBY not in service.lobbies:
+            service.add_lobby(
+                LEGACY_LOBBY, LEGACY_RULES, InMemoryMatchmaker(bot_after=LEGACY_BOT_AFTER)
+            )
+
+    def refuse(self, request: web.BaseRequest) -> web.StreamResponse | None:
+        """An engine.io-style 400 for what only a full Socket.IO server serves (polling)."""
+        query = request.query
+        transport = query.get("transport")
+        upgrade = request.headers.get("Upgrade", "").lower() == "websocket"
+        if transport not in (None, "websocket") or (transport is None and not upgrade):
+            return _handshake_error(TRANSPORT_UNKNOWN, "Transport unknown")
+        if query.get("EIO", "3") != "3":
+            return _handshake_error(UNSUPPORTED_PROTOCOL_VERSION, "Unsupported protocol version")
+        if "sid" in query:
+            return _handshake_error(SESSION_ID_UNKNOWN, "Session ID unknown")
+        if not upgrade:
+            return _handshake_error(BAD_REQUEST, "Bad request")
+        return None
+
+    def open(self, service: GameService, connection: Connection) -> Session:
+        connection.send_encoded(open_frame(secrets.token_urlsafe(15)))
+        connection.send_encoded(b"40")  # connected to the default namespace
+        peer = LegacyPeer(lookup=self._lookup)
+        return service.connect(LegacyOutlet(connection, peer, service, self._peers), LEGACY_LOBBY)
+
+    def text(self, service: GameService, session: Session, data: bytes) -> None:
+        outlet = session.outlet
+        if session.closed or not isinstance(outlet, LegacyOutlet):
+            return
+        if not self._admit(service, session, outlet):
+            return
+        peer = outlet.peer
+        inbound = peer.receive(data)
+        for frame in inbound.replies:
+            outlet.connection.send_encoded(frame)
+        if inbound.message is not None:
+            peer.await_ack(inbound.ack)
+            try:
+                service.handle(session, inbound.message)
+            finally:
+                for frame in peer.settle_ack():
+                    outlet.connection.send_encoded(frame)
+        if inbound.disconnect:
+            # An explicit goodbye from a client that has no token to come back with: it
+            # leaves its queue entry or game now rather than after the reconnect grace.
+            service.disconnect(session, keep_seat=False)
+            outlet.close(CLOSE_NORMAL, "client disconnect")
+
+    def _lookup(self, player_id: str) -> LegacyUser | None:
+        peer = self._peers.get(player_id)
+        return None if peer is None or peer.player_id != player_id else peer.user
+
+    @staticmethod
+    def _admit(service: GameService, session: Session, outlet: LegacyOutlet) -> bool:
+        """The native flood guard (``GameService.handle`` leaves it to the dialect)."""
+        verdict = session.guard.check(service.clock())
+        if verdict is Verdict.ACCEPT:
+            return True
+        service.observer.error(ErrorCode.RATE_LIMITED.value)
+        if verdict is Verdict.REJECT:
+            rate = service.config.flood_rate
+            outlet.send(
+                Error(
+                    code=ErrorCode.RATE_LIMITED,
+                    message=f"too many messages; at most {rate:g} a second, this one was dropped",
+                )
+            )
+            return False
+        outlet.send(Bye(reason="flooding"))
+        outlet.close(CLOSE_POLICY_VIOLATION, "flooding")
+        log.info("session_closed", session=session.id, reason="flooding")
+        service.disconnect(session, keep_seat=False)
+        return False
+
+
+def _handshake_error(code: int, message: str) -> web.Response:
+    return web.json_response({"code": code, "message": message, "hint": HINT}, status=400)
+
+
+__all__ = ["LEGACY_LOBBY", "SOCKETIO_PATH", "SOCKETIO_ROUTE", "SocketIODialect"]
