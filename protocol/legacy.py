@@ -159,8 +159,9 @@ def _parse_socket(text: str) -> SocketPacket:
         try:
             data = orjson.loads(rest)
         except orjson.JSONDecodeError:
+            ref = ack if socket_type is SocketType.EVENT else None
             raise ProtocolError(
-                ErrorCode.BAD_JSON, "the Socket.IO packet's payload is not valid JSON", ack
+                ErrorCode.BAD_JSON, "the Socket.IO packet's payload is not valid JSON", ref
             ) from None
     return SocketPacket(socket_type, namespace, ack, data)
 
@@ -280,10 +281,11 @@ class LegacyPeer:
             packet = parse_frame(frame)
             if isinstance(packet, EnginePacket):
                 return self._engine(packet)
-            ack = packet.ack
+            if packet.type is SocketType.EVENT:
+                ack = packet.ack  # only events are acknowledged
             return self._socket(packet)
         except ProtocolError as exc:
-            if ack is None and exc.ref is not None and isinstance(exc.ref, int):
+            if ack is None and isinstance(exc.ref, int):
                 ack = exc.ref
             if ack is not None:
                 return Inbound(replies=(ack_frame(ack, [_error_body(exc)]),))

@@ -239,6 +239,9 @@ def test_a_mistake_in_an_acked_event_is_answered_in_the_ack() -> None:
     peer = LegacyPeer()
     assert peer.receive(b'427["dance"]').replies[0].startswith(b'437[{"code":"unknown_type"')
     assert peer.receive(b"428[oops").replies[0].startswith(b'438[{"code":"bad_json"')
+    # A client's own ack packet is not an event: its mistake is an error event.
+    assert event_of(peer.receive(b"439[oops").replies[0])[1]["code"] == "bad_json"
+    assert event_of(peer.receive(b'439["x"]').replies[0])[1]["code"] == "unsupported_frame"
 
 
 # ---------------------------------------------------------------- events to native messages
