@@ -24,6 +24,7 @@ from game_server.service import TOKEN_TTL, GameService, ServiceConfig, Session
 from game_server.socketio_compat import SOCKETIO_ROUTE, SocketIODialect
 from game_server.storage import SqliteStore
 from game_server.tokens import TokenSigner
+from game_server.web_client import add_client_routes
 from game_server.wechat import WeChatClient, WeChatConfig
 from protocol import Bye
 
@@ -210,6 +211,7 @@ def create_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    add_client_routes(app)
     return app
 
 
