@@ -190,8 +190,11 @@ def create_app(
         # Without this, open sockets keep the server's shutdown waiting its full timeout.
         app[LIFECYCLE].ready = False
         connections: list[Connection] = [*app[CONNECTIONS]]
+        # Through each session's outlet, so every dialect says goodbye in its own words.
+        for session in [*app[SERVICE].sessions]:
+            session.outlet.send(Bye(reason="shutdown"))
+            session.outlet.close(CLOSE_GOING_AWAY, "server shutting down")
         for connection in connections:
-            connection.send(Bye(reason="shutdown"))
             connection.close(CLOSE_GOING_AWAY, "server shutting down")
         await asyncio.gather(*(c.finish() for c in connections), return_exceptions=True)
         app[TICKER].stop()

@@ -99,6 +99,7 @@ class Lobby:
     name: str
     rules: MatchRules
     matchmaker: Matchmaker
+    reconnect_grace: float | None = None  # None: the service's
     timer: Timer | None = None
 
 
@@ -235,11 +236,19 @@ class GameService:
         """The default lobby's queue (the native protocol's)."""
         return self.lobby.matchmaker
 
-    def add_lobby(self, name: str, rules: MatchRules, matchmaker: Matchmaker) -> Lobby:
-        """Another queue with its own rules (the Socket.IO dialect plays one-round games)."""
+    def add_lobby(
+        self,
+        name: str,
+        rules: MatchRules,
+        matchmaker: Matchmaker,
+        *,
+        reconnect_grace: float | None = None,
+    ) -> Lobby:
+        """Another queue with its own rules (the Socket.IO dialect plays one-round games,
+        and its clients have no token to come back with, so no reconnect grace)."""
         if name in self.lobbies:
             raise ValueError(f"lobby {name!r} exists")
-        lobby = self.lobbies[name] = Lobby(name, rules, matchmaker)
+        lobby = self.lobbies[name] = Lobby(name, rules, matchmaker, reconnect_grace)
         return lobby
 
     def connect(self, outlet: Outlet, lobby: str = DEFAULT_LOBBY) -> Session:
@@ -247,6 +256,13 @@ class GameService:
         session = Session(next(self._session_ids), outlet, guard, self.lobbies[lobby])
         self.sessions.add(session)
         return session
+
+    def admit(self, session: Session) -> bool:
+        """The flood guard, for adapters: False means drop the frame (the client was told,
+        or closed for flooding). ``receive`` applies it itself; ``handle`` does not."""
+        if session.closed:
+            return False
+        return self._admit(session, self._advance())
 
     def handle(self, session: Session, message: ClientMessage) -> None:
         """Handle one decoded message (for adapters that speak another dialect)."""
@@ -313,7 +329,9 @@ class GameService:
         now = self._advance()
         self._detach(session, player)
         self.store.save_player(player.record(self.wall_clock()))
-        grace = self.config.reconnect_grace
+        grace = session.lobby.reconnect_grace
+        if grace is None:
+            grace = self.config.reconnect_grace
         holding = player.room is not None or player.lobby is not None
         if not holding or not keep_seat or self.draining or grace <= 0:
             self._give_up(player, now)

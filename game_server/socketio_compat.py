@@ -19,9 +19,8 @@ from aiohttp import web
 from game_server.connection import Connection
 from game_server.match import MatchRules
 from game_server.matchmaker import InMemoryMatchmaker
-from game_server.ratelimit import Verdict
 from game_server.service import GameService, Session
-from protocol import Bye, Error, ErrorCode, Hi, Result, ServerMessage, Start
+from protocol import Hi, Result, ServerMessage, Start
 from protocol.legacy import LegacyPeer, LegacyUser, Standing, open_frame
 
 log = structlog.get_logger("game_server")
@@ -96,7 +95,10 @@ class SocketIODialect:
     def install(self, service: GameService) -> None:
         if LEGACY_LOBBY not in service.lobbies:
             service.add_lobby(
-                LEGACY_LOBBY, LEGACY_RULES, InMemoryMatchmaker(bot_after=LEGACY_BOT_AFTER)
+                LEGACY_LOBBY,
+                LEGACY_RULES,
+                InMemoryMatchmaker(bot_after=LEGACY_BOT_AFTER),
+                reconnect_grace=0.0,  # no token to come back with: a drop is a goodbye
             )
 
     def refuse(self, request: web.BaseRequest) -> web.StreamResponse | None:
@@ -124,7 +126,7 @@ class SocketIODialect:
         outlet = session.outlet
         if session.closed or not isinstance(outlet, LegacyOutlet):
             return
-        if not self._admit(service, session, outlet):
+        if not service.admit(session):
             return
         peer = outlet.peer
         inbound = peer.receive(data)
@@ -146,28 +148,6 @@ class SocketIODialect:
     def _lookup(self, player_id: str) -> LegacyUser | None:
         peer = self._peers.get(player_id)
         return None if peer is None or peer.player_id != player_id else peer.user
-
-    @staticmethod
-    def _admit(service: GameService, session: Session, outlet: LegacyOutlet) -> bool:
-        """The native flood guard (``GameService.handle`` leaves it to the dialect)."""
-        verdict = session.guard.check(service.clock())
-        if verdict is Verdict.ACCEPT:
-            return True
-        service.observer.error(ErrorCode.RATE_LIMITED.value)
-        if verdict is Verdict.REJECT:
-            rate = service.config.flood_rate
-            outlet.send(
-                Error(
-                    code=ErrorCode.RATE_LIMITED,
-                    message=f"too many messages; at most {rate:g} a second, this one was dropped",
-                )
-            )
-            return False
-        outlet.send(Bye(reason="flooding"))
-        outlet.close(CLOSE_POLICY_VIOLATION, "flooding")
-        log.info("session_closed", session=session.id, reason="flooding")
-        service.disconnect(session, keep_seat=False)
-        return False
 
 
 def _handshake_error(code: int, message: str) -> web.Response:

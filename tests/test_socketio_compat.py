@@ -418,3 +418,38 @@ async def test_the_real_socketio_client_2_plays_a_game(start_server: ServerFacto
     robot = next(e for uid, e in result.items() if uid != "u-node")
     outcome = judge(LEGACY_NUMBERS[3], LEGACY_NUMBERS[robot["choice"]])
     assert scores(result["u-node"]) == ((1, 1, 1) if outcome is Outcome.WIN else (0, 0, 0))
+
+
+async def test_a_dropped_demo_client_leaves_the_queue_at_once(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server(reconnect_grace=20)
+    queue = server.app[SERVICE].lobbies[LEGACY_LOBBY].matchmaker
+    ann = await DemoClient.connect(http, server)
+    await ann.hello("u-ann", "Ann")
+    await ann.emit("join")
+    for _ in range(100):
+        if len(queue) == 1:
+            break
+        await asyncio.sleep(0.01)
+    service = server.app[SERVICE]
+    await ann.ws.close()  # no 41: the network went away; a native player would get grace
+    for _ in range(50):  # well before the robot would take the seat (1 s after the join)
+        if service.online == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert service.online == 0
+    assert len(queue) == 0
+    assert all(p.away_timer is None for p in service.players.values())
+
+
+async def test_shutdown_says_bye_in_the_dialect(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server()
+    ann = await DemoClient.connect(http, server)
+    await ann.hello("u-ann", "Ann")
+    closing = asyncio.create_task(server.close())
+    assert await ann.event("bye") == {"reason": "shutdown"}
+    assert await ann.closed() == 1001
+    await closing
