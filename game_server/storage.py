@@ -137,6 +137,10 @@ class _Job:
 _STOP = object()
 
 
+class _WriteFailed(Exception):
+    """A write failed on the fast path: the batch is run again, write by write."""
+
+
 class SqliteStore:
     """The default store: one SQLite file (``:memory:`` for a throwaway one)."""
 
@@ -313,35 +317,51 @@ class SqliteStore:
             conn.close()
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Job | object]) -> bool:
-        """Writes share one transaction; a failing write is rolled back alone (savepoint).
+        """Run one wake-up's jobs in one transaction; answer reads after the commit.
 
-        Reads are answered only after the commit, so ``flush`` means "on disk".
+        The fast path has no savepoints. If a write fails, the transaction is rolled back
+        and the batch runs again with a savepoint around each write, so only the failing
+        write is lost. Reads are answered only after the commit, so ``flush`` means "on
+        disk".
         """
-        answers: list[tuple[Future[Any], Any]] = []
+        jobs = [job for job in batch if isinstance(job, _Job)]
+        try:
+            answers = self._apply(conn, jobs, careful=False)
+        except _WriteFailed:
+            conn.execute("ROLLBACK")
+            answers = self._apply(conn, jobs, careful=True)
+        for future, result, error in answers:
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+        return len(jobs) != len(batch)  # the stop marker was in it
+
+    @staticmethod
+    def _apply(
+        conn: sqlite3.Connection, jobs: list[_Job], *, careful: bool
+    ) -> list[tuple[Future[Any], Any, BaseException | None]]:
+        answers: list[tuple[Future[Any], Any, BaseException | None]] = []
         conn.execute("BEGIN")
-        stop = False
-        for job in batch:
-            if job is _STOP:
-                stop = True
-                continue
-            assert isinstance(job, _Job)
-            if job.write:
+        for job in jobs:
+            guarded = careful and job.write
+            if guarded:
                 conn.execute("SAVEPOINT job")
             try:
                 result = job.fn(conn)
             except Exception as exc:
-                if job.write:
+                if job.write and not careful:
+                    raise _WriteFailed from exc
+                if guarded:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     log.exception("store_write_failed")
                 if job.future is not None:
-                    job.future.set_exception(exc)
+                    answers.append((job.future, None, exc))
                 continue
-            if job.write:
+            if guarded:
                 conn.execute("RELEASE job")
             if job.future is not None:
-                answers.append((job.future, result))
+                answers.append((job.future, result, None))
         conn.execute("COMMIT")
-        for future, result in answers:
-            future.set_result(result)
-        return stop
+        return answers
