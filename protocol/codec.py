@@ -65,39 +65,71 @@ def _plan_of(cls: type) -> tuple[_FieldPlan, ...]:
 # ---------------------------------------------------------------- decode
 
 
-def _build(
-    cls: type[M], obj: dict[str, Any], where: str, ref: MessageId | None, *, envelope: bool
-) -> M:
-    """Validate ``obj`` into ``cls``; on an envelope (a whole message) ``id`` is the ref."""
-    kwargs: dict[str, Any] = {}
-    for field in _plan_of(cls):
-        if envelope and field.name == "id":
-            kwargs["id"] = ref
+def _compile_decoder(cls: type, *, envelope: bool) -> Callable[[dict[str, Any], str, Any], Any]:
+    """Generate ``cls``'s validating constructor as straight-line code, like the encoders.
+
+    Rules, the same for every field: absent or ``null`` on an optional field means the
+    default (JavaScript clients send null for "not set"); absent on a required field is
+    "needs the field"; anything else goes through the field's parser, whose ``ValueError``
+    names the field. On an envelope (a whole message), ``id`` is the already-read ``ref``.
+    """
+    namespace: dict[str, Any] = {
+        "cls": cls,
+        "ProtocolError": ProtocolError,
+        "INVALID": ErrorCode.INVALID_FIELD,
+    }
+    lines = ["def decode(obj, where, ref):", "    get = obj.get"]
+    arguments = []
+    for index, field in enumerate(_plan_of(cls)):
+        name = field.name
+        if envelope and name == "id":
+            arguments.append("id=ref")
             continue
-        # JavaScript clients send null for "not set"; on an optional field it means absent.
-        if obj.get(field.name) is None and (field.name not in obj or not field.required):
-            if field.required:
-                raise ProtocolError(
-                    ErrorCode.INVALID_FIELD, f"{where} needs the field '{field.name}'", ref
-                )
-            continue
-        raw = obj[field.name]
+        value = f"v{index}"
+        arguments.append(f"{name}={value}")
+        lines.append(f"    {value} = get({name!r})")
+        if field.required:
+            lines.append(f"    if {value} is None and {name!r} not in obj:")
+            namespace[f"missing_{name}"] = f" needs the field '{name}'"
+            lines.append(f"        raise ProtocolError(INVALID, where + missing_{name}, ref)")
+        else:
+            namespace[f"default_{name}"] = attrs.fields_dict(cls)[name].default
+            lines.append(f"    if {value} is None:")
+            lines.append(f"        {value} = default_{name}")
+            lines.append("    else:")
+        indent = "    " if field.required else "        "
         if field.nested is not None:
-            if not isinstance(raw, dict):
-                raise ProtocolError(
-                    ErrorCode.INVALID_FIELD, f"{where}.{field.name} must be an object", ref
-                )
-            kwargs[field.name] = _build(
-                field.nested, raw, f"{where}.{field.name}", ref, envelope=False
+            namespace[f"nested_{name}"] = _decoder_of(field.nested, envelope=False)
+            lines.append(f"{indent}if not isinstance({value}, dict):")
+            namespace[f"not_object_{name}"] = f".{name} must be an object"
+            lines.append(
+                f"{indent}    raise ProtocolError(INVALID, where + not_object_{name}, ref)"
             )
-            continue
-        try:
-            kwargs[field.name] = field.parse(raw)
-        except ValueError as exc:
-            raise ProtocolError(
-                ErrorCode.INVALID_FIELD, f"{where}.{field.name} {exc}", ref
-            ) from None
-    return cls(**kwargs)
+            lines.append(f"{indent}{value} = nested_{name}({value}, where + {'.' + name!r}, ref)")
+        else:
+            namespace[f"parse_{name}"] = field.parse
+            lines.append(f"{indent}try:")
+            lines.append(f"{indent}    {value} = parse_{name}({value})")
+            lines.append(f"{indent}except ValueError as exc:")
+            namespace[f"field_{name}"] = f".{name} "
+            lines.append(
+                f"{indent}    raise ProtocolError(INVALID, where + field_{name} + str(exc), ref) "
+                "from None"
+            )
+    lines.append(f"    return cls({', '.join(arguments)})")
+    exec("\n".join(lines), namespace)  # the source is built above from attrs metadata only
+    decoder: Callable[[dict[str, Any], str, Any], Any] = namespace["decode"]
+    return decoder
+
+
+_DECODERS: dict[tuple[type, bool], Callable[[dict[str, Any], str, Any], Any]] = {}
+
+
+def _decoder_of(cls: type, *, envelope: bool) -> Callable[[dict[str, Any], str, Any], Any]:
+    decoder = _DECODERS.get((cls, envelope))
+    if decoder is None:
+        decoder = _DECODERS[cls, envelope] = _compile_decoder(cls, envelope=envelope)
+    return decoder
 
 
 def _load_object(data: bytes | str) -> dict[str, Any]:
@@ -143,7 +175,8 @@ def decode_client(data: bytes | str) -> ClientMessage:
             f"unknown message type {kind[:40]!r}; expected one of {_CLIENT_TYPES}",
             ref,
         )
-    return _build(cls, obj, kind, ref, envelope=True)
+    message: ClientMessage = _CLIENT_DECODERS[kind](obj, kind, ref)
+    return message
 
 
 def decode_server(data: bytes | str) -> ServerMessage:
@@ -153,7 +186,11 @@ def decode_server(data: bytes | str) -> ServerMessage:
     cls = _SERVER_BY_TYPE.get(kind)
     if cls is None:
         raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown server message type {kind[:40]!r}")
-    return _build(cls, obj, kind, None, envelope=True)
+    message: ServerMessage = _decoder_of(cls, envelope=True)(obj, kind, None)
+    return message
+
+
+_CLIENT_DECODERS = {kind: _decoder_of(cls, envelope=True) for kind, cls in _CLIENT_BY_TYPE.items()}
 
 
 # ---------------------------------------------------------------- encode
