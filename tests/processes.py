@@ -52,6 +52,8 @@ async def launch(*args: str, env: dict[str, str] | None = None) -> ServerProcess
     into the working directory.
     """
     storage = () if "--db" in args or "RPS_DB" in (env or {}) else ("--db", ":memory:")
+    # Any free port unless told: never the default 9595 a developer's server may hold.
+    port = () if "--port" in args or "PORT" in (env or {}) else ("--port", "0")
     process = await asyncio.create_subprocess_exec(
         PYTHON,
         "-m",
@@ -61,6 +63,7 @@ async def launch(*args: str, env: dict[str, str] | None = None) -> ServerProcess
         "--log-format",
         "json",
         *storage,
+        *port,
         *args,
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},

@@ -507,6 +507,20 @@ async def test_matches_through_nginx(tmp_path: Path) -> None:
             assert health["status"] == "ok"
             assert health["matches_finished"] == 2
 
+            # The JSON endpoints and the browser page are proxied too; nothing else is.
+            async with session.get(f"{base}/applet/leaderboard") as response:
+                assert response.status == 200
+                board = await response.json()
+            assert {p["name"] for p in board["players"]} >= {"player2", "player3"}
+            async with session.post(f"{base}/applet/login", json={"code": "c"}) as response:
+                assert response.status == 404  # reached the server: no WeChat app configured
+                assert (await response.json())["error"]["code"] == "login_unavailable"
+            async with session.get(f"{base}/") as response:
+                assert response.status == 200
+                assert response.content_type == "text/html"
+            async with session.get(f"{base}/elsewhere") as response:
+                assert response.status == 404
+
             async with session.get(
                 f"http://127.0.0.1:{http}/applet/websocket?x=1", allow_redirects=False
             ) as response:
