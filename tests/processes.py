@@ -6,12 +6,15 @@ import asyncio
 import datetime
 import ipaddress
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
+from aiohttp import WSMsgType
 
 PYTHON = sys.executable
 # Short rounds, no pauses, instant house bots: whole matches in milliseconds.
@@ -43,6 +46,24 @@ class ServerProcess:
 
     async def exit_code(self, within: float = 10) -> int:
         return await asyncio.wait_for(self.process.wait(), within)
+
+    async def stop(self, within: float = 10) -> int:
+        """SIGTERM and wait for the exit code; SIGKILL if it does not go in time."""
+        if self.process.returncode is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return await self.exit_code(within)
+            except TimeoutError:
+                self.process.kill()
+        return await self.process.wait()
+
+
+async def close_code(ws: aiohttp.ClientWebSocketResponse, read_timeout: float = 5.0) -> int | None:
+    """Read until the server closes the socket (skipping anything still queued)."""
+    while True:
+        frame = await ws.receive(timeout=read_timeout)
+        if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING, WSMsgType.ERROR):
+            return ws.close_code
 
 
 async def launch(*args: str, env: dict[str, str] | None = None) -> ServerProcess:

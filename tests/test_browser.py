@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -49,23 +48,13 @@ TIMEOUT_MS = 8000
 expect.set_options(timeout=TIMEOUT_MS)
 
 
-async def stop(server: ServerProcess) -> None:
-    if server.process.returncode is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            await server.exit_code(within=10)
-        except TimeoutError:
-            server.process.kill()
-            await server.process.wait()
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[ServerProcess]:
     process = await launch("--port", "0", "--drain-seconds", "1", *GAME)
     try:
         yield process
     finally:
-        await stop(process)
+        await process.stop()
 
 
 @pytest.fixture

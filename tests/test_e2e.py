@@ -19,6 +19,7 @@ from game_server.app import CONNECTIONS, METRICS, SERVICE, ServerConfig, create_
 from game_server.match import MatchRules
 from game_server.service import ServiceConfig
 from protocol import BotMode
+from tests.processes import close_code
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 
@@ -52,12 +53,7 @@ class Player:
 
     async def closed(self) -> int | None:
         """Read until the server closes; returns the close code."""
-        while True:
-            frame = await self.ws.receive(timeout=READ_TIMEOUT)
-            if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
-                return self.ws.close_code
-            if frame.type is WSMsgType.ERROR:
-                return self.ws.close_code
+        return await close_code(self.ws, READ_TIMEOUT)
 
 
 @pytest.fixture

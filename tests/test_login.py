@@ -35,8 +35,7 @@ async def game(wechat: tuple[FakeWeChat, str]) -> AsyncIterator[ServerProcess]:
         "--wechat-appid", APPID, "--wechat-secret", SECRET, "--wechat-api-base", base
     )
     yield server
-    server.process.terminate()
-    await server.exit_code()
+    await server.stop()
 
 
 async def post(server: ServerProcess, body: Any) -> tuple[int, dict[str, Any], Any]:
@@ -142,8 +141,7 @@ async def test_without_wechat_configured_login_is_unavailable() -> None:
         status, _, reply = await post(server, {"code": "anything"})
         assert (status, reply["error"]["code"]) == (404, "login_unavailable")
     finally:
-        server.process.terminate()
-        await server.exit_code()
+        await server.stop()
 
 
 def test_wechat_options_go_together() -> None:

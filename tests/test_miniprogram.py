@@ -13,7 +13,6 @@ import asyncio
 import os
 import re
 import shutil
-import signal
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -52,23 +51,13 @@ def node_tools() -> str:
     return NODE
 
 
-async def stop(server: ServerProcess) -> None:
-    if server.process.returncode is None:
-        server.process.send_signal(signal.SIGTERM)
-        try:
-            await server.exit_code(within=10)
-        except TimeoutError:
-            server.process.kill()
-            await server.process.wait()
-
-
 @pytest.fixture
 async def server() -> AsyncIterator[ServerProcess]:
     process = await launch("--port", "0", "--drain-seconds", "1", *FAST_GAME)
     try:
         yield process
     finally:
-        await stop(process)
+        await process.stop()
 
 
 def server_log(server: ServerProcess) -> str:
@@ -145,4 +134,4 @@ async def test_miniprogram_wechat_login(node_tools: str) -> None:
         counts = await run_node(node_tools, [LOGIN_TEST], variables, server)
         assert counts["pass"] == 3, counts
     finally:
-        await stop(server)
+        await server.stop()

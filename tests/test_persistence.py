@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +44,7 @@ async def get(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
 
 
 async def stop(server: ServerProcess) -> None:
-    server.process.send_signal(signal.SIGTERM)
-    assert await server.exit_code() == 0
+    assert await server.stop() == 0
 
 
 async def test_scores_and_matches_survive_a_restart(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from game_server.app import SERVICE, ServerConfig, create_app
 from game_server.service import ServiceConfig
 from game_server.socketio_compat import LEGACY_LOBBY, SOCKETIO_PATH
 from protocol import LEGACY_NUMBERS, Outcome, judge
+from tests.processes import close_code
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 
@@ -86,12 +87,7 @@ class DemoClient:
         return hi
 
     async def closed(self) -> int | None:
-        while True:
-            frame = await self.ws.receive(timeout=READ_TIMEOUT)
-            if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSED, WSMsgType.CLOSING):
-                return self.ws.close_code
-            if frame.type is WSMsgType.ERROR:
-                return self.ws.close_code
+        return await close_code(self.ws, READ_TIMEOUT)
 
 
 @pytest.fixture
