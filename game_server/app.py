@@ -178,6 +178,7 @@ def create_app(
             players=lambda: service.online,
             queue=lambda: service.health()["queue"],
             matches=lambda: len(service.rooms),
+            store_backlog=lambda: store.backlog,
         )
         app[TICKER] = Ticker(app[SERVICE], loop)
         service.after_event = app[TICKER].sync
@@ -241,6 +242,7 @@ async def healthz(request: web.Request) -> web.Response:
         "version": __version__,
         "uptime_s": round(time.monotonic() - app[STARTED], 1),
         **app[SERVICE].health(),
+        "store_backlog": app[STORE].backlog,
     }
     return web.json_response(body)
 

@@ -45,12 +45,14 @@ class PrometheusObserver(Collector):
         players: Callable[[], float],
         queue: Callable[[], float],
         matches: Callable[[], float],
+        store_backlog: Callable[[], float] = lambda: 0,
     ) -> None:
         """Wire the live gauges to the game service (read at scrape time)."""
         self._gauges = [
             ("rps_players_connected", "Players connected (said hello)", players),
             ("rps_queue_length", "Players waiting in the matchmaking queue", queue),
             ("rps_matches_live", "Matches in progress", matches),
+            ("rps_store_backlog", "Writes waiting for the storage thread", store_backlog),
         ]
 
     def render(self) -> bytes:

@@ -5,6 +5,12 @@ the disk: writes are fire-and-forget and batched into one transaction per wake-u
 reads come back as futures (``load_player`` as a callback on the loop, so the sans-I/O
 service can use it). WAL mode lets other processes read the file while this one writes.
 The schema is versioned in code with ``PRAGMA user_version``.
+
+In WAL mode with ``synchronous = NORMAL`` a commit does not wait for the disk; only a
+checkpoint (copying the log back into the database) calls fsync, and on a slow disk that
+takes seconds. So checkpoints run on a second thread with its own connection, and the
+writer never stalls behind one: a stalled writer means a growing backlog of jobs in
+memory (measured: RSS 77 -> 163 MiB over 10 minutes at 1,000 matches/s on this VM).
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from game_server.records import MatchRecord, PlayerRecord
 log = structlog.get_logger("game_server.storage")
 
 T = TypeVar("T")
+
+CHECKPOINT_SECONDS = 1.0
+WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the log file is cut back to after a checkpoint
 
 # Each entry moves the schema from version N to N + 1; never edit one that has shipped.
 MIGRATIONS: tuple[str, ...] = (
@@ -152,6 +161,13 @@ class SqliteStore:
         self._thread.start()
         self._opened.result()  # raise here if the file cannot be opened or migrated
         self._closed = False
+        self._stop_checkpoints = threading.Event()
+        self._checkpointer: threading.Thread | None = None
+        if path != ":memory:":
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True
+            )
+            self._checkpointer.start()
 
     # ------------------------------------------------------------ the service's port
 
@@ -223,6 +239,11 @@ class SqliteStore:
 
         return await self._read(query)
 
+    @property
+    def backlog(self) -> int:
+        """Jobs waiting for the writer thread: steady near zero, or the disk cannot keep up."""
+        return self._jobs.qsize()
+
     async def flush(self) -> None:
         """Wait until everything written so far is committed."""
         await self._read(lambda conn: None)
@@ -233,6 +254,9 @@ class SqliteStore:
         self._closed = True
         self._jobs.put(_STOP)
         await asyncio.to_thread(self._thread.join)
+        self._stop_checkpoints.set()
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.join)
 
     # ------------------------------------------------------------ the thread
 
@@ -293,8 +317,32 @@ class SqliteStore:
         conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across crashes of the process
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA busy_timeout = 5000")  # another process may hold the write lock
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpoint thread does it
+        conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
         migrate(conn)
         return conn
+
+    def _checkpoint_loop(self) -> None:
+        """Copy the log back into the database every second, off the writer's thread.
+
+        PASSIVE never blocks the writer; the writer starts the log over once a checkpoint
+        has caught up. At close, a TRUNCATE checkpoint leaves just the database file.
+        """
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout = 5000")
+            while not self._stop_checkpoints.wait(CHECKPOINT_SECONDS):
+                self._checkpoint(conn, "PASSIVE")
+            self._checkpoint(conn, "TRUNCATE")
+        finally:
+            conn.close()
+
+    @staticmethod
+    def _checkpoint(conn: sqlite3.Connection, mode: str) -> None:
+        try:
+            conn.execute(f"PRAGMA wal_checkpoint({mode})")
+        except sqlite3.Error:
+            log.exception("checkpoint_failed", mode=mode)
 
     def _run(self) -> None:
         try:
