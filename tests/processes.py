@@ -1,4 +1,5 @@
-"""Real server processes and TLS material for the tests that run the command line."""
+"""Real server processes and TLS material for the tests that run the command line, and
+the one rule for tests that need a program from outside the project (``require_program``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import datetime
 import ipaddress
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -14,11 +16,43 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from aiohttp import WSMsgType
 
 PYTHON = sys.executable
 # Short rounds, no pauses, instant house bots: whole matches in milliseconds.
 FAST_GAME = ("--round-seconds", "2", "--round-pause", "0", "--bot-think", "0", "--bot-after", "0.1")
+
+
+# Set (to anything but "" or "0") by .ci/run, which installs every program the suite runs:
+# there a missing program is a broken CI machine, not a reason to skip.
+REQUIRE_EXTERNAL = "RPS_REQUIRE_EXTERNAL"
+
+
+def external_required() -> bool:
+    return os.environ.get(REQUIRE_EXTERNAL, "") not in ("", "0")
+
+
+def require_program(name: str, hint: str = "", *, path: Path | None = None) -> str:
+    """The path of the program ``name`` (on PATH, or exactly ``path`` when given).
+
+    Without it the calling test skips, or fails when ``RPS_REQUIRE_EXTERNAL`` is set.
+    Call it from the test or a fixture, never at import: a failure there would stop the
+    whole run at collection.
+    """
+    if path is not None:
+        found = str(path) if os.access(path, os.X_OK) and path.is_file() else None
+    else:
+        found = shutil.which(name)
+    if found is not None:
+        return found
+    where = str(path) if path is not None else f"{name} on PATH"
+    reason = f"{where} not found" + (f" ({hint})" if hint else "")
+    if external_required():
+        pytest.fail(
+            f"{reason}; {REQUIRE_EXTERNAL} is set, so this fails instead of skipping", pytrace=False
+        )
+    pytest.skip(reason)
 
 
 def free_port() -> int:

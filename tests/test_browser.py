@@ -3,7 +3,8 @@
 Debian's ``chromium`` is driven through Playwright with ``executable_path`` (no browser
 download). Each page gets its own browser context (its own localStorage, so its own
 player) on a phone-sized viewport. Any console error fails the test: a Content-Security-
-Policy violation, for one, shows up there. Skipped only when /usr/bin/chromium is absent.
+Policy violation, for one, shows up there. Skipped only when /usr/bin/chromium is absent
+(failed then under ``.ci/run``, which installs it: ``tests/processes.require_program``).
 """
 
 from __future__ import annotations
@@ -17,17 +18,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-
-from tests.processes import FAST_GAME, ServerProcess, launch
-
-CHROMIUM = Path("/usr/bin/chromium")
-if not CHROMIUM.exists():
-    pytest.skip(
-        "Debian's chromium (/usr/bin/chromium) is not installed; .ci/run installs it",
-        allow_module_level=True,
-    )
-
-from playwright.async_api import (  # noqa: E402 (only once chromium is known to exist)
+from playwright.async_api import (
     Browser,
     BrowserContext,
     Locator,
@@ -38,6 +29,9 @@ from playwright.async_api import (  # noqa: E402 (only once chromium is known to
     expect,
 )
 
+from tests.processes import FAST_GAME, ServerProcess, launch, require_program
+
+CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 # Instant house bots and no pause between rounds; rounds end as soon as both hands are
 # in, so long rounds cost nothing and leave room for a slow machine. No bot sits down
@@ -59,8 +53,9 @@ async def server() -> AsyncIterator[ServerProcess]:
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
+    executable = require_program("chromium", ".ci/run installs it", path=CHROMIUM)
     async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        chromium = await playwright.chromium.launch(executable_path=executable, headless=True)
         try:
             yield chromium
         finally:

@@ -8,7 +8,8 @@
   the kernel's own W^X switch (``PR_SET_MDWE``, Linux 6.3+);
 - ``deploy/rps-server.env.example`` against the server's ``RPS_*`` variables.
 
-pm2 and nginx tests are skipped when the tool is missing; ``.ci/run`` installs both.
+The pm2, nginx and systemd-analyze tests skip when the program is missing, or fail then
+under ``.ci/run``, which installs them (``tests/processes.require_program``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import ssl
 import subprocess
@@ -37,7 +37,7 @@ import pytest
 from bots.client import BotClient, BotReport, RoundLedger
 from game_server.app import ServerConfig
 from protocol import BotMode
-from tests.processes import FAST_GAME, free_port, self_signed_certificate
+from tests.processes import FAST_GAME, free_port, require_program, self_signed_certificate
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
@@ -182,9 +182,9 @@ def test_systemd_unit_waits_for_ready_drains_and_is_locked_down() -> None:
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not found")
 def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
     """The unit as shipped, with its install paths pointed at this checkout."""
+    systemd_analyze = require_program("systemd-analyze", "Debian's systemd; .ci/run installs it")
     if not VENV_PYTHON.exists():
         pytest.skip(f"{VENV_PYTHON} does not exist (python3 dev.py test creates it)")
     env_file = tmp_path / "rps-server.env"
@@ -195,7 +195,7 @@ def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
     unit = tmp_path / "rps-server.service"
     unit.write_text(text)
     result = subprocess.run(
-        ["systemd-analyze", "verify", str(unit)],
+        [systemd_analyze, "verify", str(unit)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -309,12 +309,9 @@ def get_json(url: str) -> tuple[int, Any]:
         return exc.code, None
 
 
-@pytest.mark.skipif(
-    shutil.which("pm2") is None,
-    reason="pm2 is not installed (npm install -g pm2; .ci/run installs it)",
-)
 def test_pm2_runs_process_json(tmp_path: Path) -> None:
     """process.json as shipped, but another app name and port, under a private PM2_HOME."""
+    pm2 = require_program("pm2", "npm install -g pm2; .ci/run installs it")
     if not VENV_PYTHON.exists():
         pytest.skip(f"{VENV_PYTHON} does not exist (python3 dev.py test creates it)")
     config = json.loads((ROOT / "process.json").read_text())
@@ -334,7 +331,7 @@ def test_pm2_runs_process_json(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         # Relative paths in process.json resolve against pm2's working directory.
         return subprocess.run(
-            ["pm2", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+            [pm2, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
         )
 
     log = pm2_home / "logs" / f"{name}-error.log"
@@ -428,13 +425,8 @@ async def wait_for_ok(session: aiohttp.ClientSession, url: str, within: float = 
     pytest.fail(f"{url}: no 200 within {within} s (last: {last!r})")
 
 
-@pytest.mark.skipif(
-    shutil.which("nginx") is None,
-    reason="nginx is not installed (apt-get install nginx-light; .ci/run installs it)",
-)
 async def test_matches_through_nginx(tmp_path: Path) -> None:
-    nginx_binary = shutil.which("nginx")
-    assert nginx_binary is not None
+    nginx_binary = require_program("nginx", "apt-get install nginx-light; .ci/run installs it")
     cert, key = self_signed_certificate(tmp_path)
     server_log, nginx_log = tmp_path / "server.log", tmp_path / "nginx.log"
     server: asyncio.subprocess.Process | None = None

@@ -4,7 +4,8 @@ Its node tests drive the mini-program's own code through a stand-in for ``wx``
 (``test/wx-stub.js``: real WebSockets, fetch, storage, pages): a match against a house bot
 through the pages, two phones playing each other, the heartbeat, reconnecting and resuming,
 and WeChat login against a second server whose code2session is a fake the node test runs.
-Skipped only when node or npm is missing.
+Skipped only when node or npm is missing (and then failed instead under ``.ci/run``,
+which installs them: see ``tests/processes.require_program``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,11 +20,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.processes import FAST_GAME, ServerProcess, free_port, launch
+from tests.processes import FAST_GAME, ServerProcess, free_port, launch, require_program
 
 CLIENT = Path(__file__).resolve().parent.parent / "clients" / "miniprogram"
-NODE = shutil.which("node")
-NPM = shutil.which("npm")
 NODE_TIMEOUT = 60.0
 LOGIN_TEST = "test/login.test.js"
 # Variables the node tests read; cleared first so the caller's environment cannot leak in.
@@ -34,13 +32,13 @@ TEST_VARIABLES = ("RPS_WS_URL", "RPS_HTTP_URL", "RPS_LOGIN_HTTP_URL", "RPS_LOGIN
 @pytest.fixture(scope="module")
 def node_tools() -> str:
     """node's path, once ``npm ci`` has run if node_modules is missing or stale."""
-    if NODE is None or NPM is None:
-        pytest.skip("node and npm are needed for the mini-program's tests")
+    hint = "needed for the mini-program's tests; .ci/run installs it"
+    node, npm = require_program("node", hint), require_program("npm", hint)
     lock = CLIENT / "package-lock.json"
     installed = CLIENT / "node_modules" / ".package-lock.json"  # written by every npm ci
     if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
         done = subprocess.run(
-            [NPM, "ci", "--no-audit", "--no-fund"],
+            [npm, "ci", "--no-audit", "--no-fund"],
             cwd=CLIENT,
             capture_output=True,
             text=True,
@@ -48,7 +46,7 @@ def node_tools() -> str:
             check=False,
         )
         assert done.returncode == 0, f"npm ci failed:\n{done.stdout}\n{done.stderr}"
-    return NODE
+    return node
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,7 +24,7 @@ from game_server.app import SERVICE, ServerConfig, create_app
 from game_server.service import ServiceConfig
 from game_server.socketio_compat import LEGACY_LOBBY, SOCKETIO_PATH
 from protocol import LEGACY_NUMBERS, Outcome, judge
-from tests.processes import close_code
+from tests.processes import close_code, require_program
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 
@@ -357,15 +356,15 @@ async def test_an_oversized_frame_closes_with_1009(
     assert (await bob.hello("u-bob", "Bob"))["nearby"] == 1
 
 
-async def npm_ci_if_needed() -> None:
-    """Install the pinned socket.io-client unless node_modules matches the lock already."""
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        pytest.skip("node and npm are needed to run the real socket.io-client")
+async def npm_ci_if_needed() -> str:
+    """node's path, once the pinned socket.io-client is installed (unless node_modules
+    matches the lock already)."""
+    hint = "needed to run the real socket.io-client; .ci/run installs it"
+    node, npm = require_program("node", hint), require_program("npm", hint)
     lock = NODE_CLIENT / "package-lock.json"
     installed = NODE_CLIENT / "node_modules" / ".package-lock.json"  # written by npm ci
     if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
-        return
+        return node
     process = await asyncio.create_subprocess_exec(
         npm,
         "ci",
@@ -377,13 +376,12 @@ async def npm_ci_if_needed() -> None:
     )
     output, _ = await asyncio.wait_for(process.communicate(), 300)
     assert process.returncode == 0, output.decode(errors="replace")
+    return node
 
 
 async def test_the_real_socketio_client_2_plays_a_game(start_server: ServerFactory) -> None:
-    await npm_ci_if_needed()
+    node = await npm_ci_if_needed()
     server = await start_server(bot_think=(0.0, 0.3))
-    node = shutil.which("node")
-    assert node is not None
     process = await asyncio.create_subprocess_exec(
         node,
         "play.js",
