@@ -22,7 +22,7 @@ from aiohttp.test_utils import TestServer
 
 from game_server.app import SERVICE, ServerConfig, create_app
 from game_server.service import ServiceConfig
-from game_server.socketio_compat import LEGACY_LOBBY, SOCKETIO_PATH
+from game_server.socketio_compat import LEGACY_BOT_AFTER, LEGACY_LOBBY, SOCKETIO_PATH
 from protocol import LEGACY_NUMBERS, Outcome, judge
 from tests.processes import close_code, require_program
 
@@ -272,6 +272,122 @@ async def test_a_disconnect_packet_ends_the_session_at_once(
     entries = {e["uid"]: e for e in result}
     assert scores(entries["u-bob"]) == (1, 1, 1)
     assert scores(entries["u-cat"]) == (0, 0, 0)
+
+
+async def healthz(http: aiohttp.ClientSession, server: TestServer) -> dict[str, Any]:
+    async with http.get(server.make_url("/healthz")) as response:
+        assert response.status == 200
+        body: dict[str, Any] = await response.json()
+        return body
+
+
+async def synced(client: DemoClient) -> None:
+    """Frames are handled in order: once a ping's pong is back, so is all before it."""
+    await client.ws.send_str("2")
+    assert await client.frame() == "3"
+
+
+async def test_leave_while_queued_takes_the_player_out_of_the_queue(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server(reconnect_grace=20)
+    ann = await DemoClient.connect(http, server)
+    await ann.hello("u-ann", "Ann")
+    await ann.emit("join")
+    await synced(ann)
+    assert (await healthz(http, server))["queue"] == 1
+    left = time.monotonic()
+    await ann.emit("leave")  # no event answers it: the demo had no "left"
+    await synced(ann)
+    assert (await healthz(http, server))["queue"] == 0
+    # No robot sits down for a player who left: nothing arrives past the robot's delay.
+    with pytest.raises(TimeoutError):
+        await ann.ws.receive(timeout=LEGACY_BOT_AFTER + 0.5)
+    assert time.monotonic() - left >= LEGACY_BOT_AFTER
+    assert (await healthz(http, server))["matches"] == 0
+    await ann.emit("leave")  # leaving again, not queued: nothing to do, no error
+    await synced(ann)
+
+    # The socket and the player stay: a new join gets the robot after its 1 s.
+    await ann.ws.send_str('427["join"]')
+    assert await ann.frame() == "437[null]"
+    users = (await ann.event("start"))["roomUsers"]
+    assert users[0]["uid"] == "u-ann"
+    assert (await healthz(http, server))["queue"] == 0
+
+
+async def test_leave_during_a_game_forfeits_it_to_the_other_player(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server()
+    ann, bob = await DemoClient.connect(http, server), await DemoClient.connect(http, server)
+    await ann.hello("u-ann", "Ann")
+    await bob.hello("u-bob", "Bob")
+    await ann.emit("join")
+    await bob.emit("join")
+    await ann.event("start")
+    await bob.event("start")
+    await ann.emit("choice", {"choice": 1})  # scissors: Bob's rock would beat it
+    assert await bob.event("movement") == {"uid": "u-ann", "movement": "choice"}
+    await bob.emit("choice", {"choice": 2})
+    assert await ann.event("movement") == {"uid": "u-bob", "movement": "choice"}
+    left = time.monotonic()
+    await bob.ws.send_str('429["leave"]')  # acked: the ack comes once the game is over
+    # Both get the game's result at once, not at the 3 s deadline: the one who stays wins
+    # (the demo's scoring: streak 1, round score 1, total 1), whatever the hands were.
+    ann_result = (await ann.event("result"))["result"]
+    bob_result = (await bob.event("result"))["result"]
+    assert await bob.frame() == "439[null]"
+    assert time.monotonic() - left < 1.0
+    assert ann_result == bob_result
+    entries = {e["uid"]: e for e in ann_result}
+    assert scores(entries["u-ann"]) == (1, 1, 1)
+    assert scores(entries["u-bob"]) == (0, 0, 0)
+    assert (entries["u-ann"]["choice"], entries["u-bob"]["choice"]) == (1, 2)
+    service = server.app[SERVICE]
+    assert service.matches_finished == 1
+    assert not service.rooms
+
+    # The game is over for both: a choice is refused, and both can play again (the
+    # winner keeps its streak: Bob's win now makes him 1, 1, 1 and resets Ann's).
+    await bob.emit("choice", {"choice": 3})
+    assert (await bob.event("error"))["code"] == "not_in_match"
+    await ann.emit("join")
+    await bob.emit("join")
+    assert [u["winStreak"] for u in (await ann.event("start"))["roomUsers"]] == [1, 0]
+    await bob.event("start")
+    await bob.emit("choice", {"choice": 2})
+    await ann.emit("leave")
+    ann_result = (await ann.event("result", skip=("movement",)))["result"]
+    entries = {e["uid"]: e for e in ann_result}
+    assert scores(entries["u-bob"]) == (1, 1, 1)
+    assert scores(entries["u-ann"]) == (0, 1, 0)  # a loss keeps the total, not the streak
+    assert entries["u-ann"]["choice"] is None  # no hand yet: the demo's null
+    assert (await bob.event("result", skip=("movement",)))["result"] == ann_result
+
+
+async def test_leave_during_a_robot_game_forfeits_it_to_the_robot(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server(bot_think=(2.0, 2.0))  # the robot has not chosen yet
+    ann = await DemoClient.connect(http, server)
+    await ann.hello("u-ann", "Ann")
+    await ann.emit("join")
+    users = (await ann.event("start"))["roomUsers"]
+    robot = next(u["uid"] for u in users if u["uid"] != "u-ann")
+    await ann.emit("choice", {"choice": 3})
+    left = time.monotonic()
+    await ann.emit("leave")
+    result = (await ann.event("result"))["result"]
+    assert time.monotonic() - left < 1.0
+    entries = {e["uid"]: e for e in result}
+    assert scores(entries[robot]) == (1, 1, 1)
+    assert scores(entries["u-ann"]) == (0, 0, 0)
+    assert (entries["u-ann"]["choice"], entries[robot]["choice"]) == (3, None)
+    # The robot's pending choice died with the game: nothing else arrives.
+    with pytest.raises(TimeoutError):
+        await ann.ws.receive(timeout=2.5)
+    assert (await healthz(http, server))["matches"] == 0
 
 
 async def test_the_path_works_without_its_trailing_slash(
