@@ -9,6 +9,10 @@ from collections.abc import Callable
 import attrs
 
 
+def _cancelled(now: float) -> None:
+    """What a cancelled timer holds instead of its callback (and whatever that kept alive)."""
+
+
 @attrs.define(eq=False)
 class Timer:
     when: float
@@ -17,19 +21,26 @@ class Timer:
 
     def cancel(self) -> None:
         self.cancelled = True
+        self.callback = _cancelled
 
 
 class TimerQueue:
     """Like asyncio's scheduler, minus the loop: ``run_due(now)`` fires what is due, in order.
 
-    Cancelled timers stay in the heap until they surface; ``pending`` counts live ones so a
-    leak shows up in tests.
+    A cancelled timer stays in the heap until it surfaces, but lets go of its callback at
+    once, and the heap is rebuilt without the cancelled entries once they outnumber the live
+    ones: every reconnect cancels an hour-long forget timer, which would otherwise sit in the
+    heap for that hour. ``pending`` counts live timers so a leak shows up in tests.
     """
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
         self.pending = 0
+
+    def __len__(self) -> int:
+        """Entries in the heap, cancelled ones included (at most about twice ``pending``)."""
+        return len(self._heap)
 
     def call_at(self, when: float, callback: Callable[[float], None]) -> Timer:
         timer = Timer(when, callback)
@@ -41,6 +52,15 @@ class TimerQueue:
         if timer is not None and not timer.cancelled:
             timer.cancel()
             self.pending -= 1
+            if len(self._heap) - self.pending > self.pending:
+                self._compact()
+
+    def _compact(self) -> None:
+        # In place: run_due may be iterating over this very list (a callback cancelling).
+        heap = self._heap
+        heap[:] = [entry for entry in heap if not entry[2].cancelled]
+        heapq.heapify(heap)
+        self.pending = len(heap)  # also forgets timers cancelled by Timer.cancel() alone
 
     @property
     def next_when(self) -> float | None:
@@ -60,5 +80,6 @@ class TimerQueue:
             timer.cancelled = True
             self.pending -= 1
             fired += 1
-            timer.callback(now)
+            callback, timer.callback = timer.callback, _cancelled
+            callback(now)
         return fired

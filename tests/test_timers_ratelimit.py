@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections.abc import Callable
 
 import pytest
@@ -162,6 +164,57 @@ def test_next_when_with_only_cancelled_timers_is_none() -> None:
     timers.cancel(timers.call_at(1.0, lambda now: None))
     assert timers.next_when is None
     assert timers.pending == 0
+
+
+def test_cancelled_timers_do_not_pile_up_in_the_heap() -> None:
+    # Every reconnect cancels an hour-long forget timer; the heap must not keep them all.
+    timers = TimerQueue()
+    live = [timers.call_at(float(i), lambda now: None) for i in range(3)]
+    for n in range(10_000):
+        timers.cancel(timers.call_at(3600.0 + n, lambda now: None))
+        assert len(timers) <= 2 * timers.pending + 1
+    assert timers.pending == 3
+    assert len(timers) <= 7
+    timers.cancel(live[0])
+    assert timers.next_when == 1.0
+    assert timers.run_due(10_000.0) == 2
+    assert timers.pending == 0
+
+
+def test_a_cancelled_timer_lets_go_of_its_callback() -> None:
+    timers = TimerQueue()
+
+    class Session:
+        def fire(self, now: float) -> None:
+            pass
+
+    session = Session()
+    ref = weakref.ref(session)
+    timers.call_at(1.0, lambda now: None)
+    timers.call_at(2.0, lambda now: None)
+    timer = timers.call_at(3600.0, session.fire)  # still in the heap after the cancel
+    timers.cancel(timer)
+    assert len(timers) == 3
+    del session
+    gc.collect()
+    assert ref() is None
+
+
+def test_compaction_while_run_due_fires_keeps_order() -> None:
+    timers = TimerQueue()
+    log: list[tuple[str, float]] = []
+    doomed = [timers.call_at(50.0 + i, recorder(log, f"doomed{i}")) for i in range(10)]
+
+    def cancel_all(now: float) -> None:
+        for timer in doomed:
+            timers.cancel(timer)  # compacts the heap run_due is popping from
+
+    timers.call_at(1.0, cancel_all)
+    timers.call_at(2.0, recorder(log, "b"))
+    timers.call_at(3.0, recorder(log, "c"))
+    assert timers.run_due(100.0) == 3
+    assert [name for name, _ in log] == ["b", "c"]
+    assert len(timers) == 0
 
 
 # ---------------------------------------------------------------- TokenBucket
