@@ -15,12 +15,14 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 from playwright.async_api import (
     Browser,
     BrowserContext,
+    Dialog,
     Locator,
     Page,
     ViewportSize,
@@ -63,12 +65,15 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 class Client:
-    """One player's page, with its console errors and locators by ``data-testid``."""
+    """One player's page, with its console errors, every URL it requested or opened a
+    WebSocket to, the dialogs it tried to show, and locators by ``data-testid``."""
 
     def __init__(self, context: BrowserContext, page: Page) -> None:
         self.context = context
         self.page = page
         self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.dialogs: list[str] = []
         page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
         page.on(
             "console",
@@ -76,6 +81,26 @@ class Client:
                 self.errors.append(f"console: {message.text}") if message.type == "error" else None
             ),
         )
+        page.on("request", lambda request: self.requests.append(request.url))
+        page.on("websocket", lambda ws: self.requests.append(ws.url))
+
+        async def dismiss(dialog: Dialog) -> None:
+            self.dialogs.append(f"{dialog.type}: {dialog.message}")
+            await dialog.dismiss()
+
+        page.on("dialog", dismiss)
+
+    def foreign_requests(self, origin: str) -> list[str]:
+        """Requested URLs not on ``origin`` (http://host:port; ws:// is the same origin
+        for the game socket), other than data: and blob: URLs."""
+        http = urlsplit(origin)
+        own = {(http.scheme, http.netloc), ("ws", http.netloc), ("wss", http.netloc)}
+        return [
+            url
+            for url in self.requests
+            if urlsplit(url).scheme not in ("data", "blob")
+            and (urlsplit(url).scheme, urlsplit(url).netloc) not in own
+        ]
 
     def by(self, testid: str) -> Locator:
         return self.page.get_by_test_id(testid)
@@ -145,6 +170,10 @@ async def open_page(browser: Browser, server: ServerProcess) -> AsyncIterator[Op
         await client.context.close()
     for client in clients:
         assert client.errors == [], client.errors
+        assert client.dialogs == [], client.dialogs
+        # Nothing is fetched from anywhere else: the page is self-contained.
+        assert f"{server.http}/" in client.requests, client.requests
+        assert client.foreign_requests(server.http) == [], client.requests
 
 
 class Wire:
@@ -210,6 +239,27 @@ async def expect_round(client: Client, number: int, you: str, opponent: str, out
     await expect(last).to_have_attribute("data-you", you)
     await expect(last).to_have_attribute("data-opponent", opponent)
     await expect(last).to_have_attribute("data-outcome", outcome)
+
+
+async def fits_the_phone(client: Client, *, hands: bool) -> None:
+    """Nothing wider than the phone's screen (no sideways scrolling); with ``hands``, the
+    three hand buttons are wholly on the screen."""
+    scroll_width, inner_width, inner_height = await client.page.evaluate(
+        "[document.documentElement.scrollWidth, window.innerWidth, window.innerHeight]"
+    )
+    assert (inner_width, inner_height) == (PHONE["width"], PHONE["height"])
+    assert scroll_width <= inner_width
+    if not hands:
+        return
+    for hand in ("rock", "paper", "scissors"):
+        button = client.by(f"choice-{hand}")
+        await expect(button).to_be_visible()
+        box = await button.bounding_box()  # relative to the viewport, as scrolled
+        assert box is not None, hand
+        assert box["x"] >= 0, (hand, box)
+        assert box["x"] + box["width"] <= inner_width, (hand, box)
+        assert box["y"] >= 0, (hand, box)
+        assert box["y"] + box["height"] <= inner_height, (hand, box)
 
 
 async def profile(server: ServerProcess, player_id: str) -> dict[str, Any]:
@@ -306,8 +356,10 @@ async def test_a_page_plays_a_bot_with_the_keyboard(
     open_page: OpenPage, server: ServerProcess
 ) -> None:
     cy = await open_page()
+    await fits_the_phone(cy, hands=False)
     await join(cy, "Cy", bot=True)
     await expect(cy.screen).to_have_attribute("data-screen", "game")
+    await fits_the_phone(cy, hands=True)
     await expect(cy.by("opponent-bot")).to_be_visible()
     await expect(cy.by("opponent-name")).not_to_be_empty()
 
@@ -319,6 +371,7 @@ async def test_a_page_plays_a_bot_with_the_keyboard(
         await play(cy, number, hand, key=key)
         played.append(hand)
     await expect(cy.screen).to_have_attribute("data-screen", "over")
+    await fits_the_phone(cy, hands=False)
     assert len(played) >= 2
 
     rounds = await cy.history()
@@ -419,6 +472,31 @@ async def test_a_page_reconnects_resumes_and_keeps_its_player(open_page: OpenPag
     await expect(ann.by("connection")).to_have_attribute("data-state", "online")
 
 
+async def test_a_name_with_markup_is_shown_as_text(open_page: OpenPage) -> None:
+    """A player's name is text wherever a page shows it: never parsed as HTML."""
+    evil = "<img src=x onerror=alert(1)>"
+    ann, bob = await open_page(), await open_page()
+    await join(ann, evil)
+    await expect(ann.screen).to_have_attribute("data-screen", "waiting")
+    await join(bob, "Bob")
+    await expect(bob.screen).to_have_attribute("data-screen", "game")
+    await expect(bob.by("opponent-name")).to_have_text(evil)
+    await expect(ann.by("you-name")).to_have_text(evil)
+    await play(ann, 1, "rock")
+    await play(bob, 1, "paper")
+    await play(ann, 2, "rock")
+    await play(bob, 2, "paper")
+    await expect(bob.screen).to_have_attribute("data-screen", "over")
+    await expect(bob.page.locator("#over-vs")).to_have_text(f"against {evil}")
+    for client in (ann, bob):
+        # No element came out of the name (the page has no <img> of its own), no
+        # handler ran (a dialog would be recorded), nothing fetched "x".
+        assert await client.page.locator("img").count() == 0
+        assert evil in await client.page.evaluate("document.body.textContent")
+        assert client.dialogs == []
+        assert not [url for url in client.requests if urlsplit(url).path == "/x"]
+
+
 async def test_a_forged_token_is_forgotten_for_a_new_guest(open_page: OpenPage) -> None:
     forged = "v1.p_000000000000.9999999999.forged"
     page = await open_page(init_script=f"localStorage.setItem('rps.token', '{forged}')")
@@ -438,16 +516,3 @@ async def test_a_forged_token_is_forgotten_for_a_new_guest(open_page: OpenPage) 
     await page.by("join-bot").click()
     await expect(page.screen).to_have_attribute("data-screen", "game")
     await expect(page.by("notice")).to_be_hidden()
-
-
-async def test_the_page_is_cached_by_etag(server: ServerProcess) -> None:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{server.http}/") as response:
-            assert response.status == 200
-            etag = response.headers["ETag"]
-            assert "<script>" in await response.text()
-        async with http.get(f"{server.http}/", headers={"If-None-Match": etag}) as response:
-            assert response.status == 304
-            assert response.headers["Content-Security-Policy"]
-        async with http.get(f"{server.http}/", headers={"If-None-Match": '"stale"'}) as response:
-            assert response.status == 200
