@@ -179,6 +179,8 @@ def create_app(
             queue=lambda: service.health()["queue"],
             matches=lambda: len(service.rooms),
             store_backlog=lambda: store.backlog,
+            store_failures=lambda: store.failures,
+            store_writes_dropped=lambda: store.writes_dropped,
         )
         app[TICKER] = Ticker(app[SERVICE], loop)
         service.after_event = app[TICKER].sync
@@ -243,6 +245,8 @@ async def healthz(request: web.Request) -> web.Response:
         "uptime_s": round(time.monotonic() - app[STARTED], 1),
         **app[SERVICE].health(),
         "store_backlog": app[STORE].backlog,
+        "store_failures": app[STORE].failures,
+        "store_writes_dropped": app[STORE].writes_dropped,
     }
     return web.json_response(body)
 

@@ -5,13 +5,16 @@ Errors are ``{"error": {"code", "message"}}`` with a fitting status (protocol §
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiohttp import web
 
 from game_server.appkeys import SERVICE, STORE, WECHAT
+from game_server.ports import StoreUnavailable
 from game_server.records import PlayerRecord
 from game_server.wechat import LoginError, parse_login_body
 from game_server.wechat import login as wechat_login
@@ -27,6 +30,7 @@ LEADERBOARD_DEFAULT = 10
 LEADERBOARD_MAX = 100
 RECENT_MATCHES = 20
 PLAYER_ID_MAX = 64
+RETRY_AFTER = {"Retry-After": "1"}
 
 
 def json_error(status: int, code: str, message: str, **headers: str) -> web.Response:
@@ -169,7 +173,26 @@ async def login(request: web.Request) -> web.Response:
     )
 
 
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def _storage_errors(handler: Handler) -> Handler:
+    """A storage failure is the server's, for now: 503 with Retry-After, never a bare 500."""
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.Response:
+        try:
+            return await handler(request)
+        except StoreUnavailable as exc:
+            log.warning("http_store_unavailable", path=request.path, error=str(exc))
+            return json_error(
+                503, "unavailable", "storage is failing; try again in a moment", **RETRY_AFTER
+            )
+
+    return guarded
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_post(LOGIN_PATH, login)
-    app.router.add_get(LEADERBOARD_PATH, leaderboard)
-    app.router.add_get(PLAYER_PATH, player_profile)
+    app.router.add_post(LOGIN_PATH, _storage_errors(login))
+    app.router.add_get(LEADERBOARD_PATH, _storage_errors(leaderboard))
+    app.router.add_get(PLAYER_PATH, _storage_errors(player_profile))

@@ -32,6 +32,7 @@ class PrometheusObserver(Collector):
         self.finished = {(r.value, bot): 0 for r in EndReason for bot in _BOT.values()}
         self.drops = 0
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
+        self._counters: list[tuple[str, str, Callable[[], float]]] = []
         self._rounds = Histogram(
             "rps_round_seconds",
             "Time from a round's start to its result",
@@ -46,13 +47,27 @@ class PrometheusObserver(Collector):
         queue: Callable[[], float],
         matches: Callable[[], float],
         store_backlog: Callable[[], float] = lambda: 0,
+        store_failures: Callable[[], float] = lambda: 0,
+        store_writes_dropped: Callable[[], float] = lambda: 0,
     ) -> None:
-        """Wire the live gauges to the game service (read at scrape time)."""
+        """Wire the live gauges (and the storage's own counters) up, read at scrape time."""
         self._gauges = [
             ("rps_players_connected", "Players connected (said hello)", players),
             ("rps_queue_length", "Players waiting in the matchmaking queue", queue),
             ("rps_matches_live", "Matches in progress", matches),
             ("rps_store_backlog", "Writes waiting for the storage thread", store_backlog),
+        ]
+        self._counters = [
+            (
+                "rps_store_failures",
+                "Storage batches given up because their transaction failed",
+                store_failures,
+            ),
+            (
+                "rps_store_writes_dropped",
+                "Writes lost to failed batches or a full storage backlog",
+                store_writes_dropped,
+            ),
         ]
 
     def render(self) -> bytes:
@@ -82,6 +97,8 @@ class PrometheusObserver(Collector):
         )
         for name, doc, read in self._gauges:
             yield GaugeMetricFamily(name, doc, value=read())
+        for name, doc, read in self._counters:
+            yield CounterMetricFamily(name, doc, value=read())
 
     # ------------------------------------------------------------ Observer
 

@@ -101,14 +101,26 @@ class Matchmaker(Protocol):
     def __contains__(self, player_id: object) -> bool: ...
 
 
+class StoreUnavailable(Exception):
+    """Storage could not answer (disk full, I/O error, database locked): try again later.
+
+    Reads of a batch that failed raise it; ``load_player`` hands it to ``done`` instead of
+    a record, which is not the same as "no such player".
+    """
+
+
+LoadDone = Callable[[PlayerRecord | StoreUnavailable | None], None]
+
+
 class PlayerStore(Protocol):
     """Where players and finished matches are kept; the game never waits on it.
 
     Writes are fire-and-forget; a load answers through ``done``, called later on the
-    event loop (or at once), so the sans-I/O service can use it without awaiting.
+    event loop (or at once), so the sans-I/O service can use it without awaiting: with the
+    record, None for an unknown player, or ``StoreUnavailable`` if storage failed.
     """
 
-    def load_player(self, player_id: str, done: Callable[[PlayerRecord | None], None]) -> None: ...
+    def load_player(self, player_id: str, done: LoadDone) -> None: ...
 
     def save_player(self, record: PlayerRecord) -> None: ...
 
@@ -118,7 +130,7 @@ class PlayerStore(Protocol):
 class NullStore:
     """Keeps nothing: players live only as long as the process remembers them."""
 
-    def load_player(self, player_id: str, done: Callable[[PlayerRecord | None], None]) -> None:
+    def load_player(self, player_id: str, done: LoadDone) -> None:
         done(None)
 
     def save_player(self, record: PlayerRecord) -> None:

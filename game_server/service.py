@@ -31,6 +31,7 @@ from game_server.ports import (
     Pairing,
     PlayerStore,
     Relay,
+    StoreUnavailable,
 )
 from game_server.ratelimit import FloodGuard, Verdict
 from game_server.records import MatchRecord, PlayerRecord, RoundRow, SeatRow
@@ -492,11 +493,23 @@ class GameService:
         session.pending = []
         self.store.load_player(player_id, partial(self._loaded, session, message))
 
-    def _loaded(self, session: Session, message: Hello, record: PlayerRecord | None) -> None:
+    def _loaded(
+        self, session: Session, message: Hello, record: PlayerRecord | StoreUnavailable | None
+    ) -> None:
         pending, session.pending = session.pending or [], None
         if session.closed:
             return
-        if record is None:
+        if isinstance(record, StoreUnavailable):
+            # Not "unknown player": the token is fine, so the client keeps it and retries.
+            self.observer.error(ErrorCode.UNAVAILABLE.value)
+            session.outlet.send(
+                Error(
+                    code=ErrorCode.UNAVAILABLE,
+                    message="your player cannot be loaded right now; say hello again in a moment",
+                    ref=message.id,
+                )
+            )
+        elif record is None:
             self.observer.error(ErrorCode.INVALID_TOKEN.value)
             session.outlet.send(
                 Error(

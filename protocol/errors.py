@@ -22,6 +22,7 @@ class ErrorCode(enum.StrEnum):
     RATE_LIMITED = "rate_limited"
     UNSUPPORTED_FRAME = "unsupported_frame"
     INVALID_TOKEN = "invalid_token"
+    UNAVAILABLE = "unavailable"
 
 
 class ProtocolError(Exception):

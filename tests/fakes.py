@@ -3,11 +3,11 @@ that records what the service would have sent."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TypeVar
 
 import attrs
 
+from game_server.ports import LoadDone, StoreUnavailable
 from game_server.records import MatchRecord, PlayerRecord
 from protocol import ServerMessage, decode_server, encode
 
@@ -55,22 +55,30 @@ class RecordingOutlet:
 
 @attrs.define(eq=False)
 class MemoryStore:
-    """A ``PlayerStore`` in dicts; with ``defer`` set, loads answer only on ``answer()``."""
+    """A ``PlayerStore`` in dicts; with ``defer`` set, loads answer only on ``answer()``;
+    with ``broken`` set, they fail as a real store's do when its disk fails."""
 
     players: dict[str, PlayerRecord] = attrs.Factory(dict)
     matches: list[MatchRecord] = attrs.Factory(list)
     defer: bool = False
-    waiting: list[tuple[str, Callable[[PlayerRecord | None], None]]] = attrs.Factory(list)
+    broken: bool = False
+    waiting: list[tuple[str, LoadDone]] = attrs.Factory(list)
 
-    def load_player(self, player_id: str, done: Callable[[PlayerRecord | None], None]) -> None:
+    def load_player(self, player_id: str, done: LoadDone) -> None:
         if self.defer:
             self.waiting.append((player_id, done))
         else:
-            done(self.players.get(player_id))
+            self._answer(player_id, done)
 
     def answer(self) -> None:
         waiting, self.waiting = self.waiting, []
         for player_id, done in waiting:
+            self._answer(player_id, done)
+
+    def _answer(self, player_id: str, done: LoadDone) -> None:
+        if self.broken:
+            done(StoreUnavailable("disk I/O error"))
+        else:
             done(self.players.get(player_id))
 
     def save_player(self, record: PlayerRecord) -> None:

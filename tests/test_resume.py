@@ -16,6 +16,7 @@ from protocol import (
     Bye,
     Choice,
     EndReason,
+    Error,
     ErrorCode,
     Hi,
     Movement,
@@ -288,6 +289,29 @@ def test_a_token_for_a_player_storage_does_not_know_is_refused() -> None:
     store.answer()
     assert a.error().code is ErrorCode.INVALID_TOKEN
     assert a.hello().player_id != "p_unknown"
+
+
+def test_a_hello_whose_player_cannot_be_loaded_is_told_to_retry() -> None:
+    store = MemoryStore(defer=True)
+    service, _ = make(store)
+    store.players["p_x"] = PlayerRecord(id="p_x", name="X", created_at=1.0, last_seen=1.0)
+    token = service.signer.issue("p_x")
+    a = connect(service)
+    a.say(type="hello", token=token, id=7)
+    a.say(type="ping", id=8)  # waits for the hello, then finds no player
+    store.broken = True
+    store.answer()
+    # Not invalid_token: that makes clients throw the token away and start over as guests.
+    assert [(e.code, e.ref) for e in a.outlet.of(Error)] == [
+        (ErrorCode.UNAVAILABLE, 7),
+        (ErrorCode.HELLO_REQUIRED, 8),
+    ]
+    assert not a.outlet.of(Hi)
+    assert "p_x" not in service.players
+    store.broken = False
+    a.say(type="hello", token=token, id=9)  # the same connection may try again
+    store.answer()
+    assert (a.outlet.last(Hi).player_id, a.outlet.last(Hi).ref) == ("p_x", 9)
 
 
 def test_a_session_closed_while_loading_is_left_alone() -> None:

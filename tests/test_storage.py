@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from game_server.ports import StoreUnavailable
 from game_server.records import MatchRecord, PlayerRecord, RoundRow, SeatRow
 from game_server.storage import MIGRATIONS, SqliteStore, migrate
+
+WAIT = 10.0  # a store that has stopped answering fails the test instead of hanging it
 
 
 def player(pid: str, **fields: object) -> PlayerRecord:
@@ -180,3 +185,96 @@ async def test_checkpoints_run_beside_the_writer_and_close_leaves_no_log(
     await store.close()
     wal = tmp_path / "rps.db-wal"
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+# ---------------------------------------------------------------- failures
+
+
+async def hold(store: SqliteStore) -> threading.Event:
+    """Keep the writer thread busy until the returned event is set, so that everything
+    queued meanwhile runs as one batch (one transaction)."""
+    started, gate = threading.Event(), threading.Event()
+
+    def wait(conn: sqlite3.Connection) -> None:
+        started.set()
+        gate.wait(WAIT)
+
+    store._submit(wait, write=False)
+    assert await asyncio.to_thread(started.wait, WAIT)
+    return gate
+
+
+def loads(store: SqliteStore, player_id: str) -> asyncio.Future[Any]:
+    """``load_player`` as a future of what it hands to its callback."""
+    answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    store.load_player(player_id, answer.set_result)
+    return answer
+
+
+async def still_works(store: SqliteStore) -> None:
+    store.save_player(player("p_after"))
+    got = await asyncio.wait_for(store.get_player("p_after"), WAIT)
+    assert got is not None
+    assert got.id == "p_after"
+
+
+async def test_a_full_disk_fails_its_batch_but_not_the_writer(store: SqliteStore) -> None:
+    store.save_player(player("p_1"))
+    # The database may not grow: SQLite fails the next growing write with "database or
+    # disk is full" and rolls the whole transaction back by itself.
+    await store._read(lambda conn: conn.execute("PRAGMA max_page_count = 1").fetchone())
+    gate = await hold(store)
+    store.save_player(player("p_big", name="x" * 200_000))
+    load = loads(store, "p_1")
+    read = asyncio.ensure_future(store.get_player("p_1"))
+    await asyncio.sleep(0)  # the task queues its read
+    gate.set()
+    assert isinstance(await asyncio.wait_for(load, WAIT), StoreUnavailable)
+    with pytest.raises(StoreUnavailable):
+        await asyncio.wait_for(read, WAIT)
+    assert (store.failures, store.writes_dropped) == (1, 1)
+    await still_works(store)  # on a fresh connection, where the disk has room again
+    assert await store.get_player("p_big") is None
+
+
+async def test_a_failed_commit_fails_its_batch_but_not_the_writer(store: SqliteStore) -> None:
+    def orphan_round(conn: sqlite3.Connection) -> None:
+        # A deferred foreign key fails at COMMIT, which leaves the transaction open.
+        conn.execute("PRAGMA defer_foreign_keys = ON")
+        conn.execute("INSERT INTO rounds VALUES ('m_nowhere', 1, NULL, NULL, 'draw')")
+
+    gate = await hold(store)
+    store._write(orphan_round)
+    store.save_player(player("p_1"))
+    read = asyncio.ensure_future(store.get_player("p_1"))
+    await asyncio.sleep(0)  # the task queues its read
+    gate.set()
+    with pytest.raises(StoreUnavailable, match="FOREIGN KEY"):
+        await asyncio.wait_for(read, WAIT)
+    assert (store.failures, store.writes_dropped) == (1, 2)
+    await still_works(store)
+    assert await store.get_player("p_1") is None  # it went down with its batch
+
+
+async def test_a_reader_that_gave_up_does_not_stop_the_writer(store: SqliteStore) -> None:
+    gate = await hold(store)
+    with pytest.raises(TimeoutError):
+        # The HTTP handler is cancelled (its client went away) before the answer comes.
+        await asyncio.wait_for(store.get_player("p_1"), 0.05)
+    gate.set()
+    await still_works(store)
+    assert store.failures == 0
+
+
+async def test_the_backlog_is_bounded_while_the_writer_is_stuck(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "rps.db"), backlog_max=10)
+    gate = await hold(store)
+    for n in range(25):
+        store.save_player(player(f"p_{n:02d}"))
+    assert store.backlog == 10
+    assert store.writes_dropped == 15
+    gate.set()
+    await store.flush()
+    assert await store.get_player("p_09") is not None
+    assert await store.get_player("p_10") is None
+    await store.close()
