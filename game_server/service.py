@@ -19,7 +19,7 @@ import attrs
 import structlog
 
 from bots.strategies import make_strategy
-from game_server.house_bot import BOT_NAMES, HouseBot, PlannedChoice
+from game_server.house_bot import BOT_NAMES, STEADY, HouseBot, PlannedChoice
 from game_server.match import Match, MatchRules, Seat, Send
 from game_server.matchmaker import InMemoryMatchmaker
 from game_server.ports import (
@@ -101,6 +101,7 @@ class Lobby:
     matchmaker: Matchmaker
     reconnect_grace: float | None = None  # None: the service's
     timer: Timer | None = None
+    bot_changes: tuple[int, int] = STEADY  # how often its house bots change their mind
 
 
 @attrs.define(eq=False)
@@ -250,12 +251,15 @@ class GameService:
         matchmaker: Matchmaker,
         *,
         reconnect_grace: float | None = None,
+        bot_changes: tuple[int, int] = STEADY,
     ) -> Lobby:
         """Another queue with its own rules (the Socket.IO dialect plays one-round games,
-        and its clients have no token to come back with, so no reconnect grace)."""
+        its clients have no token to come back with, so no reconnect grace, and its robot
+        changes its mind a few times a round: ``bot_changes``, see ``HouseBot``)."""
         if name in self.lobbies:
             raise ValueError(f"lobby {name!r} exists")
-        lobby = self.lobbies[name] = Lobby(name, rules, matchmaker, reconnect_grace)
+        lobby = Lobby(name, rules, matchmaker, reconnect_grace, bot_changes=bot_changes)
+        self.lobbies[name] = lobby
         return lobby
 
     def connect(self, outlet: Outlet, lobby: str = DEFAULT_LOBBY) -> Session:
@@ -645,7 +649,7 @@ class GameService:
             first.lobby = None
             humans = [first]
             if pairing.second is None:
-                bot = self._make_bot()
+                bot = self._make_bot(lobby)
                 seats = (
                     self._seat_for(first),
                     Seat(bot.player_id, bot.name, PlayerStats(), bot=True),
@@ -679,7 +683,7 @@ class GameService:
     def _seat_for(player: Player) -> Seat:
         return Seat(player.id, player.name, player.stats, avatar=player.avatar)
 
-    def _make_bot(self) -> HouseBot:
+    def _make_bot(self, lobby: Lobby) -> HouseBot:
         seed = self.rng.getrandbits(64)
         strategy = make_strategy(self.config.bot_strategy, random.Random(seed))
         return HouseBot(
@@ -688,6 +692,7 @@ class GameService:
             strategy=strategy,
             think=self.config.bot_think,
             rng=random.Random(seed + 1),
+            changes=lobby.bot_changes,
         )
 
     def _deliver(self, room: Room, sends: list[Send], now: float) -> None:
@@ -715,9 +720,12 @@ class GameService:
         if room.closed or room.bot_seat is None:
             return
         try:
-            sends = room.match.choose(room.bot_seat, plan.round, plan.choice, True, now)
+            sends = room.match.choose(room.bot_seat, plan.round, plan.choice, plan.final, now)
         except ProtocolError:
             return  # the round closed first; the bot simply missed it
+        if plan.then is not None:  # it will change its mind
+            then = plan.then
+            room.bot_timer = self.timers.call_at(then.when, partial(self._bot_plays, room, then))
         self._deliver(room, sends, now)
 
     def _arm_room(self, room: Room) -> None:

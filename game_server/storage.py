@@ -129,20 +129,46 @@ def _player(row: sqlite3.Row | None) -> PlayerRecord | None:
     return None if row is None else PlayerRecord(**dict(row))
 
 
+def _statements(script: str) -> list[str]:
+    """A script's statements, one by one (``executescript`` would commit first)."""
+    statements, pending = [], ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \t\n;"):
+                statements.append(pending.strip())
+            pending = ""
+    return statements
+
+
 def migrate(conn: sqlite3.Connection) -> int:
-    """Bring the schema up to date; returns the version it is at."""
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
-    if version > len(MIGRATIONS):
-        raise RuntimeError(
-            f"database schema version {version} is newer than this server knows "
-            f"({len(MIGRATIONS)}); upgrade the server"
-        )
-    for number in range(version, len(MIGRATIONS)):
-        conn.executescript(
-            f"BEGIN; {MIGRATIONS[number]}; PRAGMA user_version = {number + 1}; COMMIT;"
-        )
-        log.info("schema_migrated", version=number + 1)
-    return len(MIGRATIONS)
+    """Bring the schema up to date; returns the version it is at.
+
+    Several processes may start on the same new file at once: each step reads the version
+    inside a ``BEGIN IMMEDIATE`` transaction, under the write lock, so one process applies
+    a step and the others find it done.
+    """
+    while True:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version > len(MIGRATIONS):
+                raise RuntimeError(
+                    f"database schema version {version} is newer than this server knows "
+                    f"({len(MIGRATIONS)}); upgrade the server"
+                )
+            if version == len(MIGRATIONS):
+                conn.execute("COMMIT")
+                return len(MIGRATIONS)
+            for statement in _statements(MIGRATIONS[version]):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        log.info("schema_migrated", version=version + 1)
 
 
 def _answer(future: Future[Any], result: Any, error: BaseException | None) -> None:
@@ -458,22 +484,27 @@ class SqliteStore:
         and the batch runs again with a savepoint around each write, so only the failing
         write is lost. Reads are answered only after the commit, so ``flush`` means "on
         disk". Anything else that fails (BEGIN, COMMIT, a rollback) fails the batch.
+
+        A batch with writes takes the write lock up front (``BEGIN IMMEDIATE``): with a
+        deferred ``BEGIN``, a write after a read fails at once with "database is locked"
+        once another process has committed since the read, busy timeout or not.
         """
+        begin = "BEGIN IMMEDIATE" if any(job.write for job in jobs) else "BEGIN"
         try:
-            answers = self._apply(conn, jobs, careful=False)
+            answers = self._apply(conn, jobs, begin, careful=False)
         except _WriteFailed:
             if conn.in_transaction:  # SQLite rolls back by itself after some errors
                 conn.execute("ROLLBACK")
-            answers = self._apply(conn, jobs, careful=True)
+            answers = self._apply(conn, jobs, begin, careful=True)
         for future, result, error in answers:
             _answer(future, result, error)
 
     @staticmethod
     def _apply(
-        conn: sqlite3.Connection, jobs: list[_Job], *, careful: bool
+        conn: sqlite3.Connection, jobs: list[_Job], begin: str, *, careful: bool
     ) -> list[tuple[Future[Any], Any, BaseException | None]]:
         answers: list[tuple[Future[Any], Any, BaseException | None]] = []
-        conn.execute("BEGIN")
+        conn.execute(begin)
         for job in jobs:
             guarded = careful and job.write
             if guarded:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -278,3 +279,60 @@ async def test_the_backlog_is_bounded_while_the_writer_is_stuck(tmp_path: Path) 
     assert await store.get_player("p_09") is not None
     assert await store.get_player("p_10") is None
     await store.close()
+
+
+# ---------------------------------------------------------------- several processes
+
+
+async def test_a_write_after_a_read_survives_another_process_committing(tmp_path: Path) -> None:
+    path = str(tmp_path / "rps.db")
+    here, there = SqliteStore(path), SqliteStore(path)  # two processes on one file
+    their_commits = 0
+
+    def read_then_write(conn: sqlite3.Connection) -> None:
+        nonlocal their_commits
+        conn.execute("SELECT count(*) FROM players").fetchone()
+        # Meanwhile the other process commits a write (if it can get the lock at all).
+        there.save_player(player(f"p_there_{their_commits}"))
+        their_commits += 1
+        with contextlib.suppress(TimeoutError):
+            there._submit(lambda conn: None, write=False).result(timeout=0.5)
+        conn.execute(
+            "INSERT INTO players (id, name, created_at, last_seen) VALUES ('p_here', 'H', 1, 1)"
+        )
+
+    await asyncio.wait_for(asyncio.wrap_future(here._submit(read_then_write, write=True)), WAIT)
+    await asyncio.wait_for(there.flush(), WAIT)
+    assert await here.get_player("p_here") is not None
+    assert await here.get_player("p_there_0") is not None
+    assert here.failures == there.failures == 0
+    await here.close()
+    await there.close()
+
+
+def test_two_processes_migrating_a_new_file_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    other_done: list[int] = []
+    other: list[threading.Thread] = []
+
+    class FirstProcess(sqlite3.Connection):
+        def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+            cursor = super().execute(sql, *args)
+            if sql == "PRAGMA user_version" and not other:
+                # Just after the first process read version 0, a second one starts.
+                def second_process() -> None:
+                    conn = sqlite3.connect(path, isolation_level=None, timeout=10)
+                    other_done.append(migrate(conn))
+                    conn.close()
+
+                other.append(threading.Thread(target=second_process))
+                other[0].start()
+                other[0].join(0.5)  # it either finishes, or waits for our write lock
+            return cursor
+
+    first = sqlite3.connect(path, isolation_level=None, timeout=10, factory=FirstProcess)
+    assert migrate(first) == len(MIGRATIONS)
+    other[0].join(WAIT)
+    assert other_done == [len(MIGRATIONS)]
+    assert first.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+    first.close()
