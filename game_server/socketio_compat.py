@@ -5,7 +5,8 @@ transport=websocket`` and speak Engine.IO 3 / Socket.IO by hand. ``SocketIODiale
 greets them the way a Socket.IO 2 server would, turns their events into native messages
 for ``GameService.handle`` and the service's messages back into events
 (``protocol/legacy.py`` does the translating, without I/O). They play in their own lobby:
-one round per game, 3 seconds to choose, a robot after 1 second, as the demo did.
+one round per game, 3 seconds to choose, a robot after 1 second that changes its mind a
+few times before the deadline, as the demo did.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ SOCKETIO_ROUTE = "/applet/websocket/socket.io{slash:/?}"
 LEGACY_LOBBY = "legacy"
 LEGACY_RULES = MatchRules(best_of=1, round_seconds=3.0, round_pause=0.0)
 LEGACY_BOT_AFTER = 1.0
+# The demo's robot "changes its choice at random times": after its first, 2 or 3 times.
+LEGACY_BOT_CHANGES = (2, 3)
 
 CLOSE_NORMAL = 1000
 CLOSE_POLICY_VIOLATION = 1008
@@ -99,6 +102,7 @@ class SocketIODialect:
                 LEGACY_RULES,
                 InMemoryMatchmaker(bot_after=LEGACY_BOT_AFTER),
                 reconnect_grace=0.0,  # no token to come back with: a drop is a goodbye
+                bot_changes=LEGACY_BOT_CHANGES,
             )
 
     def refuse(self, request: web.BaseRequest) -> web.StreamResponse | None:
