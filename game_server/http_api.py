@@ -158,8 +158,21 @@ async def login(request: web.Request) -> web.Response:
         log.info("login_refused", code=exc.code, status=exc.status)
         return web.json_response(exc.to_json(), status=exc.status, headers=exc.headers())
     openid = outcome.session.openid
-    stored = await request.app[STORE].find_by_openid(openid)
-    service = request.app[SERVICE]
+    store, service = request.app[STORE], request.app[SERVICE]
+    stored = await store.find_by_openid(openid)
+    if stored is None:
+        # A new WeChat user, perhaps logging in through two processes at once: the first
+        # to store the openid makes the player, and the other one takes that player.
+        now = service.wall_clock()
+        fresh = PlayerRecord(
+            id=service.new_id("p_"),
+            name=service.guest_name(),
+            created_at=now,
+            last_seen=now,
+            openid=openid,
+            unionid=outcome.session.unionid,
+        )
+        stored = await store.claim_openid(fresh)
     player, token = service.login(
         openid,
         stored,

@@ -36,6 +36,16 @@ class SeatRow:
 
 
 @attrs.frozen
+class PlayerResult:
+    """What one finished match changed for one human, applied to the stored totals as
+    increments: processes sharing the database never overwrite each other's gains."""
+
+    player_id: str
+    outcome: str  # "win", "lose" or "draw"
+    points: int = 0  # added to the total score
+
+
+@attrs.frozen
 class MatchRecord:
     id: str
     seats: tuple[SeatRow, SeatRow]
@@ -45,5 +55,8 @@ class MatchRecord:
     started_at: float
     ended_at: float
     rounds: tuple[RoundRow, ...]
-    # The humans' totals after this match, written in the same transaction.
+    # The humans after this match, written in the same transaction: their profiles, and
+    # their totals only for a row storage does not have yet.
     players: tuple[PlayerRecord, ...]
+    # Added to the stored totals of each human with a result (the others' are left alone).
+    results: tuple[PlayerResult, ...] = ()

@@ -35,3 +35,8 @@ def settle(winner: PlayerStats | None, loser: PlayerStats | None, *, draw: bool 
     if loser is not None:
         loser.win_streak = 0
         loser.losses += 1
+
+
+def points_won(stats: PlayerStats) -> int:
+    """What ``settle`` just added to a winner's total: its new streak."""
+    return stats.win_streak

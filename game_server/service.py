@@ -34,9 +34,9 @@ from game_server.ports import (
     StoreUnavailable,
 )
 from game_server.ratelimit import FloodGuard, Verdict
-from game_server.records import MatchRecord, PlayerRecord, RoundRow, SeatRow
+from game_server.records import MatchRecord, PlayerRecord, PlayerResult, RoundRow, SeatRow
 from game_server.relay import LocalRelay
-from game_server.scoring import PlayerStats
+from game_server.scoring import PlayerStats, points_won
 from game_server.timers import Timer, TimerQueue
 from game_server.tokens import InvalidToken, TokenSigner
 from protocol import (
@@ -530,12 +530,12 @@ class GameService:
             self.handle(session, queued)
         self.after_event()
 
+    def guest_name(self) -> str:
+        """A new player's name, until it says another."""
+        return f"Player {self.rng.randint(1000, 9999)}"
+
     def _new_player(self) -> Player:
-        player = Player(
-            id=self.new_id("p_"),
-            name=f"Player {self.rng.randint(1000, 9999)}",
-            created_at=self.wall_clock(),
-        )
+        player = Player(id=self.new_id("p_"), name=self.guest_name(), created_at=self.wall_clock())
         self.players[player.id] = player
         self.store.save_player(player.record(player.created_at))
         return player
@@ -865,7 +865,16 @@ class GameService:
                 for r in match.history
             ),
             players=tuple(human.record(now) for human in room.humans),
+            results=tuple(self._result(match, human) for human in room.humans),
         )
+
+    @staticmethod
+    def _result(match: Match, human: Player) -> PlayerResult:
+        if match.winner is None:
+            return PlayerResult(human.id, "draw")
+        if match.seats[match.winner].player_id == human.id:
+            return PlayerResult(human.id, "win", points_won(human.stats))
+        return PlayerResult(human.id, "lose")
 
     def _forget(self, player: Player, now: float) -> None:
         player.forget_timer = None

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import structlog
 
 from game_server.ports import LoadDone, StoreUnavailable
-from game_server.records import MatchRecord, PlayerRecord
+from game_server.records import MatchRecord, PlayerRecord, PlayerResult
 
 log = structlog.get_logger("game_server.storage")
 
@@ -97,32 +97,66 @@ _PLAYER_COLUMNS = (
     "id, name, avatar, openid, unionid, total_score, win_streak, wins, losses, draws, "
     "created_at, last_seen"
 )
-_UPSERT_PLAYER = f"""
-    INSERT INTO players ({_PLAYER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+# A player's profile. Its totals are written only into a new row: afterwards they move
+# only by a match's increments (_RECORD_PLAYER), so a process holding a stale copy of a
+# player (several processes share the file) never overwrites what another one added.
+_SAVE_PLAYER = f"""
+    INSERT INTO players ({_PLAYER_COLUMNS})
+    SELECT :id, :name, :avatar,
+        -- A WeChat identity that another row holds (another process made that player
+        -- first) stays there: this row goes on without it instead of failing every write.
+        CASE WHEN EXISTS (SELECT 1 FROM players WHERE openid = :openid AND id <> :id)
+            THEN NULL ELSE :openid END,
+        :unionid, :total_score, :win_streak, :wins, :losses, :draws, :created_at, :last_seen
+    WHERE true
     ON CONFLICT (id) DO UPDATE SET
         name = excluded.name, avatar = excluded.avatar,
         openid = coalesce(excluded.openid, openid), unionid = coalesce(excluded.unionid, unionid),
-        total_score = excluded.total_score, win_streak = excluded.win_streak,
-        wins = excluded.wins, losses = excluded.losses, draws = excluded.draws,
-        last_seen = excluded.last_seen
+        last_seen = max(last_seen, excluded.last_seen)
 """
+_INSERT_NEW_PLAYER = f"""
+    INSERT INTO players ({_PLAYER_COLUMNS})
+    VALUES ({", ".join(":" + column.strip() for column in _PLAYER_COLUMNS.split(","))})
+    ON CONFLICT DO NOTHING
+"""
+# The same after a finished match, with the match's result added to the stored totals.
+_RECORD_PLAYER = (
+    _SAVE_PLAYER
+    + """,
+        total_score = total_score + :points,
+        wins = wins + :won, losses = losses + :lost, draws = draws + :drawn,
+        win_streak = CASE :outcome WHEN 'win' THEN win_streak + 1
+            WHEN 'lose' THEN 0 ELSE win_streak END
+"""
+)
 
 
-def _player_row(record: PlayerRecord) -> tuple[Any, ...]:
-    return (
-        record.id,
-        record.name,
-        record.avatar,
-        record.openid,
-        record.unionid,
-        record.total_score,
-        record.win_streak,
-        record.wins,
-        record.losses,
-        record.draws,
-        record.created_at,
-        record.last_seen,
-    )
+def _player_params(record: PlayerRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "avatar": record.avatar,
+        "openid": record.openid,
+        "unionid": record.unionid,
+        "total_score": record.total_score,
+        "win_streak": record.win_streak,
+        "wins": record.wins,
+        "losses": record.losses,
+        "draws": record.draws,
+        "created_at": record.created_at,
+        "last_seen": record.last_seen,
+    }
+
+
+def _result_params(record: PlayerRecord, result: PlayerResult) -> dict[str, Any]:
+    return {
+        **_player_params(record),
+        "outcome": result.outcome,
+        "points": result.points,
+        "won": int(result.outcome == "win"),
+        "lost": int(result.outcome == "lose"),
+        "drawn": int(result.outcome == "draw"),
+    }
 
 
 def _player(row: sqlite3.Row | None) -> PlayerRecord | None:
@@ -247,8 +281,8 @@ class SqliteStore:
         future.add_done_callback(deliver)
 
     def save_player(self, record: PlayerRecord) -> None:
-        row = _player_row(record)
-        self._write(lambda conn: conn.execute(_UPSERT_PLAYER, row))
+        params = _player_params(record)
+        self._write(lambda conn: conn.execute(_SAVE_PLAYER, params))
 
     def record_match(self, record: MatchRecord) -> None:
         self._write(lambda conn: self._insert_match(conn, record))
@@ -263,6 +297,23 @@ class SqliteStore:
                 ).fetchone()
             )
         )
+
+    async def claim_openid(self, record: PlayerRecord) -> PlayerRecord:
+        """The player with ``record.openid``: the stored one, else ``record``, stored now.
+
+        One transaction under the write lock, so when two processes log in the same new
+        WeChat user at once, the first to insert makes the player and the other gets it.
+        """
+        params = _player_params(record)
+
+        def claim(conn: sqlite3.Connection) -> PlayerRecord:
+            conn.execute(_INSERT_NEW_PLAYER, params)
+            found = conn.execute(
+                f"SELECT {_PLAYER_COLUMNS} FROM players WHERE openid = ?", (record.openid,)
+            ).fetchone()
+            return _player(found) or record
+
+        return await asyncio.wrap_future(self._submit(claim, write=True))
 
     async def get_player(self, player_id: str) -> PlayerRecord | None:
         return await self._read(lambda conn: self._load(conn, player_id))
@@ -377,7 +428,13 @@ class SqliteStore:
             "INSERT INTO rounds VALUES (?, ?, ?, ?, ?)",
             [(record.id, r.round, *r.choices, r.outcome) for r in record.rounds],
         )
-        conn.executemany(_UPSERT_PLAYER, [_player_row(p) for p in record.players])
+        results = {result.player_id: result for result in record.results}
+        for player in record.players:
+            result = results.get(player.id)
+            if result is None:
+                conn.execute(_SAVE_PLAYER, _player_params(player))
+            else:
+                conn.execute(_RECORD_PLAYER, _result_params(player, result))
 
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

@@ -10,10 +10,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from game_server.ports import StoreUnavailable
-from game_server.records import MatchRecord, PlayerRecord, RoundRow, SeatRow
+from game_server.records import MatchRecord, PlayerRecord, PlayerResult, RoundRow, SeatRow
 from game_server.storage import MIGRATIONS, SqliteStore, migrate
 
 WAIT = 10.0  # a store that has stopped answering fails the test instead of hanging it
@@ -59,10 +60,11 @@ async def test_players_round_trip_and_survive_reopening(tmp_path: Path) -> None:
     reopened = SqliteStore(path)
     got = await reopened.get_player("p_1")
     assert got is not None
-    # An update keeps the WeChat identity it does not mention, and the creation time.
+    # An update keeps the WeChat identity it does not mention, and the creation time; the
+    # totals move only by matches' increments (a stale copy must not overwrite them).
     assert (got.name, got.total_score, got.openid, got.created_at, got.last_seen) == (
         "Renamed",
-        9,
+        7,
         "o1",
         1.0,
         5.0,
@@ -225,7 +227,12 @@ async def test_a_full_disk_fails_its_batch_but_not_the_writer(store: SqliteStore
     # disk is full" and rolls the whole transaction back by itself.
     await store._read(lambda conn: conn.execute("PRAGMA max_page_count = 1").fetchone())
     gate = await hold(store)
-    store.save_player(player("p_big", name="x" * 200_000))
+    store._write(  # a one-row INSERT has no statement journal: the transaction goes
+        lambda conn: conn.execute(
+            "INSERT INTO players (id, name, created_at, last_seen) VALUES ('p_big', ?, 1, 1)",
+            ("x" * 200_000,),
+        )
+    )
     load = loads(store, "p_1")
     read = asyncio.ensure_future(store.get_player("p_1"))
     await asyncio.sleep(0)  # the task queues its read
@@ -336,3 +343,81 @@ def test_two_processes_migrating_a_new_file_at_once(tmp_path: Path) -> None:
     assert other_done == [len(MIGRATIONS)]
     assert first.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
     first.close()
+
+
+async def test_match_results_from_two_processes_add_up(tmp_path: Path) -> None:
+    path = str(tmp_path / "rps.db")
+    here, there = SqliteStore(path), SqliteStore(path)
+    ann, bob = player("p_ann"), player("p_bob")
+    here.save_player(ann)
+    here.save_player(bob)
+    await here.flush()
+    # Both processes loaded Ann with no wins; each sees her win once and her new totals
+    # in its own (now stale) copy: streak 1, total 1, one win.
+    after = player("p_ann", total_score=1, win_streak=1, wins=1)
+    lost = player("p_bob", losses=1)
+    won = (PlayerResult("p_ann", "win", 1), PlayerResult("p_bob", "lose"))
+    for store, mid in ((here, "m_here"), (there, "m_there")):
+        store.record_match(attrs.evolve(match(mid, after, lost, 10.0), results=won))
+        await store.flush()
+    there.save_player(ann)  # a stale copy saved at a disconnect: totals untouched
+    await there.flush()
+    stored = await here.get_player("p_ann")
+    assert stored is not None
+    assert (stored.wins, stored.win_streak, stored.total_score) == (2, 2, 2)
+    beaten = await here.get_player("p_bob")
+    assert beaten is not None
+    assert (beaten.losses, beaten.win_streak) == (2, 0)
+    # A draw counts once and keeps the streak; a loss ends it.
+    drawn = (PlayerResult("p_ann", "draw"), PlayerResult("p_bob", "draw"))
+    there.record_match(attrs.evolve(match("m_draw", ann, bob, 11.0), winner=None, results=drawn))
+    await there.flush()
+    stored = await here.get_player("p_ann")
+    assert stored is not None
+    assert (stored.draws, stored.win_streak, stored.total_score) == (1, 2, 2)
+    await here.close()
+    await there.close()
+
+
+async def test_a_new_wechat_user_made_by_two_processes_at_once_is_one_player(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "rps.db")
+    here, there = SqliteStore(path), SqliteStore(path)
+    first = await here.claim_openid(player("p_here", openid="o_wei", name="Wei"))
+    second = await there.claim_openid(player("p_there", openid="o_wei"))
+    assert first.id == second.id == "p_here"
+    assert second.name == "Wei"
+    assert await there.claim_openid(player("p_again", openid="o_wei")) == first
+    await here.close()
+    await there.close()
+
+
+async def test_a_duplicate_openid_from_another_process_never_fails_a_match(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "rps.db")
+    here, there = SqliteStore(path), SqliteStore(path)
+    here.save_player(player("p_here", openid="o_wei"))
+    await here.flush()
+    # The other process made its own player for the same WeChat user meanwhile.
+    twin = player("p_there", openid="o_wei", total_score=1, win_streak=1, wins=1)
+    there.save_player(player("p_there"))  # the guest row it starts as, then the openid
+    there.save_player(twin)
+    there.record_match(
+        attrs.evolve(
+            match("m_1", twin, player("p_bob", losses=1), 10.0),
+            results=(PlayerResult("p_there", "win", 1), PlayerResult("p_bob", "lose")),
+        )
+    )
+    await there.flush()
+    assert there.failures == 0
+    assert [m["id"] for m in await there.recent_matches("p_there", 5)] == ["m_1"]
+    stored = await there.get_player("p_there")
+    assert stored is not None
+    assert (stored.wins, stored.openid) == (1, None)  # the openid stays with the first
+    found = await there.find_by_openid("o_wei")
+    assert found is not None
+    assert found.id == "p_here"
+    await here.close()
+    await there.close()
