@@ -9,7 +9,7 @@ import random
 from typing import Any
 
 from game_server.match import MatchRules
-from game_server.records import PlayerRecord
+from game_server.records import PlayerRecord, PlayerResult
 from game_server.service import GameService, ServiceConfig
 from game_server.tokens import TokenSigner
 from protocol import (
@@ -347,6 +347,8 @@ def test_finished_matches_and_players_are_stored() -> None:
     ]
     assert (store.players[ann].total_score, store.players[ann].wins) == (1, 1)
     assert store.players[bob].losses == 1
+    # What storage adds to the stored totals (another process may have moved them).
+    assert record.results == (PlayerResult(ann, "win", 1), PlayerResult(bob, "lose", 0))
     assert record.started_at <= record.ended_at
 
 
