@@ -32,6 +32,7 @@ log = structlog.get_logger("game_server")
 
 WEBSOCKET_PATH = "/applet/websocket"
 MAX_FRAME_BYTES = 4096
+GUEST_SLACK = 3600.0
 
 
 @attrs.frozen
@@ -154,7 +155,11 @@ def create_app(
 
     async def start_service(app: web.Application) -> None:
         loop = asyncio.get_running_loop()
-        store = app[STORE] = await asyncio.to_thread(SqliteStore, config.db)
+        store = app[STORE] = await asyncio.to_thread(
+            # Guests who never played are swept once their last token has surely expired
+            # (an hour's slack for clocks that differ between processes).
+            partial(SqliteStore, config.db, guest_ttl=config.token_ttl + GUEST_SLACK)
+        )
         if config.token_secret is None:
             signer = TokenSigner.random(config.token_ttl)
             if config.db != ":memory:":

@@ -47,6 +47,8 @@ BUSY_TIMEOUT = 5.0  # seconds to wait for another process's write lock
 # saturated server's writes, some 100 MiB. Normally the backlog is near zero.
 BACKLOG_MAX = 50_000
 FAILURE_PAUSE = 0.5  # after a failed batch: lets jobs gather instead of failing one by one
+PRUNE_EVERY = 3600.0  # seconds between sweeps for unreachable guests (and one at start-up)
+PRUNE_BATCH = 1000  # rows deleted per sweep transaction; a full one sweeps again soon
 
 # Each entry moves the schema from version N to N + 1; never edit one that has shipped.
 MIGRATIONS: tuple[str, ...] = (
@@ -90,6 +92,11 @@ MIGRATIONS: tuple[str, ...] = (
         outcome TEXT NOT NULL,
         PRIMARY KEY (match_id, round)
     ) WITHOUT ROWID;
+    """,
+    # 2: guests who never played and have no WeChat identity, by age, for the sweep.
+    """
+    CREATE INDEX players_idle_guests ON players (last_seen)
+        WHERE openid IS NULL AND wins + losses + draws = 0;
     """,
 )
 
@@ -157,6 +164,27 @@ def _result_params(record: PlayerRecord, result: PlayerResult) -> dict[str, Any]
         "lost": int(result.outcome == "lose"),
         "drawn": int(result.outcome == "draw"),
     }
+
+
+def prune_guests(conn: sqlite3.Connection, before: float, limit: int) -> int:
+    """Delete up to ``limit`` guests nobody can reach again: no WeChat identity, no game
+    played, and last seen before ``before``, so every token issued to them has expired.
+    Returns how many went."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        deleted: int = conn.execute(
+            # Left alone, the planner takes the openid index (IS NULL), i.e. every guest.
+            "DELETE FROM players WHERE id IN (SELECT id FROM players "
+            "INDEXED BY players_idle_guests "
+            "WHERE openid IS NULL AND wins + losses + draws = 0 AND last_seen < ? LIMIT ?)",
+            (before, limit),
+        ).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return deleted
 
 
 def _player(row: sqlite3.Row | None) -> PlayerRecord | None:
@@ -238,11 +266,26 @@ class SqliteStore:
     """The default store: one SQLite file (``:memory:`` for a throwaway one)."""
 
     def __init__(
-        self, path: str, *, backlog_max: int = BACKLOG_MAX, busy_timeout: float = BUSY_TIMEOUT
+        self,
+        path: str,
+        *,
+        guest_ttl: float | None = None,
+        backlog_max: int = BACKLOG_MAX,
+        busy_timeout: float = BUSY_TIMEOUT,
+        prune_batch: int = PRUNE_BATCH,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``guest_ttl``: delete guests who never played, have no WeChat identity and were
+        last seen longer ago than this (at start-up, then hourly): at least the token
+        lifetime, since nobody can come back to them once their last token has expired.
+        None keeps every player."""
         self.path = path
+        self.guest_ttl = guest_ttl
         self.backlog_max = backlog_max
         self.busy_timeout = busy_timeout
+        self.prune_batch = prune_batch
+        self.clock = clock
+        self.pruned = 0  # guests deleted so far
         self.failures = 0  # batches given up because their transaction failed
         self._lost = 0  # writes in those batches (counted on the writer thread)
         self._overflow = 0  # writes dropped because the backlog was full (the loop's thread)
@@ -480,8 +523,15 @@ class SqliteStore:
             return
         self._opened.set_result(None)
         stop = False
+        next_prune = self.clock()  # at start-up
         while not stop:
-            batch = [self._jobs.get()]
+            if self.guest_ttl is not None and conn is not None and self.clock() >= next_prune:
+                next_prune = self._prune(conn, self.guest_ttl)
+            timeout = None if self.guest_ttl is None else max(0.0, next_prune - self.clock())
+            try:
+                batch = [self._jobs.get(timeout=timeout)]
+            except queue.Empty:
+                continue
             while True:  # everything already waiting goes into this wake-up's batch
                 try:
                     batch.append(self._jobs.get_nowait())
@@ -499,6 +549,20 @@ class SqliteStore:
                     time.sleep(FAILURE_PAUSE)
         if conn is not None:
             conn.close()
+
+    def _prune(self, conn: sqlite3.Connection, ttl: float) -> float:
+        """Sweep one batch of unreachable guests; returns when to sweep next."""
+        now = self.clock()
+        try:
+            deleted = prune_guests(conn, now - ttl, self.prune_batch)
+        except sqlite3.Error:
+            log.exception("guest_prune_failed")
+            return now + PRUNE_EVERY
+        self.pruned += deleted
+        if deleted:
+            log.info("guests_pruned", deleted=deleted, total=self.pruned)
+        # A full batch: more are waiting, swept at the next turn, after whatever is queued.
+        return now if deleted == self.prune_batch else now + PRUNE_EVERY
 
     def _batch_failed(
         self, conn: sqlite3.Connection | None, jobs: list[_Job], exc: Exception

@@ -34,3 +34,11 @@ async def test_a_failing_store_answers_503_in_the_json_shape(
         assert response.headers["Retry-After"] == "1"
         body = await response.json()
     assert body["error"]["code"] == "unavailable"
+
+
+async def test_the_store_sweeps_guests_once_their_tokens_expired(
+    aiohttp_server: ServerFactory,
+) -> None:
+    config = ServerConfig(token_ttl=600.0)
+    server: TestServer = await aiohttp_server(create_app(config), host="127.0.0.1")
+    assert server.app[STORE].guest_ttl == 600.0 + 3600.0  # an hour's slack for clocks

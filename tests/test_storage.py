@@ -15,7 +15,7 @@ import pytest
 
 from game_server.ports import StoreUnavailable
 from game_server.records import MatchRecord, PlayerRecord, PlayerResult, RoundRow, SeatRow
-from game_server.storage import MIGRATIONS, SqliteStore, migrate
+from game_server.storage import MIGRATIONS, SqliteStore, migrate, prune_guests
 
 WAIT = 10.0  # a store that has stopped answering fails the test instead of hanging it
 
@@ -421,3 +421,69 @@ async def test_a_duplicate_openid_from_another_process_never_fails_a_match(
     assert found.id == "p_here"
     await here.close()
     await there.close()
+
+
+# ---------------------------------------------------------------- unreachable guests
+
+
+def test_prune_guests_deletes_only_unreachable_guests_in_bounded_batches(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
+    migrate(conn)
+    rows = [
+        ("p_old1", None, 0, 10.0),
+        ("p_old2", None, 0, 11.0),
+        ("p_old3", None, 0, 12.0),
+        ("p_played", None, 1, 10.0),  # has a game: on the leaderboard, in matches
+        ("p_wechat", "o_1", 0, 10.0),  # can always log in again
+        ("p_recent", None, 0, 500.0),  # its token may still be valid
+    ]
+    conn.executemany(
+        "INSERT INTO players (id, name, openid, wins, created_at, last_seen) "
+        "VALUES (?, 'X', ?, ?, 1.0, ?)",
+        rows,
+    )
+    plan = " ".join(
+        str(row)
+        for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM players INDEXED BY players_idle_guests "
+            "WHERE openid IS NULL AND wins + losses + draws = 0 AND last_seen < 100"
+        )
+    )
+    assert "players_idle_guests" in plan
+    assert [prune_guests(conn, 100.0, 2) for _ in range(3)] == [2, 1, 0]
+    left = {row[0] for row in conn.execute("SELECT id FROM players")}
+    assert left == {"p_played", "p_wechat", "p_recent"}
+    conn.close()
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_the_store_sweeps_unreachable_guests_at_start_and_hourly(tmp_path: Path) -> None:
+    path = str(tmp_path / "rps.db")
+    clock = Clock(10_000.0)
+    first = SqliteStore(path)  # keeps everyone
+    first.save_player(player("p_gone", created_at=1.0, last_seen=1_000.0))
+    first.save_player(player("p_fresh", created_at=1.0, last_seen=9_950.0))
+    first.save_player(player("p_played", wins=1, last_seen=1_000.0))
+    await first.close()
+
+    store = SqliteStore(path, guest_ttl=100.0, clock=clock)
+    await store.flush()
+    assert await store.get_player("p_gone") is None  # swept at start-up
+    assert await store.get_player("p_played") is not None
+    assert store.pruned == 1
+    clock.now += 60  # p_fresh is now past the lifetime, but the next sweep is an hour away
+    await store.flush()
+    assert await store.get_player("p_fresh") is not None
+    clock.now += 3600
+    await store.flush()
+    assert await store.get_player("p_fresh") is None
+    assert await store.get_player("p_played") is not None
+    assert store.pruned == 2
+    await store.close()
