@@ -180,6 +180,7 @@ async def login(request: web.Request) -> web.Response:
         avatar=_clean(fields.avatar_url, outcome.profile.get("avatar")),
         unionid=outcome.session.unionid,
     )
+    service.after_event()  # login() set the player's forget timer: re-arm the loop's timer
     record = player.record(service.wall_clock())
     return web.json_response(
         {"token": token, "expires_in": int(service.signer.ttl), "player": player_json(record)}

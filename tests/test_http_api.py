@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -10,8 +11,11 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from game_server.app import ServerConfig, create_app
-from game_server.appkeys import STORE
+from game_server.appkeys import SERVICE, STORE
 from game_server.ports import StoreUnavailable
+from game_server.service import ServiceConfig
+from game_server.wechat import WeChatConfig
+from tests.fake_wechat import FakeWeChat
 
 ServerFactory = Callable[..., Any]
 
@@ -42,3 +46,34 @@ async def test_the_store_sweeps_guests_once_their_tokens_expired(
     config = ServerConfig(token_ttl=600.0)
     server: TestServer = await aiohttp_server(create_app(config), host="127.0.0.1")
     assert server.app[STORE].guest_ttl == 600.0 + 3600.0  # an hour's slack for clocks
+
+
+async def test_a_login_on_an_idle_server_arms_the_loop_timer(
+    aiohttp_server: ServerFactory,
+) -> None:
+    # Nothing else happens on this server: only the login's own timer (forget the player
+    # if it never connects) can wake the service, so the player going away shows it fired.
+    fake = FakeWeChat()
+    wechat: TestServer = await aiohttp_server(fake.make_app(), host="127.0.0.1")
+    config = ServerConfig(
+        service=ServiceConfig(forget_after=0.2),
+        wechat=WeChatConfig(
+            appid="wxTEST", secret="s", api_base=str(wechat.make_url("")).rstrip("/")
+        ),
+    )
+    server: TestServer = await aiohttp_server(create_app(config), host="127.0.0.1")
+    fake.succeed("code-1", "openid-1")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(server.make_url("/applet/login"), json={"code": "code-1"}) as response,
+    ):
+        assert response.status == 200
+        player_id = (await response.json())["player"]["id"]
+    service = server.app[SERVICE]
+    assert player_id in service.players
+    for _ in range(100):
+        if player_id not in service.players:
+            break
+        await asyncio.sleep(0.05)
+    assert player_id not in service.players
+    assert service.timers.pending == 0
