@@ -6,10 +6,11 @@ Errors are ``{"error": {"code", "message"}}`` with a fitting status (protocol §
 from __future__ import annotations
 
 import functools
-import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import web
 
@@ -30,6 +31,11 @@ LEADERBOARD_DEFAULT = 10
 LEADERBOARD_MAX = 100
 RECENT_MATCHES = 20
 PLAYER_ID_MAX = 64
+# Digits only, and few of them: str.isdigit() passes "²" (int() then fails) and int() of a
+# 5,000-digit string trips Python's digit limit, both a 500.
+_LIMIT = re.compile(r"[0-9]{1,4}")
+# What ids look like ("p_" and hex); anything else is not a player, never a query.
+_PLAYER_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{PLAYER_ID_MAX}}}")
 RETRY_AFTER = {"Retry-After": "1"}
 
 
@@ -61,7 +67,7 @@ def _live(request: web.Request, record: PlayerRecord) -> PlayerRecord:
 
 async def leaderboard(request: web.Request) -> web.Response:
     text = request.query.get("limit", str(LEADERBOARD_DEFAULT))
-    if not text.isdigit() or not 1 <= int(text) <= LEADERBOARD_MAX:
+    if not _LIMIT.fullmatch(text) or not 1 <= int(text) <= LEADERBOARD_MAX:
         return json_error(
             400, "bad_request", f"limit must be a whole number from 1 to {LEADERBOARD_MAX}"
         )
@@ -108,7 +114,7 @@ def _match_json(player_id: str, row: dict[str, Any]) -> dict[str, Any]:
 
 async def player_profile(request: web.Request) -> web.Response:
     player_id = request.match_info["player_id"]
-    if len(player_id) > PLAYER_ID_MAX:
+    if not _PLAYER_ID.fullmatch(player_id):
         return json_error(404, "not_found", "no such player")
     store = request.app[STORE]
     record = await store.get_player(player_id)
@@ -131,6 +137,18 @@ async def player_profile(request: web.Request) -> web.Response:
     )
 
 
+async def _read_body(request: web.Request, limit: int) -> bytes | None:
+    """The request body, or None if it is longer than ``limit`` bytes."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 def _clean(parse: Any, value: str | None) -> str | None:
     """WeChat's nickname or avatar URL if it passes the same checks as ``hello``'s."""
     if value is None:
@@ -148,9 +166,17 @@ async def login(request: web.Request) -> web.Response:
         return json_error(
             404, "login_unavailable", "this server has no WeChat app configured; play as a guest"
         )
+    raw = await _read_body(request, LOGIN_BODY_MAX)
+    if raw is None:
+        return json_error(
+            413, "too_large", f"the body must be at most {LOGIN_BODY_MAX // 1024} KiB"
+        )
     try:
-        body = await request.json(loads=json.loads)
-    except ValueError:
+        # JSON is UTF-8 whatever the Content-Type's charset says (an unknown one made
+        # request.json() raise LookupError); orjson also refuses nesting past 1,024 levels
+        # where json.loads hit a RecursionError.
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         return json_error(400, "bad_request", "the body must be a JSON object")
     try:
         outcome = await wechat_login(client, parse_login_body(body))

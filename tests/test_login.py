@@ -11,6 +11,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
+from game_server.http_api import LOGIN_BODY_MAX
 from tests.fake_wechat import FakeWeChat, encrypt_user_info, sign_raw_data
 from tests.processes import PYTHON, ServerProcess, launch
 
@@ -154,3 +155,71 @@ def test_wechat_options_go_together() -> None:
     )
     assert done.returncode == 2
     assert "--wechat-appid and --wechat-secret go together" in done.stderr
+
+
+async def post_raw(
+    server: ServerProcess, data: Any, content_type: str = "application/json"
+) -> tuple[int, str, Any]:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{server.http}/applet/login", data=data, headers={"Content-Type": content_type}
+        ) as response,
+    ):
+        return response.status, response.content_type, await response.json()
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"{not json", "application/json; charset=bogus"),  # LookupError before
+        (b"[" * 100_000, "application/json"),  # RecursionError before
+        (b'{"code": "\xff"}', "application/json"),  # not UTF-8
+        (b"", "application/json"),
+    ],
+)
+async def test_undecodable_bodies_are_400s_in_json(
+    wechat: tuple[FakeWeChat, str], game: ServerProcess, body: bytes, content_type: str
+) -> None:
+    fake, _ = wechat
+    status, kind, reply = await post_raw(game, body, content_type)
+    assert (status, kind, reply["error"]["code"]) == (400, "application/json", "bad_request")
+    assert fake.calls == []
+
+
+async def test_json_is_utf8_whatever_the_charset_says(
+    wechat: tuple[FakeWeChat, str], game: ServerProcess
+) -> None:
+    fake, _ = wechat
+    fake.succeed("code-cs", "openid-cs")
+    body = orjson.dumps({"code": "code-cs"})
+    status, _, reply = await post_raw(game, body, "application/json; charset=bogus")
+    assert status == 200, reply
+    assert reply["token"]
+
+
+async def chunks(total: int) -> AsyncIterator[bytes]:
+    for _ in range(total // 4096):
+        yield b" " * 4096
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b" " * (LOGIN_BODY_MAX + 1),  # with a Content-Length
+        b" " * (2 * 1024 * 1024),  # beyond aiohttp's own 1 MiB limit (a plain-text 413)
+        "chunked",  # no Content-Length: counted as it comes
+    ],
+)
+async def test_a_body_over_the_limit_is_a_413_in_json(
+    wechat: tuple[FakeWeChat, str], game: ServerProcess, body: Any
+) -> None:
+    fake, _ = wechat
+    data = chunks(LOGIN_BODY_MAX + 8192) if body == "chunked" else body
+    status, kind, reply = await post_raw(game, data)
+    assert (status, kind, reply["error"]["code"]) == (413, "application/json", "too_large")
+    assert fake.calls == []
+    # A body just under the limit is read (and refused for what it says, not its size).
+    padded = b'{"code": 5}' + b" " * (LOGIN_BODY_MAX - 11)
+    status, _, reply = await post_raw(game, padded)
+    assert (status, reply["error"]["code"]) == (400, "bad_request")

@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from tests.processes import FAST_GAME, ServerProcess, launch
 
@@ -119,3 +120,22 @@ async def test_http_endpoints_refuse_bad_requests(tmp_path: Path) -> None:
                 assert (status, body["error"]["code"]) == (404, "not_found")
     finally:
         await stop(server)
+
+
+async def test_odd_queries_and_ids_get_json_errors_never_a_500(tmp_path: Path) -> None:
+    server = await launch("--db", str(tmp_path / "rps.db"))
+    try:
+        async with aiohttp.ClientSession() as http:
+            # "²" and "٣" pass str.isdigit(); 5,000 digits trip int()'s digit limit.
+            for limit in ("²", "٣", "9" * 5000, "1 ", "+5", "0x10", ""):
+                url = URL(f"{server.http}/applet/leaderboard").with_query(limit=limit)
+                status, body = await get(http, str(url))
+                assert (status, body["error"]["code"]) == (400, "bad_request"), limit
+            status, body = await get(http, f"{server.http}/applet/leaderboard?limit=0005")
+            assert (status, body) == (200, {"players": []})
+            for player_id in ("é", "%ED%A0%80", "%00", "p_%0A", "p.x", "p_" + "a" * 4000):
+                status, body = await get(http, f"{server.http}/applet/players/{player_id}")
+                assert (status, body["error"]["code"]) == (404, "not_found"), player_id
+    finally:
+        await stop(server)
+    assert not [e for e in server.events if e.get("level") == "error"]
