@@ -484,7 +484,11 @@ class SqliteStore:
         conn.row_factory = sqlite3.Row
         # First: another process may hold the write lock (or be migrating the same file).
         conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if mode != "wal" and self.path != ":memory:":
+            # E.g. a file system without shared memory: then readers and the writer block
+            # each other, and other processes cannot read while this one writes.
+            log.warning("wal_unavailable", path=self.path, journal_mode=mode)
         conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across crashes of the process
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpoint thread does it

@@ -12,7 +12,9 @@ from typing import Any
 
 import attrs
 import pytest
+import structlog
 
+from game_server import storage
 from game_server.ports import StoreUnavailable
 from game_server.records import MatchRecord, PlayerRecord, PlayerResult, RoundRow, SeatRow
 from game_server.storage import MIGRATIONS, SqliteStore, migrate, prune_guests
@@ -487,3 +489,19 @@ async def test_the_store_sweeps_unreachable_guests_at_start_and_hourly(tmp_path:
     assert await store.get_player("p_played") is not None
     assert store.pruned == 2
     await store.close()
+
+
+def test_a_journal_that_cannot_be_wal_is_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with structlog.testing.capture_logs() as events:
+        monkeypatch.setattr(storage, "log", structlog.get_logger("game_server.storage"))
+        # "" is a private temporary database, which SQLite keeps in rollback-journal mode.
+        asyncio.run(SqliteStore("").close())
+        asyncio.run(SqliteStore(str(tmp_path / "rps.db")).close())
+        asyncio.run(SqliteStore(":memory:").close())
+    warnings = [e for e in events if e["log_level"] != "info"]
+    assert [(e["event"], e["log_level"], e["path"]) for e in warnings] == [
+        ("wal_unavailable", "warning", "")
+    ]
+    assert warnings[0]["journal_mode"] == "delete"
