@@ -162,11 +162,13 @@ def create_app(
         )
         if config.token_secret is None:
             signer = TokenSigner.random(config.token_ttl)
-            if config.db != ":memory:":
-                log.warning(
-                    "random_token_secret",
-                    hint="tokens stop working at restart; set --token-secret (RPS_TOKEN_SECRET)",
-                )
+            # Even without a database file: tokens die at restart, and no other process
+            # (--reuse-port) accepts them.
+            log.warning(
+                "random_token_secret",
+                hint="tokens stop working at restart and on other processes; "
+                "set --token-secret (RPS_TOKEN_SECRET)",
+            )
         else:
             signer = TokenSigner(config.token_secret, config.token_ttl)
         service = GameService(

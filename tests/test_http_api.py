@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 from aiohttp.test_utils import TestServer
 
+from game_server import app as app_module
 from game_server.app import ServerConfig, create_app
 from game_server.appkeys import SERVICE, STORE
 from game_server.ports import StoreUnavailable
@@ -77,3 +80,27 @@ async def test_a_login_on_an_idle_server_arms_the_loop_timer(
         await asyncio.sleep(0.05)
     assert player_id not in service.players
     assert service.timers.pending == 0
+
+
+@pytest.mark.parametrize(
+    ("db", "secret", "warned"),
+    [
+        ("rps.db", None, True),
+        (":memory:", None, True),  # tokens still die at restart and on other processes
+        ("rps.db", b"s" * 32, False),
+    ],
+)
+async def test_a_random_token_secret_is_a_warning(
+    aiohttp_server: ServerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    db: str,
+    secret: bytes | None,
+    warned: bool,
+) -> None:
+    path = db if db == ":memory:" else str(tmp_path / db)
+    with structlog.testing.capture_logs() as events:
+        monkeypatch.setattr(app_module, "log", structlog.get_logger("game_server"))
+        await aiohttp_server(create_app(ServerConfig(db=path, token_secret=secret)))
+    found = [e for e in events if e["event"] == "random_token_secret"]
+    assert [e["log_level"] for e in found] == (["warning"] if warned else [])
