@@ -17,6 +17,11 @@ I/O error, a lock held too long) is given up: its reads raise ``StoreUnavailable
 writes are lost and counted, and the thread goes on with a fresh connection. The backlog
 is bounded: past ``backlog_max`` waiting jobs, new writes are dropped (and counted) rather
 than kept in memory while the disk is broken.
+
+Several processes may share the file: write batches take the lock up front (``BEGIN
+IMMEDIATE``), migrations run under it, a match adds its result to the stored totals rather
+than writing a process's own copy of them, and a WeChat openid belongs to the first row
+that claimed it.
 """
 
 from __future__ import annotations

@@ -104,3 +104,17 @@ async def test_a_random_token_secret_is_a_warning(
         await aiohttp_server(create_app(ServerConfig(db=path, token_secret=secret)))
     found = [e for e in events if e["event"] == "random_token_secret"]
     assert [e["log_level"] for e in found] == (["warning"] if warned else [])
+
+
+async def test_storage_failures_are_in_healthz_and_metrics(aiohttp_server: ServerFactory) -> None:
+    server: TestServer = await aiohttp_server(create_app(ServerConfig()), host="127.0.0.1")
+    store = server.app[STORE]
+    store.failures, store._lost, store._overflow = 2, 5, 7
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.make_url("/healthz")) as response:
+            health = await response.json()
+        async with http.get(server.make_url("/metrics")) as response:
+            metrics = await response.text()
+    assert (health["store_failures"], health["store_writes_dropped"]) == (2, 12)
+    assert "rps_store_failures_total 2.0" in metrics
+    assert "rps_store_writes_dropped_total 12.0" in metrics
