@@ -266,6 +266,23 @@ async def test_a_failed_commit_fails_its_batch_but_not_the_writer(store: SqliteS
     assert await store.get_player("p_1") is None  # it went down with its batch
 
 
+async def test_a_lock_held_too_long_by_another_process_fails_the_batch(tmp_path: Path) -> None:
+    path = tmp_path / "rps.db"
+    store = SqliteStore(str(path), busy_timeout=0.1)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process's long write transaction
+    gate = await hold(store)
+    store.save_player(player("p_1"))
+    load = loads(store, "p_1")
+    gate.set()
+    assert isinstance(await asyncio.wait_for(load, WAIT), StoreUnavailable)
+    assert (store.failures, store.writes_dropped) == (1, 1)
+    other.execute("COMMIT")
+    other.close()
+    await still_works(store)
+    await store.close()
+
+
 async def test_a_reader_that_gave_up_does_not_stop_the_writer(store: SqliteStore) -> None:
     gate = await hold(store)
     with pytest.raises(TimeoutError):
