@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import ssl
@@ -74,6 +75,7 @@ async def serve(config: ServerConfig, args: argparse.Namespace) -> None:
     for sock in getattr(server, "sockets", None) or []:
         host, port = sock.getsockname()[:2]
         log.info("listening", host=host, port=port, path=WEBSOCKET_PATH, scheme=scheme)
+    tune_gc()
     notify("READY=1", f"STATUS=serving on port {args.port}")
     try:
         await stop.wait()
@@ -92,6 +94,19 @@ async def serve(config: ServerConfig, args: argparse.Namespace) -> None:
     finally:
         await runner.cleanup()  # closes every socket with bye + 1001
         log.info("stopped")
+
+
+# Young-generation collections every 700 allocations cost 8-9 % of a busy server's CPU
+# (each walks every object made since the last one: sockets, matches, messages). Every
+# 10,000 they cost well under 1 %; reference counting frees almost everything anyway.
+GC_THRESHOLDS = (10_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Collect rarely, and never walk what start-up made (modules, routes, the app)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
