@@ -17,6 +17,7 @@ from aiohttp import WSMsgType, web
 from game_server import __version__, http_api
 from game_server.appkeys import HTTP_CLIENT, SERVICE, STORE, WECHAT
 from game_server.connection import CLOSE_GOING_AWAY, Connection
+from game_server.heartbeat import Heartbeat
 from game_server.logs import REQUEST_ID
 from game_server.metrics import PrometheusObserver
 from game_server.ports import Outlet
@@ -31,6 +32,7 @@ from protocol import Bye
 log = structlog.get_logger("game_server")
 
 WEBSOCKET_PATH = "/applet/websocket"
+_SOCKET_DONE = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED})
 MAX_FRAME_BYTES = 4096
 GUEST_SLACK = 3600.0
 
@@ -131,6 +133,7 @@ class NativeDialect:
 __all__ = ["SERVICE", "STORE", "WEBSOCKET_PATH", "ServerConfig", "create_app", "drain"]
 
 TICKER = web.AppKey("ticker", Ticker)
+HEARTBEAT = web.AppKey("heartbeat", Heartbeat)
 CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")
 CONFIG = web.AppKey("config", ServerConfig)
 STARTED = web.AppKey("started", float)
@@ -191,6 +194,10 @@ def create_app(
         )
         app[TICKER] = Ticker(app[SERVICE], loop)
         service.after_event = app[TICKER].sync
+        if config.heartbeat is not None:
+            connections: set[Connection] = app[CONNECTIONS]
+            app[HEARTBEAT] = Heartbeat(connections, config.heartbeat, loop)
+            app[HEARTBEAT].start()
         if config.wechat is not None:
             app[HTTP_CLIENT] = aiohttp.ClientSession()
             app[WECHAT] = WeChatClient(config.wechat, app[HTTP_CLIENT])
@@ -208,6 +215,8 @@ def create_app(
             connection.close(CLOSE_GOING_AWAY, "server shutting down")
         await asyncio.gather(*(c.finish() for c in connections), return_exceptions=True)
         app[TICKER].stop()
+        if HEARTBEAT in app:
+            app[HEARTBEAT].stop()
 
     async def close_store(app: web.Application) -> None:
         # After the sockets: their last writes (players' last_seen) are committed too.
@@ -287,7 +296,9 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
         # anything larger closes the socket with 1009.
         max_msg_size=MAX_FRAME_BYTES + 1,
         compress=False,  # per-message deflate costs ~100 KiB per socket for tiny frames
-        heartbeat=config.heartbeat,
+        # Keep-alive is one sweep over all sockets (game_server/heartbeat.py), not a timer
+        # re-armed per frame; pings from clients are answered below.
+        autoping=False,
         timeout=config.close_timeout,
         decode_text=False,  # orjson reads the UTF-8 bytes directly
     )
@@ -312,13 +323,24 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
     log.info("connected")
     bound_player: str | None = None
     try:
-        async for message in ws:
+        receive = ws.receive
+        while True:
+            message = await receive()  # not ``async for``: one coroutine less per frame
+            kind = message.type
+            if kind in _SOCKET_DONE:
+                break
+            connection.heard = True
+            if kind is WSMsgType.PING:
+                await ws.pong(message.data)
+                continue
+            if kind is WSMsgType.PONG:
+                continue
             try:
-                if message.type is WSMsgType.TEXT:
+                if kind is WSMsgType.TEXT:
                     dialect.text(service, session, message.data)
-                elif message.type is WSMsgType.BINARY:
+                elif kind is WSMsgType.BINARY:
                     service.receive_unsupported(session, "binary")
-                elif message.type is WSMsgType.ERROR:
+                elif kind is WSMsgType.ERROR:
                     log.info("socket_error", error=str(message.data))
                     break
             except Exception:
@@ -329,10 +351,6 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
             if player is not None and player.id != bound_player:
                 bound_player = player.id
                 structlog.contextvars.bind_contextvars(player_id=bound_player)
-            if connection.pending:
-                # Frames already buffered are read without suspending; let the writer run
-                # so a burst of requests is not mistaken for a client that does not read.
-                await asyncio.sleep(0)
     finally:
         try:
             service.disconnect(session)

@@ -32,6 +32,9 @@ CLOSE_TRY_AGAIN_LATER = 1013
 
 # Stop flushing while this much is still unsent in the transport; resume below it.
 WRITE_HIGH_WATER = 64 * 1024
+# A turn that queues this many frames for one socket flushes them at once, so a burst
+# of requests read without suspending never looks like a client that does not read.
+FLUSH_AT = 32
 DRAIN_POLL_SECONDS = 0.02
 
 _LEN1 = struct.Struct("!BB").pack
@@ -72,6 +75,9 @@ class Connection:
         self._wake = asyncio.Event()
         self._close_request: tuple[int, str] | None = None
         self._writer: asyncio.Task[None] | None = None
+        # Keep-alive bookkeeping for game_server/heartbeat.py.
+        self.heard = True
+        self.quiet_sweeps = 0
 
     # ------------------------------------------------------------ Outlet
 
@@ -86,8 +92,13 @@ class Connection:
         if len(self._queue) >= self.queue_limit:
             self._drop()
             return
-        self._queue.append(data)
-        if not self._flush_scheduled and not self._backlogged:
+        queue = self._queue
+        queue.append(data)
+        if self._backlogged:
+            return
+        if len(queue) >= FLUSH_AT:
+            self._flush()
+        elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
@@ -101,9 +112,24 @@ class Connection:
     def pending(self) -> int:
         return len(self._queue)
 
+    def send_control(self, frame: bytes) -> None:
+        """Write a whole control frame now (a ping), unless the peer is not reading."""
+        transport = self.request.transport
+        if transport is not None and not transport.is_closing() and not self._backlogged:
+            transport.write(frame)
+
+    def cut(self, reason: str) -> None:
+        """The peer is gone without a word (no pong): drop the TCP connection."""
+        log.info("connection_cut", reason=reason)
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+
     # ------------------------------------------------------------ writing
 
     def _flush(self) -> None:
+        # Also called directly at FLUSH_AT: a flush already scheduled then finds less, or
+        # nothing, to write.
         self._flush_scheduled = False
         queue = self._queue
         transport = self.request.transport
