@@ -8,10 +8,16 @@ scraped, and reads the live gauges from the game service at the same moment.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from protocol import CLIENT_MESSAGES, SERVER_MESSAGES, EndReason, ErrorCode
@@ -33,12 +39,9 @@ class PrometheusObserver(Collector):
         self.drops = 0
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
         self._counters: list[tuple[str, str, Callable[[], float]]] = []
-        self._rounds = Histogram(
-            "rps_round_seconds",
-            "Time from a round's start to its result",
-            buckets=ROUND_BUCKETS,
-            registry=self.registry,
-        )
+        # rps_round_seconds: a count per bucket (the last one is +Inf) and the sum.
+        self.round_buckets = [0] * (len(ROUND_BUCKETS) + 1)
+        self.round_seconds = 0.0
         self.registry.register(self)
 
     def gauges(
@@ -95,6 +98,18 @@ class PrometheusObserver(Collector):
             "Connections dropped because their send queue was full",
             value=self.drops,
         )
+        cumulative, buckets = 0, []
+        for bound, count in zip(
+            [*map(str, ROUND_BUCKETS), "+Inf"], self.round_buckets, strict=True
+        ):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        yield HistogramMetricFamily(
+            "rps_round_seconds",
+            "Time from a round's start to its result",
+            buckets=buckets,
+            sum_value=self.round_seconds,
+        )
         for name, doc, read in self._gauges:
             yield GaugeMetricFamily(name, doc, value=read())
         for name, doc, read in self._counters:
@@ -119,7 +134,8 @@ class PrometheusObserver(Collector):
         self.finished[key] = self.finished.get(key, 0) + 1
 
     def round_resolved(self, seconds: float) -> None:
-        self._rounds.observe(seconds)
+        self.round_buckets[bisect.bisect_left(ROUND_BUCKETS, seconds)] += 1
+        self.round_seconds += seconds
 
     def dropped(self) -> None:
         self.drops += 1

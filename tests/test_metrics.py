@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from game_server.app import ServerConfig, create_app
 from game_server.match import MatchRules
+from game_server.metrics import PrometheusObserver
 from game_server.service import ServiceConfig
 from tests.test_e2e import Player, connect
 
@@ -89,3 +90,23 @@ async def test_each_app_has_its_own_registry(aiohttp_server: Callable[..., Any])
         await player.expect("pong")
         text = await (await http.get(second.make_url("/metrics"))).text()
     assert samples(text)[("rps_messages_in_total", (("type", "hello"),))] == 0
+
+
+def test_round_durations_land_in_cumulative_le_buckets() -> None:
+    observer = PrometheusObserver()
+    for seconds in (0.05, 0.3, 0.5, 4.0, 100.0):
+        observer.round_resolved(seconds)
+    got = samples(observer.render().decode())
+
+    def bucket(le: str) -> float:
+        return got[("rps_round_seconds_bucket", (("le", le),))]
+
+    assert bucket("0.05") == 1  # a bound is inclusive ("le")
+    assert bucket("0.1") == 1
+    assert bucket("0.5") == 3
+    assert bucket("3.0") == 3
+    assert bucket("5.0") == 4
+    assert bucket("30.0") == 4
+    assert bucket("+Inf") == 5
+    assert got[("rps_round_seconds_count", ())] == 5
+    assert got[("rps_round_seconds_sum", ())] == 104.85
