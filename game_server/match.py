@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import math
+from typing import NamedTuple
 
 import attrs
 
@@ -72,8 +73,9 @@ class Seat:
         return Opponent(id=self.player_id, name=self.name, avatar=self.avatar, bot=self.bot)
 
 
-@attrs.frozen
-class Send:
+class Send(NamedTuple):
+    """One message for one seat (a tuple: the match makes several per choice)."""
+
     seat: int
     message: ServerMessage
 
@@ -94,6 +96,15 @@ class Phase(enum.Enum):
 
 
 _WINNER_FOR = {Outcome.WIN: Winner.YOU, Outcome.LOSE: Winner.OPPONENT, Outcome.DRAW: Winner.DRAW}
+# Scores are values: one instance per pair, made on first use (a round sends four).
+_SCORES: dict[tuple[int, int], Score] = {}
+
+
+def _score_of(you: int, opponent: int) -> Score:
+    score = _SCORES.get((you, opponent))
+    if score is None:
+        score = _SCORES[you, opponent] = Score(you=you, opponent=opponent)
+    return score
 
 
 class Match:
@@ -102,6 +113,7 @@ class Match:
             raise ValueError("a player cannot play against itself")
         self.match_id = match_id
         self.seats = seats
+        self.player_ids = (seats[0].player_id, seats[1].player_id)
         self.rules = rules
         self.phase = Phase.READY
         self.round = 0
@@ -115,6 +127,9 @@ class Match:
         self._deadline = 0.0
         self._resume_at = 0.0
         self._round_started = 0.0
+        # What each seat is told about the other, made once: seats do not change.
+        self._opponents = (seats[1].as_opponent(), seats[0].as_opponent())
+        self._round_ms = round(rules.round_seconds * 1000)
 
     # ------------------------------------------------------------ queries
 
@@ -131,9 +146,11 @@ class Match:
         return None
 
     def seat_of(self, player_id: str) -> int:
-        for index, seat in enumerate(self.seats):
-            if seat.player_id == player_id:
-                return index
+        ids = self.player_ids
+        if ids[0] == player_id:
+            return 0
+        if ids[1] == player_id:
+            return 1
         raise KeyError(player_id)
 
     def resume_for(self, seat: int, now: float) -> Resume:
@@ -144,9 +161,9 @@ class Match:
             match_id=self.match_id,
             round=max(self.round, 1),
             best_of=self.rules.best_of,
-            round_ms=round(self.rules.round_seconds * 1000),
+            round_ms=self._round_ms,
             deadline_ms=math.ceil(left * 1000),
-            opponent=self.seats[1 - seat].as_opponent(),
+            opponent=self._opponents[seat],
             opponent_away=False,
             score=self._score(seat),
             choice=self._choices[seat] if choosing else None,
@@ -204,11 +221,11 @@ class Match:
         self._finish(winner=1 - seat, reason=EndReason.FORFEIT)
         out = []
         for side in (0, 1):
-            result = self._result_for(side, choices[side], choices[1 - side])
+            mine, theirs = choices[side], choices[1 - side]
             if side == seat:
-                result = attrs.evolve(result, outcome=Outcome.LOSE)
+                result = self._result_for(side, mine, theirs, Outcome.LOSE)
             else:
-                result = attrs.evolve(result, outcome=Outcome.WIN, reason=EndReason.OPPONENT_LEFT)
+                result = self._result_for(side, mine, theirs, Outcome.WIN, EndReason.OPPONENT_LEFT)
             out.append(Send(side, result))
         return out
 
@@ -234,7 +251,6 @@ class Match:
         self._final = [False, False]
         self._deadline = now + self.rules.round_seconds
         self._round_started = now
-        round_ms = round(self.rules.round_seconds * 1000)
         return [
             Send(
                 side,
@@ -242,8 +258,8 @@ class Match:
                     match_id=self.match_id,
                     round=self.round,
                     best_of=self.rules.best_of,
-                    round_ms=round_ms,
-                    opponent=self.seats[1 - side].as_opponent(),
+                    round_ms=self._round_ms,
+                    opponent=self._opponents[side],
                     score=self._score(side),
                 ),
             )
@@ -260,16 +276,15 @@ class Match:
         self.history.append(
             RoundRecord(self.round, (mine, theirs), outcome, now - self._round_started)
         )
-        for side in (0, 1):
-            self._missed[side] = self._missed[side] + 1 if self._choices[side] is None else 0
-
-        afk = [self._missed[side] >= self.rules.afk_rounds for side in (0, 1)]
+        missed = self._missed
+        missed[0] = 0 if mine is not None else missed[0] + 1
+        missed[1] = 0 if theirs is not None else missed[1] + 1
+        afk_rounds = self.rules.afk_rounds
+        afk0, afk1 = missed[0] >= afk_rounds, missed[1] >= afk_rounds
         lead = abs(self.wins[0] - self.wins[1])
         rounds_left = self.rules.best_of - self.round
-        if afk[0] or afk[1]:
-            self._finish(
-                winner=None if afk[0] and afk[1] else (1 if afk[0] else 0), reason=EndReason.AFK
-            )
+        if afk0 or afk1:
+            self._finish(winner=None if afk0 and afk1 else (1 if afk0 else 0), reason=EndReason.AFK)
         elif rounds_left == 0 or lead > rounds_left:
             self._finish(winner=self._leader(), reason=EndReason.ROUNDS)
         else:
@@ -277,8 +292,8 @@ class Match:
             self._resume_at = now + self.rules.round_pause
 
         out = [
-            Send(side, self._result_for(side, self._choices[side], self._choices[1 - side]))
-            for side in (0, 1)
+            Send(0, self._result_for(0, mine, theirs)),
+            Send(1, self._result_for(1, theirs, mine)),
         ]
         if self.phase is Phase.PAUSED and self.rules.round_pause == 0:
             out += self._start_round(now)
@@ -299,29 +314,46 @@ class Match:
             settle(self.seats[winner].stats, self.seats[1 - winner].stats)
 
     def _score(self, side: int) -> Score:
-        return Score(you=self.wins[side], opponent=self.wins[1 - side])
+        return _score_of(self.wins[side], self.wins[1 - side])
 
-    def _result_for(self, side: int, mine: Choice | None, theirs: Choice | None) -> Result:
-        result = Result(
-            match_id=self.match_id,
-            round=self.round,
-            you=mine,
-            opponent=theirs,
-            outcome=judge(mine, theirs),
-            score=self._score(side),
-        )
+    def _result_for(
+        self,
+        side: int,
+        mine: Choice | None,
+        theirs: Choice | None,
+        outcome: Outcome | None = None,
+        reason: EndReason | None = None,
+    ) -> Result:
+        """The round's result for ``side``; on the last one, the match's too.
+
+        ``outcome`` and ``reason`` override the round's (a forfeit).
+        """
+        if outcome is None:
+            outcome = judge(mine, theirs)
         if not self.over:
-            return result
+            return Result(
+                match_id=self.match_id,
+                round=self.round,
+                you=mine,
+                opponent=theirs,
+                outcome=outcome,
+                score=self._score(side),
+            )
         if self.winner is None:
             match_outcome = Outcome.DRAW
         else:
             match_outcome = Outcome.WIN if self.winner == side else Outcome.LOSE
         stats = self.seats[side].stats
-        return attrs.evolve(
-            result,
+        return Result(
+            match_id=self.match_id,
+            round=self.round,
+            you=mine,
+            opponent=theirs,
+            outcome=outcome,
+            score=self._score(side),
             match_over=True,
             winner=_WINNER_FOR[match_outcome],
-            reason=self.reason,
+            reason=reason or self.reason,
             total_score=stats.total_score,
             win_streak=stats.win_streak,
         )

@@ -696,21 +696,23 @@ class GameService:
         )
 
     def _deliver(self, room: Room, sends: list[Send], now: float) -> None:
-        for send in sends:
-            if send.seat == room.bot_seat and room.bot is not None:
-                plan = room.bot.on_message(send.message, now)
+        match = room.match
+        deliver = self.relay.deliver
+        for seat, message in sends:
+            if seat == room.bot_seat and room.bot is not None:
+                plan = room.bot.on_message(message, now)
                 if plan is not None:
                     self.timers.cancel(room.bot_timer)
                     room.bot_timer = self.timers.call_at(
                         plan.when, partial(self._bot_plays, room, plan)
                     )
             else:
-                self.relay.deliver(room.match.seats[send.seat].player_id, send.message)
-        history = room.match.history
+                deliver(match.player_ids[seat], message)
+        history = match.history
         while room.rounds_reported < len(history):
             self.observer.round_resolved(history[room.rounds_reported].seconds)
             room.rounds_reported += 1
-        if room.match.over:
+        if match.over:
             self._close_room(room)
         else:
             self._arm_room(room)
@@ -731,7 +733,9 @@ class GameService:
     def _arm_room(self, room: Room) -> None:
         when = room.match.next_wakeup
         timer = room.timer
-        if timer is not None and not timer.cancelled and timer.when == when:
+        if when is not None and timer is not None and not timer.cancelled and timer.when <= when:
+            # Due no later than needed: it fires, finds nothing due and re-arms. Rounds
+            # played faster than their deadline then cost no timer each.
             return
         self.timers.cancel(timer)
         room.timer = (
