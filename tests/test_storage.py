@@ -13,11 +13,13 @@ from typing import Any
 import attrs
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from game_server import storage
 from game_server.ports import StoreUnavailable
 from game_server.records import MatchRecord, PlayerRecord, PlayerResult, RoundRow, SeatRow
-from game_server.storage import MIGRATIONS, SqliteStore, migrate, prune_guests
+from game_server.storage import MIGRATIONS, SqliteStore, insert_matches, migrate, prune_guests
 
 WAIT = 10.0  # a store that has stopped answering fails the test instead of hanging it
 
@@ -107,6 +109,30 @@ async def test_a_finished_match_stores_rounds_and_totals_together(store: SqliteS
     assert stored is not None
     assert (stored.total_score, stored.wins) == (1, 1)
     await store.close()
+
+
+async def test_a_run_of_matches_in_one_batch_adds_up_in_order(store: SqliteStore) -> None:
+    """341 matches in one hand-off: bulk statements of every chunk size, one player in
+    all of them, renamed halfway; every match, round and result lands once, in order."""
+    count = 341  # 256 + 64 + 16 + 4 + 1: one chunk of each size
+    store.save_player(player("p_ann"))
+    for n in range(count):
+        if n == 200:
+            store.save_player(player("p_ann", name="Ann", last_seen=3.0))
+        ann = player("p_ann", name="Ann" if n >= 200 else "P_ANN", last_seen=4.0 + n)
+        foe = player(f"p_foe{n}")
+        won = (PlayerResult("p_ann", "win", n + 1), PlayerResult(foe.id, "lose"))
+        store.record_match(attrs.evolve(match(f"m_{n:03d}", ann, foe, 10.0 + n), results=won))
+    await store.flush()
+    stored = await store.get_player("p_ann")
+    assert stored is not None
+    assert (stored.wins, stored.win_streak) == (count, count)
+    assert stored.total_score == sum(range(1, count + 1))
+    assert (stored.name, stored.last_seen) == ("Ann", 4.0 + count - 1)
+    recent = await store.recent_matches("p_ann", limit=count + 1)
+    assert [m["id"] for m in recent] == [f"m_{n:03d}" for n in reversed(range(count))]
+    assert all(len(m["rounds"]) == 2 for m in recent)
+    assert await store.get_player(f"p_foe{count - 1}") is not None
 
 
 async def test_a_failing_write_is_rolled_back_alone(store: SqliteStore) -> None:
@@ -291,6 +317,26 @@ async def test_a_reader_that_gave_up_does_not_stop_the_writer(store: SqliteStore
     gate.set()
     await still_works(store)
     assert store.failures == 0
+
+
+async def test_writes_made_on_the_loop_reach_the_writer_together(store: SqliteStore) -> None:
+    await store.flush()
+    before = store.batches
+    for n in range(200):  # a busy moment: many matches finishing within a few turns
+        store.save_player(player(f"p_{n:03d}"))
+        if n % 20 == 0:
+            await asyncio.sleep(0)
+    assert store.backlog == 200  # gathered on the loop: the writer was not woken per write
+    await asyncio.sleep(storage.HANDOFF_SECONDS * 2)  # handed over without a read asking
+    assert store.backlog == 0
+    await store.flush()
+    assert store.batches - before <= 2  # one transaction for all (plus the flush's own)
+    assert await store.get_player("p_199") is not None
+
+
+async def test_a_read_sees_the_writes_made_before_it(store: SqliteStore) -> None:
+    store.save_player(player("p_new"))
+    assert await store.get_player("p_new") is not None  # no wait for the hand-off timer
 
 
 async def test_the_backlog_is_bounded_while_the_writer_is_stuck(tmp_path: Path) -> None:
@@ -522,3 +568,104 @@ def test_a_journal_that_cannot_be_wal_is_a_warning(
         ("wal_unavailable", "warning", "")
     ]
     assert warnings[0]["journal_mode"] == "delete"
+
+
+# ---------------------------------------------------------------- bulk writes
+
+
+# What a finished match means for one player, alone: its profile as save_player writes
+# it, and the match's result added to the stored totals (a new row takes the profile's).
+RECORD_PLAYER = (
+    storage._SAVE_PLAYER
+    + """,
+        total_score = total_score + :points,
+        wins = wins + :won, losses = losses + :lost, draws = draws + :drawn,
+        win_streak = CASE :outcome WHEN 'win' THEN win_streak + 1
+            WHEN 'lose' THEN 0 ELSE win_streak END
+"""
+)
+
+
+def _one_by_one(conn: sqlite3.Connection, records: list[MatchRecord]) -> None:
+    """The meaning of a run of matches: each match and each of its players in turn."""
+    for record in records:
+        conn.execute(
+            "INSERT INTO matches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            storage._match_row(record),
+        )
+        for r in record.rounds:
+            conn.execute(
+                "INSERT INTO rounds VALUES (?, ?, ?, ?, ?)",
+                (record.id, r.round, *r.choices, r.outcome),
+            )
+        results = {result.player_id: result for result in record.results}
+        for p in record.players:
+            params = storage._player_params(p)
+            result = results[p.id]
+            params.update(
+                outcome=result.outcome,
+                points=result.points,
+                won=int(result.outcome == "win"),
+                lost=int(result.outcome == "lose"),
+                drawn=int(result.outcome == "draw"),
+            )
+            conn.execute(RECORD_PLAYER, params)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    games=st.lists(
+        st.tuples(
+            st.sampled_from(["p_a", "p_b", "p_c", "p_d"]),
+            st.sampled_from(["p_a", "p_b", "p_c", "p_d"]),
+            st.sampled_from(["win", "lose", "draw"]),
+            st.integers(0, 9),
+        ).filter(lambda game: game[0] != game[1]),
+        max_size=40,
+    ),
+    stored=st.sets(st.sampled_from(["p_a", "p_b", "p_c", "p_d"])),
+)
+def test_a_bulk_run_of_matches_equals_its_matches_one_by_one(
+    games: list[tuple[str, str, str, int]], stored: set[str]
+) -> None:
+    """Whatever the mix of new and stored players, wins, losses, draws and repeats."""
+    live = {f"p_{pid}": player(f"p_{pid}", total_score=3, win_streak=2, wins=5) for pid in "abcd"}
+    records = []
+    for n, (first, second, outcome, points) in enumerate(games):
+        mirrored = {"win": "lose", "lose": "win", "draw": "draw"}[outcome]
+        results = (
+            PlayerResult(first, outcome, points if outcome == "win" else 0),
+            PlayerResult(second, mirrored, points if mirrored == "win" else 0),
+        )
+        for pid, result in zip((first, second), results, strict=True):  # the live copy
+            old = live[pid]
+            live[pid] = attrs.evolve(
+                old,
+                name=f"{pid} after {n}",
+                last_seen=float(n),
+                total_score=old.total_score + result.points,
+                wins=old.wins + (result.outcome == "win"),
+                losses=old.losses + (result.outcome == "lose"),
+                draws=old.draws + (result.outcome == "draw"),
+                win_streak={"win": old.win_streak + 1, "lose": 0}.get(
+                    result.outcome, old.win_streak
+                ),
+            )
+        base = match(f"m_{n}", live[first], live[second], float(n))
+        records.append(attrs.evolve(base, results=results))
+    tables = []
+    for write in (insert_matches, _one_by_one):
+        conn = sqlite3.connect(":memory:", isolation_level=None)
+        migrate(conn)
+        for pid in sorted(stored):  # rows that exist before the run
+            conn.execute(storage._SAVE_PLAYER, storage._player_params(player(pid, wins=1)))
+        write(conn, records)
+        tables.append(
+            (
+                conn.execute("SELECT * FROM players ORDER BY id").fetchall(),
+                conn.execute("SELECT * FROM matches ORDER BY id").fetchall(),
+                conn.execute("SELECT * FROM rounds ORDER BY match_id, round").fetchall(),
+            )
+        )
+        conn.close()
+    assert tables[0] == tables[1]
