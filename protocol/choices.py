@@ -56,4 +56,4 @@ def judge(mine: Choice | None, theirs: Choice | None) -> Outcome:
         return Outcome.WIN
     if mine is None:
         return Outcome.LOSE
-    return Outcome.WIN if mine.beats is theirs else Outcome.LOSE
+    return Outcome.WIN if _BEATS[mine] is theirs else Outcome.LOSE
