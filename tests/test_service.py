@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from game_server.match import MatchRules
 from game_server.matchmaker import InMemoryMatchmaker
-from game_server.service import GameService, ServiceConfig, Session
+from game_server.service import GameService, ServiceConfig, Session, time_ordered_id
 from protocol import (
     Bye,
     EndReason,
@@ -98,6 +99,20 @@ def play_match(a: Client, b: Client, a_hand: str, b_hand: str) -> None:
 
 
 # ---------------------------------------------------------------- hello
+
+
+def test_ids_sort_by_creation_and_stay_apart_within_a_millisecond() -> None:
+    clock = FakeClock(1_764_000_000.0)  # Unix seconds, as the service's wall clock
+    ids = []
+    for _ in range(50):
+        ids += [time_ordered_id("m_", clock) for _ in range(20)]  # same millisecond
+        clock.advance(0.002)  # at least one whole millisecond, float rounding or not
+    assert len(set(ids)) == len(ids)
+    by_millisecond = [ids[i : i + 20] for i in range(0, len(ids), 20)]
+    for earlier, later in itertools.pairwise(by_millisecond):
+        assert max(earlier) < min(later)  # a later millisecond always sorts after
+    assert all(len(i) == 2 + 11 + 16 and i.startswith("m_") for i in ids)
+    int(ids[0][2:], 16)  # hex
 
 
 def test_hello_assigns_identity_and_counts_online() -> None:
