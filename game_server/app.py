@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 
 from game_server import __version__, http_api
 from game_server.appkeys import HTTP_CLIENT, SERVICE, STORE, WECHAT
-from game_server.connection import CLOSE_GOING_AWAY, Connection
+from game_server.connection import CLOSE_GOING_AWAY, Connection, Flusher
 from game_server.heartbeat import Heartbeat
 from game_server.logs import REQUEST_ID
 from game_server.metrics import PrometheusObserver
@@ -133,6 +133,7 @@ class NativeDialect:
 __all__ = ["SERVICE", "STORE", "WEBSOCKET_PATH", "ServerConfig", "create_app", "drain"]
 
 TICKER = web.AppKey("ticker", Ticker)
+FLUSHER = web.AppKey("flusher", Flusher)
 HEARTBEAT = web.AppKey("heartbeat", Heartbeat)
 CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")
 CONFIG = web.AppKey("config", ServerConfig)
@@ -193,6 +194,7 @@ def create_app(
             store_writes_dropped=lambda: store.writes_dropped,
         )
         app[TICKER] = Ticker(app[SERVICE], loop)
+        app[FLUSHER] = Flusher(loop)
         service.after_event = app[TICKER].sync
         if config.heartbeat is not None:
             connections: set[Connection] = app[CONNECTIONS]
@@ -311,6 +313,7 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
         queue_limit=config.send_queue,
         close_timeout=config.close_timeout,
         observer=app[METRICS],
+        flusher=app[FLUSHER],
     )
     app[CONNECTIONS].add(connection)
     session = dialect.open(service, connection)

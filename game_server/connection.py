@@ -52,6 +52,25 @@ def text_frame(payload: bytes) -> bytes:
     return _LEN3(0x81, 127, size) + payload
 
 
+class Flusher:
+    """Flushes every connection that queued frames during a turn, from one loop callback
+    (not one per connection: a busy turn queues frames for hundreds of sockets)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._dirty: list[Connection] = []
+
+    def add(self, connection: Connection) -> None:
+        if not self._dirty:
+            self._loop.call_soon(self._run)
+        self._dirty.append(connection)
+
+    def _run(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for connection in dirty:
+            connection._flush()
+
+
 class Connection:
     def __init__(
         self,
@@ -61,6 +80,7 @@ class Connection:
         queue_limit: int = 256,
         close_timeout: float = 2.0,
         observer: Observer | None = None,
+        flusher: Flusher | None = None,
     ) -> None:
         self.ws = ws
         self.request = request
@@ -69,7 +89,7 @@ class Connection:
         self.dropped = False
         self.observer: Observer = observer or NullObserver()
         self._queue: collections.deque[bytes] = collections.deque()
-        self._loop = asyncio.get_running_loop()
+        self._flusher = flusher or Flusher(asyncio.get_running_loop())
         self._flush_scheduled = False
         self._backlogged = False
         self._wake = asyncio.Event()
@@ -100,7 +120,7 @@ class Connection:
             self._flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
+            self._flusher.add(self)
 
     def close(self, code: int, reason: str) -> None:
         """Close after the frames already queued (bounded by ``close_timeout``)."""
