@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import os
 import queue
 import sqlite3
@@ -40,8 +39,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
+from functools import partial
 from typing import Any, TypeVar
 
+import orjson
 import structlog
 
 from game_server.ports import LoadDone, StoreUnavailable
@@ -181,36 +182,25 @@ def prune_guests(conn: sqlite3.Connection, before: float, limit: int) -> int:
     return deleted
 
 
-@functools.cache
-def _values(columns: int, rows: int) -> str:
-    return ", ".join(["(" + ", ".join("?" * columns) + ")"] * rows)
+def _from_json(columns: tuple[str, ...]) -> str:
+    """A table of ``columns`` from one parameter: a JSON array of rows (arrays)."""
+    picks = ", ".join(f"value ->> {index} AS {name}" for index, name in enumerate(columns))
+    return f"SELECT {picks} FROM json_each(?)"
 
 
-@functools.cache
-def _matches_sql(rows: int) -> str:
-    return f"INSERT INTO matches VALUES {_values(12, rows)}"
-
-
-@functools.cache
-def _rounds_sql(rows: int) -> str:
-    return f"INSERT INTO rounds VALUES {_values(5, rows)}"
-
-
-# Rows per multi-row statement: powers of two, so a run of any length takes a handful of
-# statements and the connection's statement cache sees only a few distinct texts.
-_CHUNKS = (256, 64, 16, 4, 1)
-
-
-def _run_chunked(
-    conn: sqlite3.Connection, sql: Callable[[int], str], rows: list[tuple[Any, ...]]
-) -> None:
-    """``rows`` through a few multi-row statements rather than one statement a row."""
-    start = 0
-    for size in _CHUNKS:
-        while len(rows) - start >= size:
-            chunk = rows[start : start + size]
-            conn.execute(sql(size), [value for row in chunk for value in row])
-            start += size
+# A run of finished matches reaches SQLite as one JSON text per statement, made on the
+# loop when the run is handed over. The writer thread then binds one value per statement
+# and SQLite reads the rows inside sqlite3_step, with the GIL released: bound value by
+# value, the writer held the GIL for every one and kept taking it from the loop (the
+# loop thread blocked ~500 times a second at saturation).
+_MATCH_ROW = (
+    "id", "player1", "name1", "bot1", "player2", "name2", "bot2", "winner", "reason",
+    "best_of", "started_at", "ended_at",
+)  # fmt: skip
+_INSERT_MATCHES = f"INSERT INTO matches {_from_json(_MATCH_ROW)}"
+_INSERT_ROUNDS = (
+    f"INSERT INTO rounds {_from_json(('match_id', 'round', 'choice1', 'choice2', 'outcome'))}"
+)
 
 
 def _match_row(record: MatchRecord) -> tuple[Any, ...]:
@@ -231,19 +221,33 @@ def _match_row(record: MatchRecord) -> tuple[Any, ...]:
     )
 
 
+Statements = list[tuple[str, tuple[bytes]]]
+
+
+def match_statements(records: list[MatchRecord]) -> Statements:
+    """The statements that store a run of finished matches: the matches, their rounds,
+    and each human's profile and result, with the same effect as one match at a time."""
+    rounds = [
+        (record.id, r.round, r.choices[0], r.choices[1], r.outcome)
+        for record in records
+        for r in record.rounds
+    ]
+    profiles, results = _tally_players(records)
+    return [
+        (_INSERT_MATCHES, (orjson.dumps([_match_row(record) for record in records]),)),
+        (_INSERT_ROUNDS, (orjson.dumps(rounds),)),
+        (_RECORD_PROFILES, (orjson.dumps(profiles),)),
+        (_ADD_RESULTS, (orjson.dumps(results),)),
+    ]
+
+
+def run_statements(conn: sqlite3.Connection, statements: Statements) -> None:
+    for sql, params in statements:
+        conn.execute(sql, params)
+
+
 def insert_matches(conn: sqlite3.Connection, records: list[MatchRecord]) -> None:
-    """Finished matches with their rounds, and each human's profile and result, in order."""
-    _run_chunked(conn, _matches_sql, [_match_row(record) for record in records])
-    _run_chunked(
-        conn,
-        _rounds_sql,
-        [
-            (record.id, r.round, r.choices[0], r.choices[1], r.outcome)
-            for record in records
-            for r in record.rounds
-        ],
-    )
-    _record_players(conn, records)
+    run_statements(conn, match_statements(records))
 
 
 class _Tally:
@@ -280,10 +284,8 @@ _PROFILE_ROW = (
 _RESULT_ROW = ("id", "points", "won", "lost", "drawn", "reset", "streak")
 
 
-@functools.cache
-def _profiles_sql(rows: int) -> str:
-    return f"""
-        WITH v ({", ".join(_PROFILE_ROW)}) AS (VALUES {_values(len(_PROFILE_ROW), rows)})
+_RECORD_PROFILES = f"""
+        WITH v AS ({_from_json(_PROFILE_ROW)})
         INSERT INTO players ({_PLAYER_COLUMNS})
         SELECT id, name, avatar,
             CASE WHEN EXISTS (SELECT 1 FROM players p WHERE p.openid = v.openid AND p.id <> v.id)
@@ -298,10 +300,8 @@ def _profiles_sql(rows: int) -> str:
     """
 
 
-@functools.cache
-def _results_sql(rows: int) -> str:
-    return f"""
-        WITH v ({", ".join(_RESULT_ROW)}) AS (VALUES {_values(len(_RESULT_ROW), rows)})
+_ADD_RESULTS = f"""
+        WITH v AS ({_from_json(_RESULT_ROW)})
         UPDATE players SET
             total_score = total_score + v.points,
             wins = wins + v.won, losses = losses + v.lost, draws = draws + v.drawn,
@@ -310,7 +310,9 @@ def _results_sql(rows: int) -> str:
     """
 
 
-def _record_players(conn: sqlite3.Connection, records: list[MatchRecord]) -> None:
+def _tally_players(
+    records: list[MatchRecord],
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     tallies: dict[str, _Tally] = {}
     for record in records:
         outcomes = {result.player_id: result for result in record.results}
@@ -349,15 +351,7 @@ def _record_players(conn: sqlite3.Connection, records: list[MatchRecord]) -> Non
         results.append(
             (p.id, tally.points, tally.won, tally.lost, tally.drawn, tally.reset, tally.streak)
         )
-    _run_chunked(conn, _profiles_sql, profiles)
-    _run_chunked(conn, _results_sql, results)
-
-
-def _insert_or_fail(conn: sqlite3.Connection, records: list[MatchRecord]) -> None:
-    try:
-        insert_matches(conn, records)
-    except Exception as exc:
-        raise _WriteFailed from exc
+    return profiles, results
 
 
 def _player(row: sqlite3.Row | None) -> PlayerRecord | None:
@@ -417,6 +411,25 @@ def background_priority(niceness: int = BACKGROUND_NICENESS) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
 
 
+def _guarded(conn: sqlite3.Connection, write: Callable[[sqlite3.Connection], Any]) -> None:
+    """One write in a savepoint: if it fails, only it is rolled back (and logged)."""
+    conn.execute("SAVEPOINT job")
+    try:
+        write(conn)
+    except Exception:
+        conn.execute("ROLLBACK TO job")
+        conn.execute("RELEASE job")
+        log.exception("store_write_failed")
+    else:
+        conn.execute("RELEASE job")
+
+
+def _bulk_job(records: list[MatchRecord]) -> _Job:
+    """One write for a run of matches, its statements made here, on the loop's thread."""
+    statements = match_statements(records)
+    return _Job(lambda conn: run_statements(conn, statements), None, True, records)
+
+
 def _answer(future: Future[Any], result: Any, error: BaseException | None) -> None:
     """Settle a read's future; one cancelled meanwhile (its caller gave up) is left alone."""
     try:
@@ -429,19 +442,25 @@ def _answer(future: Future[Any], result: Any, error: BaseException | None) -> No
 
 
 class _Job:
-    __slots__ = ("fn", "future", "match", "write")
+    __slots__ = ("fn", "future", "matches", "write")
 
     def __init__(
         self,
         fn: Callable[[sqlite3.Connection], Any],
         future: Future[Any] | None,
         write: bool,
-        match: MatchRecord | None = None,
+        matches: list[MatchRecord] | None = None,
     ) -> None:
         self.fn = fn
         self.future = future
         self.write = write
-        self.match = match  # a finished match: runs of these are inserted in bulk
+        # Finished matches this job stores (a run of them is one job); a failed batch
+        # retries them one by one.
+        self.matches = matches
+
+    @property
+    def writes(self) -> int:
+        return len(self.matches) if self.matches else int(self.write)
 
 
 _STOP = object()
@@ -523,7 +542,7 @@ class SqliteStore:
         self._write(lambda conn: conn.execute(_SAVE_PLAYER, params))
 
     def record_match(self, record: MatchRecord) -> None:
-        self._write(lambda conn: insert_matches(conn, [record]), match=record)
+        self._write(lambda conn: insert_matches(conn, [record]), matches=[record])
 
     # ------------------------------------------------------------ queries for the shell
 
@@ -623,7 +642,7 @@ class SqliteStore:
         return future
 
     def _write(
-        self, fn: Callable[[sqlite3.Connection], Any], *, match: MatchRecord | None = None
+        self, fn: Callable[[sqlite3.Connection], Any], *, matches: list[MatchRecord] | None = None
     ) -> None:
         if self._closed:
             log.error("write_after_close")
@@ -635,7 +654,7 @@ class SqliteStore:
                 log.error("store_backlog_full", backlog=self.backlog_max, dropped=self._overflow)
             return
         gathered = self._gathered
-        gathered.append(_Job(fn, None, True, match))
+        gathered.append(_Job(fn, None, True, matches))
         if len(gathered) >= HANDOFF_MAX:
             self._hand_over()
         elif self._handoff is None:
@@ -651,10 +670,23 @@ class SqliteStore:
         if self._handoff is not None:
             self._handoff.cancel()
             self._handoff = None
-        if self._gathered:
-            jobs, self._gathered = self._gathered, []
-            self._submitted += len(jobs)
-            self._jobs.put(jobs)
+        if not self._gathered:
+            return
+        gathered, self._gathered = self._gathered, []
+        self._submitted += len(gathered)
+        jobs: list[_Job] = []
+        run: list[MatchRecord] = []  # consecutive finished matches: one job, in bulk
+        for job in gathered:
+            if job.matches:
+                run += job.matches
+                continue
+            if run:
+                jobs.append(_bulk_job(run))
+                run = []
+            jobs.append(job)
+        if run:
+            jobs.append(_bulk_job(run))
+        self._jobs.put(jobs)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         return await asyncio.wrap_future(self._submit(fn, write=False))
@@ -739,7 +771,7 @@ class SqliteStore:
                     jobs.append(item)
                 else:
                     stop = True  # the stop marker
-            self._taken += len(jobs)
+            self._taken += sum(job.writes or 1 for job in jobs)
             try:
                 if conn is None:
                     conn = self._open()
@@ -770,7 +802,7 @@ class SqliteStore:
     ) -> sqlite3.Connection | None:
         """Give up a batch whose transaction failed; the connection to go on with."""
         self.failures += 1
-        lost = sum(1 for job in jobs if job.write)
+        lost = sum(job.writes for job in jobs)
         self._lost += lost
         log.error(
             "store_batch_failed",
@@ -828,14 +860,11 @@ class SqliteStore:
     ) -> list[tuple[Future[Any], Any, BaseException | None]]:
         answers: list[tuple[Future[Any], Any, BaseException | None]] = []
         conn.execute(begin)
-        matches: list[MatchRecord] = []  # a run of finished matches, inserted together
         for job in jobs:
-            if job.match is not None and not careful:
-                matches.append(job.match)
+            if careful and job.matches:
+                for record in job.matches:  # one by one: only a failing match is lost
+                    _guarded(conn, partial(insert_matches, records=[record]))
                 continue
-            if matches:
-                _insert_or_fail(conn, matches)
-                matches = []
             guarded = careful and job.write
             if guarded:
                 conn.execute("SAVEPOINT job")
@@ -855,7 +884,5 @@ class SqliteStore:
                 conn.execute("RELEASE job")
             if job.future is not None:
                 answers.append((job.future, result, None))
-        if matches:
-            _insert_or_fail(conn, matches)
         conn.execute("COMMIT")
         return answers
