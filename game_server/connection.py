@@ -89,6 +89,9 @@ class Connection:
         self.dropped = False
         self.observer: Observer = observer or NullObserver()
         self._queue: collections.deque[bytes] = collections.deque()
+        # The socket's transport, read once (request.transport is a property chain); a
+        # lost connection's transport reports is_closing().
+        self._transport = request.transport
         self._flusher = flusher or Flusher(asyncio.get_running_loop())
         self._flush_scheduled = False
         self._backlogged = False
@@ -152,7 +155,7 @@ class Connection:
         # nothing, to write.
         self._flush_scheduled = False
         queue = self._queue
-        transport = self.request.transport
+        transport = self._transport
         if not queue or self._backlogged:
             return
         if transport is None or transport.is_closing():
@@ -165,7 +168,7 @@ class Connection:
         if len(queue) == 1:
             transport.write(text_frame(queue.popleft()))
         else:
-            transport.write(b"".join([text_frame(data) for data in queue]))
+            transport.write(b"".join(map(text_frame, queue)))
             queue.clear()
 
     def _drop(self) -> None:
