@@ -5,26 +5,39 @@
 
 Starts the server (``python -m game_server``) on 127.0.0.1, runs ``python -m bots soak``
 against it in a separate process, samples the server's RSS every ``--sample`` seconds and
-prints the soak's summary with the RSS series. Passes (exit 0) when the soak reports no
-violation or error and RSS after warm-up stays within ``--rss-tolerance`` MiB of its
-post-warm-up level. Writes JSON to ``bench-results/endurance.json``.
+prints the soak's summary with the RSS series and the storage backlog (writes waiting for
+the writer thread, from ``/healthz``). Passes (exit 0) when the soak reports no violation
+or error, RSS after warm-up stays within ``--rss-tolerance`` MiB of its post-warm-up
+level, and the backlog ends below ``--backlog-limit`` (the writer keeps up). Writes JSON
+to ``bench-results/endurance.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import contextlib
-
 from bench import PYTHON, ROOT, Server, rss_mib
+
+
+def store_backlog(server: Server) -> int:
+    """Writes waiting for the storage thread, as /healthz reports them (-1 if unreadable)."""
+    url = f"http://127.0.0.1:{server.port}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            backlog: int = orjson.loads(answer.read())["store_backlog"]
+    except (OSError, ValueError, KeyError):
+        return -1
+    return backlog
 
 
 def main() -> int:
@@ -36,11 +49,15 @@ def main() -> int:
     parser.add_argument("--sample", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=60.0, help="seconds before RSS counts")
     parser.add_argument("--rss-tolerance", type=float, default=10.0, help="MiB")
+    parser.add_argument(
+        "--backlog-limit", type=int, default=5000, help="storage writes waiting at the end"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "endurance.json")
     args = parser.parse_args()
 
     server = Server("game")
     samples: list[tuple[float, float]] = []
+    backlog: list[tuple[float, int]] = []
     try:
         soak = subprocess.Popen(
             [
@@ -63,7 +80,9 @@ def main() -> int:
         )
         started = time.monotonic()
         while soak.poll() is None:
-            samples.append((round(time.monotonic() - started, 1), rss_mib(server.process.pid)))
+            at = round(time.monotonic() - started, 1)
+            samples.append((at, rss_mib(server.process.pid)))
+            backlog.append((at, store_backlog(server)))
             with contextlib.suppress(subprocess.TimeoutExpired):
                 soak.wait(args.sample)
         assert soak.stdout is not None
@@ -81,14 +100,21 @@ def main() -> int:
         "rss_mib": samples,
         "rss_after_warmup_mib": baseline,
         "rss_growth_mib": round(growth, 1),
+        "store_backlog": backlog,
         "soak_exit": soak.returncode,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
     print(f"soak exit {soak.returncode}: {orjson.dumps(summary).decode()[:600]}")
     print("RSS MiB:", " ".join(f"{rss:.0f}" for _, rss in samples))
+    print("store backlog:", " ".join(str(waiting) for _, waiting in backlog))
     print(f"RSS after warm-up {baseline:.1f} MiB, growth {growth:.1f} MiB; JSON: {args.out}")
-    healthy = soak.returncode == 0 and growth <= args.rss_tolerance
+    last_backlog = backlog[-1][1] if backlog else 0
+    healthy = (
+        soak.returncode == 0
+        and growth <= args.rss_tolerance
+        and 0 <= last_backlog < args.backlog_limit
+    )
     return 0 if healthy else 1
 
 
