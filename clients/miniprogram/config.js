@@ -19,4 +19,8 @@ module.exports = {
   // Reconnect backoff after an unexpected close: doubles from min up to max, +-20 %.
   reconnectMinMs: 500,
   reconnectMaxMs: 15000,
+  // The server could not load the player just now (error unavailable, its storage is
+  // failing): keep the token and say hello again after min, doubling up to max, +-20 %.
+  busyRetryMinMs: 1000,
+  busyRetryMaxMs: 10000,
 };

@@ -3,8 +3,10 @@
 // token kept in storage, an application-level heartbeat and reconnection.
 //
 // Events (subscribe with client.on(name, fn); on() returns an unsubscribe function):
-//   state      'login' | 'connecting' | 'open' | 'ready' | 'reconnecting' | 'suspended'
-//              | 'replaced' | 'closed' (see client.state)
+//   state      'login' | 'connecting' | 'open' | 'busy' | 'ready' | 'reconnecting'
+//              | 'suspended' | 'replaced' | 'closed' (see client.state); 'busy': the
+//              server could not load our player just now (error unavailable), hello is
+//              said again with the same token after a growing delay
 //   hi, queued, start, movement, result, resume, left, pong, bye, error
 //              the server's message of that type (the decoded object)
 //   message    every server message
@@ -31,6 +33,8 @@ const DEFAULTS = {
   reconnectMinMs: 500,
   reconnectMaxMs: 15000,
   resumeWaitMs: 1500, // after a reconnect, how long to wait for resume/queued
+  busyRetryMinMs: 1000, // error unavailable: say hello again after this long, doubling
+  busyRetryMaxMs: 10000, // up to this
 };
 
 // Login failures worth retrying later (network, WeChat busy, rate limited or
@@ -78,6 +82,8 @@ class GameClient extends Emitter {
     this._bye = null;
     this._attempts = 0;
     this._reconnectTimer = null;
+    this._busyTimer = null; // hello again after error unavailable
+    this._busyAttempts = 0;
     this._heartbeatTimer = null;
     this._pongTimer = null;
     this._outbox = [];
@@ -377,6 +383,7 @@ class GameClient extends Emitter {
     if (this._task !== task || task === null) return;
     this._task = null;
     this._stopHeartbeat();
+    this._clearBusy();
     const wasReady = this.ready;
     this.emit('close', { code, reason, wasReady });
     if (this._stopped) {
@@ -396,6 +403,7 @@ class GameClient extends Emitter {
     const task = this._task;
     this._task = null;
     this._stopHeartbeat();
+    this._clearBusy();
     if (task) {
       try {
         task.close({ code, reason });
@@ -467,6 +475,7 @@ class GameClient extends Emitter {
         this.player = { id: message.player_id, name: message.name };
         this._saveToken(message.token);
         this._attempts = 0;
+        this._busyAttempts = 0;
         this._expectResume();
         this._setState('ready');
         this._startHeartbeat();
@@ -474,6 +483,12 @@ class GameClient extends Emitter {
       case 'error':
         if (message.code === 'invalid_token') {
           this._invalidToken();
+        } else if (
+          message.code === 'unavailable' &&
+          !this.ready &&
+          (message.ref === undefined || message.ref === this._helloId)
+        ) {
+          this._unavailable();
         }
         break;
       case 'pong':
@@ -577,6 +592,31 @@ class GameClient extends Emitter {
       }
       this._hello();
     });
+  }
+
+  // The token is fine but the server could not load our player just now (its storage is
+  // failing): keep the token, and say hello again on this socket after a growing delay.
+  // A close meanwhile cancels it; the next socket's hello carries the same token.
+  _unavailable() {
+    const task = this._task;
+    this._clearBusy();
+    const base = Math.min(
+      this.options.busyRetryMaxMs,
+      this.options.busyRetryMinMs * Math.pow(2, this._busyAttempts),
+    );
+    this._busyAttempts += 1;
+    const delay = Math.round(base * (0.8 + Math.random() * 0.4));
+    this._setState('busy');
+    this._busyTimer = setTimeout(() => {
+      this._busyTimer = null;
+      if (this._task !== task || this._stopped || this.ready) return;
+      this._hello();
+    }, delay);
+  }
+
+  _clearBusy() {
+    if (this._busyTimer) clearTimeout(this._busyTimer);
+    this._busyTimer = null;
   }
 
   // --- small helpers ----------------------------------------------------------------

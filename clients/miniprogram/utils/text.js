@@ -12,6 +12,7 @@ const CONNECTION = {
   login: 'Logging in…',
   connecting: 'Connecting…',
   open: 'Connecting…',
+  busy: 'Server busy, retrying…',
   ready: 'Online',
   reconnecting: 'Connection lost, reconnecting…',
   suspended: 'Paused',

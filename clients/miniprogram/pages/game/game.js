@@ -267,7 +267,7 @@ Page({
   handleError(m) {
     let status;
     if (m.code === 'wrong_round') status = 'Too late for that round';
-    else if (m.code === 'invalid_token' || m.code === 'already_in_match') return;
+    else if (['invalid_token', 'unavailable', 'already_in_match'].indexOf(m.code) >= 0) return;
     else status = m.message || m.code;
     this.setData({ status });
   },
