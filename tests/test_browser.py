@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -181,14 +182,19 @@ class Wire:
 
     It records what the page sends, can cut the live connection (the page sees the
     socket close; the server sees its peer go), and can refuse new connections for a
-    while, as a dead network would.
+    while, as a dead network would. With ``unavailable`` set, that many hellos with a
+    token are answered as a server whose storage fails answers them (protocol §5:
+    ``error {code: "unavailable"}``) instead of reaching the server; ``hellos`` records
+    when each hello was sent (``time.monotonic()``) and on which connection.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, unavailable: int = 0) -> None:
         self.routes: list[WebSocketRoute] = []
         self.sent: list[dict[str, Any]] = []
         self.refuse = False
         self.refused = 0
+        self.unavailable = unavailable
+        self.hellos: list[tuple[float, int, dict[str, Any]]] = []
 
     async def handle(self, route: WebSocketRoute) -> None:
         if self.refuse:
@@ -196,10 +202,25 @@ class Wire:
             await route.close(code=1013, reason="refused by the test")
             return
         server = route.connect_to_server()
+        connection = len(self.routes)
 
         def forward(message: str | bytes) -> None:
             if isinstance(message, str):
-                self.sent.append(json.loads(message))
+                frame = json.loads(message)
+                self.sent.append(frame)
+                if frame["type"] == "hello":
+                    self.hellos.append((time.monotonic(), connection, frame))
+                    if "token" in frame and self.unavailable > 0:
+                        self.unavailable -= 1
+                        error = {
+                            "type": "error",
+                            "code": "unavailable",
+                            "message": "your player cannot be loaded right now; "
+                            "say hello again in a moment",
+                            "ref": frame["id"],
+                        }
+                        route.send(json.dumps(error))
+                        return
             server.send(message)
 
         route.on_message(forward)
@@ -470,6 +491,55 @@ async def test_a_page_reconnects_resumes_and_keeps_its_player(open_page: OpenPag
     await eventually(lambda: pings() > before, "a keepalive ping after 20 s")
     await expect(ann.by("connection")).to_contain_text(re.compile(r"Online\s*\d+ ms"))
     await expect(ann.by("connection")).to_have_attribute("data-state", "online")
+
+
+async def guest_token(server: ServerProcess) -> tuple[str, str]:
+    """A new guest's token and player id, from a hello of our own."""
+    async with aiohttp.ClientSession() as http, http.ws_connect(server.url) as ws:
+        await ws.send_json({"type": "hello", "name": "Dee"})
+        hi = await ws.receive_json(timeout=5)
+        assert hi["type"] == "hi", hi
+        return hi["token"], hi["player_id"]
+
+
+async def test_unavailable_keeps_the_token_and_says_hello_again(
+    open_page: OpenPage, server: ServerProcess
+) -> None:
+    """The server cannot load the player just now (its storage fails): the page keeps
+    its token, shows it is waiting, and says the same hello again, later and later."""
+    token, player_id = await guest_token(server)
+    wire = Wire(unavailable=2)
+    dee = await open_page(init_script=f"localStorage.setItem('rps.token', '{token}')", route=wire)
+    connection = dee.by("connection")
+    await expect(connection).to_have_attribute("data-state", "busy")
+    await expect(connection).to_contain_text("Server busy, retrying")
+    assert await dee.page.evaluate("localStorage.getItem('rps.token')") == token
+    # A button pressed meanwhile waits for the hi.
+    await dee.by("join-bot").click()
+    await expect(dee.screen).to_have_attribute("data-screen", "waiting")
+
+    await expect(connection).to_have_attribute("data-state", "online")
+    assert await dee.player_id() == player_id
+    await expect(dee.screen).to_have_attribute("data-screen", "game")
+    await expect(dee.by("opponent-bot")).to_be_visible()
+    # Three hellos, all with the token, on the one connection: never a guest, no reconnect.
+    assert [(n, m.get("token")) for _, n, m in wire.hellos] == [(0, token)] * 3
+    assert len(wire.routes) == 1
+    assert [m["type"] for m in wire.sent if m["type"] in ("hello", "join")] == [
+        "hello",
+        "hello",
+        "hello",
+        "join",
+    ]
+    # 1 s, then 2 s, +-20 %: growing (timers never fire early).
+    first, second, third = (at for at, _, _ in wire.hellos)
+    gaps = (second - first, third - second)
+    assert gaps[0] >= 0.75, gaps
+    assert gaps[1] >= 1.55, gaps
+    assert gaps[1] > gaps[0], gaps
+    # Nothing else to tell the player: no toast with the server's message, no "expired".
+    assert await dee.by("toast").is_hidden()
+    await expect(dee.by("notice")).to_be_hidden()
 
 
 async def test_a_name_with_markup_is_shown_as_text(open_page: OpenPage) -> None:
