@@ -95,7 +95,6 @@ class Phase(enum.Enum):
     OVER = "over"
 
 
-_WINNER_FOR = {Outcome.WIN: Winner.YOU, Outcome.LOSE: Winner.OPPONENT, Outcome.DRAW: Winner.DRAW}
 # Scores are values: one instance per pair, made on first use (a round sends four).
 _SCORES: dict[tuple[int, int], Score] = {}
 
@@ -330,20 +329,16 @@ class Match:
         """
         if outcome is None:
             outcome = judge(mine, theirs)
-        if not self.over:
-            return Result(
-                match_id=self.match_id,
-                round=self.round,
-                you=mine,
-                opponent=theirs,
-                outcome=outcome,
-                score=self._score(side),
-            )
-        if self.winner is None:
-            match_outcome = Outcome.DRAW
-        else:
-            match_outcome = Outcome.WIN if self.winner == side else Outcome.LOSE
-        stats = self.seats[side].stats
+        winner = total_score = win_streak = None
+        over = self.over
+        if over:
+            if self.winner is None:
+                winner = Winner.DRAW
+            else:
+                winner = Winner.YOU if self.winner == side else Winner.OPPONENT
+            reason = reason or self.reason
+            stats = self.seats[side].stats
+            total_score, win_streak = stats.total_score, stats.win_streak
         return Result(
             match_id=self.match_id,
             round=self.round,
@@ -351,9 +346,9 @@ class Match:
             opponent=theirs,
             outcome=outcome,
             score=self._score(side),
-            match_over=True,
-            winner=_WINNER_FOR[match_outcome],
-            reason=reason or self.reason,
-            total_score=stats.total_score,
-            win_streak=stats.win_streak,
+            match_over=over,
+            winner=winner,
+            reason=reason if over else None,
+            total_score=total_score,
+            win_streak=win_streak,
         )
