@@ -27,6 +27,8 @@ def test_bench_runs_every_scenario_at_toy_scale(tmp_path: Path) -> None:
             "100",
             "--target-rate",
             "5",
+            "--pairs",
+            "2",
             "--out",
             str(out),
         ],
@@ -42,6 +44,10 @@ def test_bench_runs_every_scenario_at_toy_scale(tmp_path: Path) -> None:
     assert figures["scaling"]["20"]["errors"] == {}
     assert figures["paced"]["matches_per_s"] > 0
     assert figures["ceiling"]["frames_per_s"] > 0
+    assert len(figures["ceiling_pairs"]) == 2
+    assert figures["fraction_of_ceiling"] in {
+        round(pair["ratio"], 3) for pair in figures["ceiling_pairs"]
+    }
     assert figures["capacity"]["connected"] == 100
     assert figures["capacity"]["rss_mib_idle"] > 0
     assert figures["capacity"]["ping_samples"] > 0
