@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import queue
 import sqlite3
 import threading
@@ -61,7 +60,6 @@ BACKLOG_MAX = 50_000
 # Writes wait on the loop this long (or until this many gather) before the writer wakes.
 HANDOFF_SECONDS = 0.05
 HANDOFF_MAX = 1000
-BACKGROUND_NICENESS = 10  # the storage threads' nice value, above the loop's
 FAILURE_PAUSE = 0.5  # after a failed batch: lets jobs gather instead of failing one by one
 PRUNE_EVERY = 3600.0  # seconds between sweeps for unreachable guests (and one at start-up)
 PRUNE_BATCH = 1000  # rows deleted per sweep transaction; a full one sweeps again soon
@@ -400,17 +398,6 @@ def migrate(conn: sqlite3.Connection) -> int:
         log.info("schema_migrated", version=version + 1)
 
 
-def background_priority(niceness: int = BACKGROUND_NICENESS) -> None:
-    """Lower the calling thread's CPU priority (Linux: setpriority works per thread).
-
-    Woken next to a busy event loop, the writer otherwise takes the loop's CPU from it
-    (the loop thread waited for a CPU 11 % of the time at saturation); storage can wait
-    a little, players cannot.
-    """
-    with contextlib.suppress(AttributeError, OSError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
-
-
 def _guarded(conn: sqlite3.Connection, write: Callable[[sqlite3.Connection], Any]) -> None:
     """One write in a savepoint: if it fails, only it is rolled back (and logged)."""
     conn.execute("SAVEPOINT job")
@@ -722,7 +709,6 @@ class SqliteStore:
         PASSIVE never blocks the writer; the writer starts the log over once a checkpoint
         has caught up. At close, a TRUNCATE checkpoint leaves just the database file.
         """
-        background_priority()
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout = 5000")
@@ -740,7 +726,6 @@ class SqliteStore:
             log.exception("checkpoint_failed", mode=mode)
 
     def _run(self) -> None:
-        background_priority()
         conn: sqlite3.Connection | None
         try:
             conn = self._open()
