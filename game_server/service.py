@@ -52,6 +52,7 @@ from protocol import (
     Leave,
     Left,
     MakeChoice,
+    MessageId,
     Movement,
     MovementKind,
     Ping,
@@ -290,8 +291,7 @@ class GameService:
             self._dispatch(session, message, now)
         except ProtocolError as exc:
             ref = exc.ref if exc.ref is not None else message.id
-            self.observer.error(exc.code.value)
-            session.outlet.send(Error(code=exc.code, message=exc.message, ref=ref))
+            self._refuse(session, exc.code, exc.message, ref)
 
     def seats_of(self, match_id: str) -> tuple[Seat, Seat] | None:
         """Both seats of a running match, with the players' live totals."""
@@ -312,20 +312,17 @@ class GameService:
             self._dispatch(session, message, now)
         except ProtocolError as exc:
             ref = exc.ref if exc.ref is not None or message is None else message.id
-            self.observer.error(exc.code.value)
-            session.outlet.send(Error(code=exc.code, message=exc.message, ref=ref))
+            self._refuse(session, exc.code, exc.message, ref)
 
     def receive_unsupported(self, session: Session, what: str) -> None:
         if session.closed:
             return
         now = self._advance()
         if self._admit(session, now):
-            self.observer.error(ErrorCode.UNSUPPORTED_FRAME.value)
-            session.outlet.send(
-                Error(
-                    code=ErrorCode.UNSUPPORTED_FRAME,
-                    message=f"{what} frames are not supported; send JSON in text frames",
-                )
+            self._refuse(
+                session,
+                ErrorCode.UNSUPPORTED_FRAME,
+                f"{what} frames are not supported; send JSON in text frames",
             )
 
     def disconnect(self, session: Session, *, keep_seat: bool = True) -> None:
@@ -439,20 +436,26 @@ class GameService:
         self.timers.run_due(now)
         return now
 
+    def _refuse(
+        self, session: Session, code: ErrorCode, message: str, ref: MessageId | None = None
+    ) -> None:
+        """Tell the client what was wrong (and count it): an ``error`` message."""
+        self.observer.error(code.value)
+        session.outlet.send(Error(code=code, message=message, ref=ref))
+
     def _admit(self, session: Session, now: float) -> bool:
         verdict = session.guard.check(now)
         if verdict is Verdict.ACCEPT:
             return True
-        self.observer.error(ErrorCode.RATE_LIMITED.value)
         if verdict is Verdict.REJECT:
-            session.outlet.send(
-                Error(
-                    code=ErrorCode.RATE_LIMITED,
-                    message=f"too many messages; at most {self.config.flood_rate:g} a second, "
-                    "this one was dropped",
-                )
+            self._refuse(
+                session,
+                ErrorCode.RATE_LIMITED,
+                f"too many messages; at most {self.config.flood_rate:g} a second, "
+                "this one was dropped",
             )
             return False
+        self.observer.error(ErrorCode.RATE_LIMITED.value)
         self._kick(session, "flooding", CLOSE_POLICY_VIOLATION)
         return False
 
@@ -510,22 +513,18 @@ class GameService:
             return
         if isinstance(record, StoreUnavailable):
             # Not "unknown player": the token is fine, so the client keeps it and retries.
-            self.observer.error(ErrorCode.UNAVAILABLE.value)
-            session.outlet.send(
-                Error(
-                    code=ErrorCode.UNAVAILABLE,
-                    message="your player cannot be loaded right now; say hello again in a moment",
-                    ref=message.id,
-                )
+            self._refuse(
+                session,
+                ErrorCode.UNAVAILABLE,
+                "your player cannot be loaded right now; say hello again in a moment",
+                message.id,
             )
         elif record is None:
-            self.observer.error(ErrorCode.INVALID_TOKEN.value)
-            session.outlet.send(
-                Error(
-                    code=ErrorCode.INVALID_TOKEN,
-                    message="this token's player is unknown here; log in again",
-                    ref=message.id,
-                )
+            self._refuse(
+                session,
+                ErrorCode.INVALID_TOKEN,
+                "this token's player is unknown here; log in again",
+                message.id,
             )
         else:
             # Another session may have loaded the same player meanwhile: one object per id.
