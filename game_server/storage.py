@@ -53,6 +53,10 @@ T = TypeVar("T")
 
 CHECKPOINT_SECONDS = 1.0
 WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the log file is cut back to after a checkpoint
+# A log this long (in bytes) gets a RESTART checkpoint, which holds the writer back until
+# the log starts over: under steady writes PASSIVE never catches up, and the log (and its
+# index, mapped into memory) would grow without end.
+WAL_RESTART_BYTES = 2 * WAL_SIZE_LIMIT
 BUSY_TIMEOUT = 5.0  # seconds to wait for another process's write lock
 # Jobs waiting for the writer beyond which new writes are dropped: about 15 s of a
 # saturated server's writes, some 100 MiB. Normally the backlog is near zero.
@@ -491,6 +495,7 @@ class SqliteStore:
         self._submitted = 0  # jobs handed to the writer (counted on the loop's thread)
         self._taken = 0  # jobs the writer has taken up (counted on its thread)
         self.batches = 0  # transactions the writer has run (its wake-ups with work)
+        self.restarts = 0  # RESTART checkpoints the log's length called for
         self._opened: Future[None] = Future()
         self._thread = threading.Thread(target=self._run, name="sqlite-store", daemon=True)
         self._thread.start()
@@ -707,23 +712,34 @@ class SqliteStore:
         """Copy the log back into the database every second, off the writer's thread.
 
         PASSIVE never blocks the writer; the writer starts the log over once a checkpoint
-        has caught up. At close, a TRUNCATE checkpoint leaves just the database file.
+        has caught up. Under steady writes one never quite does (the writer commits more
+        while it copies), so a log past ``WAL_RESTART_BYTES`` gets a RESTART checkpoint:
+        the writer waits for it (the loop goes on gathering writes meanwhile) and the log
+        starts over. At close, a TRUNCATE checkpoint leaves just the database file.
         """
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             conn.execute("PRAGMA busy_timeout = 5000")
+            page = conn.execute("PRAGMA page_size").fetchone()[0]
             while not self._stop_checkpoints.wait(CHECKPOINT_SECONDS):
-                self._checkpoint(conn, "PASSIVE")
+                frames = self._checkpoint(conn, "PASSIVE")
+                if frames * page > WAL_RESTART_BYTES:
+                    self._checkpoint(conn, "RESTART")
+                    self.restarts += 1
             self._checkpoint(conn, "TRUNCATE")
         finally:
             conn.close()
 
     @staticmethod
-    def _checkpoint(conn: sqlite3.Connection, mode: str) -> None:
+    def _checkpoint(conn: sqlite3.Connection, mode: str) -> int:
+        """Run one checkpoint; returns the frames in the log (0 if it failed)."""
         try:
-            conn.execute(f"PRAGMA wal_checkpoint({mode})")
+            row = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
         except sqlite3.Error:
             log.exception("checkpoint_failed", mode=mode)
+            return 0
+        frames: int = row[1]
+        return max(frames, 0)
 
     def _run(self) -> None:
         conn: sqlite3.Connection | None

@@ -218,6 +218,36 @@ async def test_checkpoints_run_beside_the_writer_and_close_leaves_no_log(
     assert not wal.exists() or wal.stat().st_size == 0
 
 
+async def test_a_long_log_gets_a_restart_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under steady writes PASSIVE checkpoints never quite catch up, and the log (and its
+    index, mapped into memory) grew for as long as the server ran (seen in the 10-minute
+    soak); past WAL_RESTART_BYTES the checkpoint thread makes the log start over."""
+    monkeypatch.setattr(storage, "CHECKPOINT_SECONDS", 0.02)
+    modes: list[str] = []
+    log_frames = [10, 10, 5000, 10]  # what successive PASSIVE checkpoints report
+
+    def checkpoint(conn: sqlite3.Connection, mode: str) -> int:
+        modes.append(mode)
+        if mode != "PASSIVE":
+            return 0
+        return log_frames.pop(0) if log_frames else 10
+
+    monkeypatch.setattr(SqliteStore, "_checkpoint", staticmethod(checkpoint))
+    monkeypatch.setattr(storage, "WAL_RESTART_BYTES", 1000 * 4096)  # 1,000 pages
+    store = SqliteStore(str(tmp_path / "rps.db"))
+    for _ in range(100):
+        if store.restarts:
+            break
+        await asyncio.sleep(0.02)
+    await store.close()
+    assert store.restarts == 1
+    assert modes[:4] == ["PASSIVE", "PASSIVE", "PASSIVE", "RESTART"]
+    assert "RESTART" not in modes[4:]
+    assert modes[-1] == "TRUNCATE"
+
+
 # ---------------------------------------------------------------- failures
 
 
