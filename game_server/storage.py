@@ -38,7 +38,6 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
-from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -402,23 +401,10 @@ def migrate(conn: sqlite3.Connection) -> int:
         log.info("schema_migrated", version=version + 1)
 
 
-def _guarded(conn: sqlite3.Connection, write: Callable[[sqlite3.Connection], Any]) -> None:
-    """One write in a savepoint: if it fails, only it is rolled back (and logged)."""
-    conn.execute("SAVEPOINT job")
-    try:
-        write(conn)
-    except Exception:
-        conn.execute("ROLLBACK TO job")
-        conn.execute("RELEASE job")
-        log.exception("store_write_failed")
-    else:
-        conn.execute("RELEASE job")
-
-
-def _bulk_job(records: list[MatchRecord]) -> _Job:
-    """One write for a run of matches, its statements made here, on the loop's thread."""
-    statements = match_statements(records)
-    return _Job(lambda conn: run_statements(conn, statements), None, True, records)
+def _bulk_job(run: list[_Job]) -> _Job:
+    """One write for a run of match writes, its statements made here, on the loop's thread."""
+    statements = match_statements([job.match for job in run if job.match is not None])
+    return _Job(lambda conn: run_statements(conn, statements), None, True, parts=run)
 
 
 def _answer(future: Future[Any], result: Any, error: BaseException | None) -> None:
@@ -433,25 +419,26 @@ def _answer(future: Future[Any], result: Any, error: BaseException | None) -> No
 
 
 class _Job:
-    __slots__ = ("fn", "future", "matches", "write")
+    __slots__ = ("fn", "future", "match", "parts", "write")
 
     def __init__(
         self,
         fn: Callable[[sqlite3.Connection], Any],
         future: Future[Any] | None,
         write: bool,
-        matches: list[MatchRecord] | None = None,
+        match: MatchRecord | None = None,
+        parts: list[_Job] | None = None,
     ) -> None:
         self.fn = fn
         self.future = future
         self.write = write
-        # Finished matches this job stores (a run of them is one job); a failed batch
-        # retries them one by one.
-        self.matches = matches
+        self.match = match  # the finished match this write stores, if it is one
+        # A run of match writes done as one (in bulk); a failed batch runs them one by one.
+        self.parts = parts
 
     @property
     def writes(self) -> int:
-        return len(self.matches) if self.matches else int(self.write)
+        return len(self.parts) if self.parts else int(self.write)
 
 
 _STOP = object()
@@ -534,7 +521,7 @@ class SqliteStore:
         self._write(lambda conn: conn.execute(_SAVE_PLAYER, params))
 
     def record_match(self, record: MatchRecord) -> None:
-        self._write(lambda conn: insert_matches(conn, [record]), matches=[record])
+        self._write(lambda conn: insert_matches(conn, [record]), match=record)
 
     # ------------------------------------------------------------ queries for the shell
 
@@ -634,7 +621,7 @@ class SqliteStore:
         return future
 
     def _write(
-        self, fn: Callable[[sqlite3.Connection], Any], *, matches: list[MatchRecord] | None = None
+        self, fn: Callable[[sqlite3.Connection], Any], *, match: MatchRecord | None = None
     ) -> None:
         if self._closed:
             log.error("write_after_close")
@@ -646,7 +633,7 @@ class SqliteStore:
                 log.error("store_backlog_full", backlog=self.backlog_max, dropped=self._overflow)
             return
         gathered = self._gathered
-        gathered.append(_Job(fn, None, True, matches))
+        gathered.append(_Job(fn, None, True, match))
         if len(gathered) >= HANDOFF_MAX:
             self._hand_over()
         elif self._handoff is None:
@@ -667,10 +654,10 @@ class SqliteStore:
         gathered, self._gathered = self._gathered, []
         self._submitted += len(gathered)
         jobs: list[_Job] = []
-        run: list[MatchRecord] = []  # consecutive finished matches: one job, in bulk
+        run: list[_Job] = []  # consecutive finished matches: one job, in bulk
         for job in gathered:
-            if job.matches:
-                run += job.matches
+            if job.match is not None:
+                run.append(job)
                 continue
             if run:
                 jobs.append(_bulk_job(run))
@@ -860,12 +847,10 @@ class SqliteStore:
         conn: sqlite3.Connection, jobs: list[_Job], begin: str, *, careful: bool
     ) -> list[tuple[Future[Any], Any, BaseException | None]]:
         answers: list[tuple[Future[Any], Any, BaseException | None]] = []
+        if careful:  # a run of matches one by one, so only a failing match is lost
+            jobs = [part for job in jobs for part in job.parts or (job,)]
         conn.execute(begin)
         for job in jobs:
-            if careful and job.matches:
-                for record in job.matches:  # one by one: only a failing match is lost
-                    _guarded(conn, partial(insert_matches, records=[record]))
-                continue
             guarded = careful and job.write
             if guarded:
                 conn.execute("SAVEPOINT job")
