@@ -137,16 +137,19 @@ class Connection:
 
     def send_control(self, frame: bytes) -> None:
         """Write a whole control frame now (a ping), unless the peer is not reading."""
-        transport = self.request.transport
+        transport = self._transport
         if transport is not None and not transport.is_closing() and not self._backlogged:
             transport.write(frame)
 
     def cut(self, reason: str) -> None:
         """The peer is gone without a word (no pong): drop the TCP connection."""
         log.info("connection_cut", reason=reason)
-        transport = self.request.transport
-        if transport is not None:
-            transport.abort()
+        self._abort()
+
+    def _abort(self) -> None:
+        """Drop the TCP connection without a close handshake (a no-op once it is gone)."""
+        if self._transport is not None:
+            self._transport.abort()
 
     # ------------------------------------------------------------ writing
 
@@ -181,9 +184,7 @@ class Connection:
         self._queue.clear()
         self._close_request = (CLOSE_TRY_AGAIN_LATER, "slow consumer")
         self._wake_writer()
-        transport = self.request.transport
-        if transport is not None:
-            transport.abort()
+        self._abort()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -204,7 +205,7 @@ class Connection:
             await self._wake.wait()
             self._wake.clear()
             while self._backlogged and self._close_request is None:
-                transport = self.request.transport
+                transport = self._transport
                 if transport is None or transport.is_closing():
                     break
                 if transport.get_write_buffer_size() <= WRITE_HIGH_WATER // 2:
@@ -227,6 +228,4 @@ class Connection:
                 await self.ws.close(code=code, message=reason.encode()[:120])
         except (TimeoutError, ConnectionError, RuntimeError):
             # close() waits for the peer; a peer that never reads never answers.
-            transport = self.request.transport
-            if transport is not None:
-                transport.abort()
+            self._abort()
