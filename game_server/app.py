@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 import uuid
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from aiohttp import WSMsgType, web
 from game_server import __version__, http_api
 from game_server.appkeys import HTTP_CLIENT, SERVICE, STORE, WECHAT
 from game_server.connection import CLOSE_GOING_AWAY, Connection, Flusher
+from game_server.direct_ws import DirectWebSocketResponse
 from game_server.heartbeat import Heartbeat
 from game_server.logs import REQUEST_ID
 from game_server.metrics import PrometheusObserver
@@ -48,6 +50,9 @@ class ServerConfig:
     token_secret: bytes | None = None  # None: a random one, so tokens die with the process
     token_ttl: float = TOKEN_TTL
     wechat: WeChatConfig | None = None  # None: no POST /applet/login, guests only
+    # Text frames handled in aiohttp's read callback (game_server/direct_ws.py); False
+    # takes aiohttp's queue and receive(), as on an aiohttp release it was not checked on.
+    direct_receive: bool = True
 
 
 @attrs.define
@@ -56,6 +61,52 @@ class Lifecycle:
 
     ready: bool = False
     draining: bool = False
+
+
+class Inbound:
+    """What one socket's frames do, whichever path brought them (see ``websocket_handler``)."""
+
+    def __init__(
+        self,
+        service: GameService,
+        dialect: Dialect,
+        session: Session,
+        connection: Connection,
+        ticker: Ticker,
+    ) -> None:
+        self.service = service
+        self.dialect = dialect
+        self.session = session
+        self.connection = connection
+        self.ticker = ticker
+        self.bound_player: str | None = None
+
+    def text(self, data: bytes) -> None:
+        self.connection.heard = True
+        try:
+            self.dialect.text(self.service, self.session, data)
+        except Exception:
+            # A bug must cost one message, never the connection or anyone's match.
+            log.exception("message_failed")
+        self.ticker.sync()
+        player = self.session.player
+        if player is not None and player.id != self.bound_player:
+            self.bound_player = player.id
+            structlog.contextvars.bind_contextvars(player_id=player.id)
+
+    def unsupported(self, what: str) -> None:
+        try:
+            self.service.receive_unsupported(self.session, what)
+        except Exception:
+            log.exception("message_failed")
+        self.ticker.sync()
+
+    def disconnect(self) -> None:
+        try:
+            self.service.disconnect(self.session)
+        except Exception:
+            log.exception("disconnect_failed")
+        self.ticker.sync()
 
 
 class Ticker:
@@ -293,7 +344,8 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
     config = app[CONFIG]
     service = app[SERVICE]
     ticker = app[TICKER]
-    ws = web.WebSocketResponse(
+    ws = DirectWebSocketResponse(
+        use_direct=config.direct_receive,
         # aiohttp refuses payloads of max_msg_size and up; frames up to 4096 bytes pass and
         # anything larger closes the socket with 1009.
         max_msg_size=MAX_FRAME_BYTES + 1,
@@ -323,8 +375,17 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
         remote=request.remote,
         forwarded_for=request.headers.get("X-Forwarded-For"),
     )
+    # Text frames are handled in aiohttp's read callback (game_server/direct_ws.py) or,
+    # behind a control frame, by the loop below: both in this one context, so every log
+    # line of this socket carries its session, request and player.
+    context = contextvars.copy_context()
+    inbound = Inbound(service, dialect, session, connection, ticker)
+
+    def on_text(data: bytes) -> None:
+        context.run(inbound.text, data)
+
+    ws.set_sink(on_text)
     log.info("connected")
-    bound_player: str | None = None
     try:
         receive = ws.receive
         while True:
@@ -333,34 +394,19 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
             if kind in _SOCKET_DONE:
                 break
             connection.heard = True
-            if kind is WSMsgType.PING:
+            if kind is WSMsgType.TEXT:
+                on_text(message.data)
+            elif kind is WSMsgType.PING:
                 await ws.pong(message.data)
-                continue
-            if kind is WSMsgType.PONG:
-                continue
-            try:
-                if kind is WSMsgType.TEXT:
-                    dialect.text(service, session, message.data)
-                elif kind is WSMsgType.BINARY:
-                    service.receive_unsupported(session, "binary")
-                elif kind is WSMsgType.ERROR:
-                    log.info("socket_error", error=str(message.data))
-                    break
-            except Exception:
-                # A bug must cost one message, never the connection or anyone's match.
-                log.exception("message_failed")
-            ticker.sync()
-            player = session.player
-            if player is not None and player.id != bound_player:
-                bound_player = player.id
-                structlog.contextvars.bind_contextvars(player_id=bound_player)
+            elif kind is WSMsgType.BINARY:
+                context.run(inbound.unsupported, "binary")
+            elif kind is WSMsgType.ERROR:
+                context.run(log.info, "socket_error", error=str(message.data))
+                break
     finally:
-        try:
-            service.disconnect(session)
-        except Exception:
-            log.exception("disconnect_failed")
-        ticker.sync()
+        ws.set_sink(None)
+        context.run(inbound.disconnect)
         await connection.finish()
         app[CONNECTIONS].discard(connection)
-        log.info("disconnected", close_code=ws.close_code, dropped=connection.dropped)
+        context.run(log.info, "disconnected", close_code=ws.close_code, dropped=connection.dropped)
     return ws

@@ -82,10 +82,16 @@ async def connect(http: aiohttp.ClientSession, server: TestServer, name: str) ->
     return player
 
 
+# Both ways a text frame reaches the game: aiohttp's read callback (the default) and its
+# queue and receive() (game_server/direct_ws.py).
+BOTH_RECEIVE_PATHS = pytest.mark.parametrize("direct", [True, False], ids=["direct", "queued"])
+
+
+@BOTH_RECEIVE_PATHS
 async def test_two_clients_play_a_full_match(
-    start_server: ServerFactory, http: aiohttp.ClientSession
+    start_server: ServerFactory, http: aiohttp.ClientSession, direct: bool
 ) -> None:
-    server = await start_server(bot_after=60)
+    server = await start_server({"direct_receive": direct}, bot_after=60)
     ann, bob = await connect(http, server, "Ann"), await connect(http, server, "Bob")
     await ann.send(type="join", id=1)
     assert await ann.expect("queued") == {"type": "queued", "waiting": 1, "ref": 1}
@@ -364,11 +370,12 @@ RAW_NEAR_MISSES = [
 ]
 
 
+@BOTH_RECEIVE_PATHS
 async def test_garbage_barrage_never_breaks_the_connection(
-    start_server: ServerFactory, http: aiohttp.ClientSession
+    start_server: ServerFactory, http: aiohttp.ClientSession, direct: bool
 ) -> None:
     """Random bytes, random JSON, near-miss messages: every one answered, socket kept."""
-    server = await start_server(flood_rate=1000.0, flood_burst=2000.0)
+    server = await start_server({"direct_receive": direct}, flood_rate=1000.0, flood_burst=2000.0)
     ann = await connect(http, server, "Ann")
     rng = random.Random(2016)
     near_misses: list[Any] = [

@@ -331,4 +331,8 @@ async def test_access_and_game_logs_are_json_with_ids(processes: list[ServerProc
     hello = next(e for e in proc.events if e["event"] == "hello")
     assert hello["player_id"] == hi["player_id"]
     assert hello["request_id"] == upgrade["request_id"]
+    # Frames are handled in aiohttp's read callback, the close in the handler task: the
+    # socket's last line still carries what its first frames bound.
+    gone = next(e for e in proc.events if e["event"] == "disconnected")
+    assert (gone["player_id"], gone["request_id"]) == (hi["player_id"], upgrade["request_id"])
     assert all("timestamp" in e and "level" in e for e in proc.events)
