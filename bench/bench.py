@@ -12,9 +12,10 @@ is not the bottleneck where avoidable. Figures are measured over a window after 
    answers at once), matches/s, frames/s (client-side count, in + out) and the p99
    choice->result latency;
 2. ceiling: the same clients and frame sizes against the echo server, measured in
-   alternating pairs with the game server (game, echo, game, echo, ...; ``--pairs``), so
-   that drifts in this VM's speed (the echo ceiling alone has read 82k to 125k frames/s
-   on different runs) hit both sides; the ratio is the median of the pairs' ratios;
+   pairs with the game server (game then echo, echo then game, ...; ``--pairs``, 5 by
+   default), so that drifts in this VM's speed (the echo ceiling alone has read 74k to
+   125k frames/s on different runs) hit both sides; the ratio is the median of the pairs'
+   ratios;
 3. capacity: N idle players that said hello, the server's RSS, and the app-level ping
    round trip of 200 of them pinging once a second;
 4. scaling: throughput at 100, 500 and 1000 clients.
@@ -295,11 +296,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     results["paced"] = await throughput("game", 500, args, match_rate=args.target_rate)
     pairs = []
     for n in range(args.pairs):
+        # Game first, then echo first, and so on: a drift in the VM's speed across a pair
+        # favours neither side over the run.
+        order = ("game", "echo") if n % 2 == 0 else ("echo", "game")
         print(
-            f"ceiling: pair {n + 1}: game then echo, 500 clients ...", file=sys.stderr, flush=True
+            f"ceiling: pair {n + 1}: {order[0]} then {order[1]}, 500 clients ...",
+            file=sys.stderr,
+            flush=True,
         )
-        game = await throughput("game", 500, args)
-        echo = await throughput("echo", 500, args)
+        measured = {kind: await throughput(kind, 500, args) for kind in order}
+        game, echo = measured["game"], measured["echo"]
         pairs.append(
             {"game": game, "echo": echo, "ratio": game["frames_per_s"] / echo["frames_per_s"]}
         )
@@ -368,7 +374,7 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--scaling", type=int, nargs="+", default=[100, 500, 1000])
     parser.add_argument(
-        "--pairs", type=int, default=3, help="alternating game/echo runs for the ceiling ratio"
+        "--pairs", type=int, default=5, help="alternating game/echo runs for the ceiling ratio"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "latest.json")
     parser.add_argument(
