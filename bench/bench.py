@@ -1,6 +1,6 @@
 """How close is one server process to the limit? Prints a table and writes JSON.
 
-    .venv/bin/python bench/bench.py               # everything, ~4 minutes
+    .venv/bin/python bench/bench.py               # everything, ~7 minutes
     .venv/bin/python bench/bench.py --quick       # shorter windows, smaller capacity run
 
 Each scenario starts the server under test as its own process (``python -m game_server``,
