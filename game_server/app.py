@@ -15,7 +15,7 @@ import attrs
 import structlog
 from aiohttp import WSMsgType, web
 
-from game_server import __version__, http_api
+from game_server import __version__, direct_ws, http_api
 from game_server.appkeys import HTTP_CLIENT, SERVICE, STORE, WECHAT
 from game_server.connection import CLOSE_GOING_AWAY, Connection, Flusher
 from game_server.direct_ws import DirectWebSocketResponse
@@ -215,6 +215,13 @@ def create_app(
             # (an hour's slack for clocks that differ between processes).
             partial(SqliteStore, config.db, guest_ttl=config.token_ttl + GUEST_SLACK)
         )
+        if config.direct_receive and not direct_ws.SUPPORTED:
+            # Still correct, only slower: every frame takes aiohttp's queue and receive().
+            log.warning(
+                "direct_receive_unavailable",
+                aiohttp=aiohttp.__version__,
+                checked=list(direct_ws.CHECKED_RELEASES),
+            )
         if config.token_secret is None:
             signer = TokenSigner.random(config.token_ttl)
             # Even without a database file: tokens die at restart, and no other process

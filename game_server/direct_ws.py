@@ -11,7 +11,8 @@ and frames are handled in the order they came.
 
 This leans on aiohttp internals (the queue class the parser feeds, ``_post_start``), so
 it is used only on the aiohttp releases it was checked against; on any other the
-response behaves exactly like a plain ``WebSocketResponse`` and ``direct`` says so.
+response behaves exactly like a plain ``WebSocketResponse``, ``direct`` says so, and the
+server logs ``direct_receive_unavailable`` at start-up.
 """
 
 from __future__ import annotations

@@ -15,10 +15,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 from aiohttp import WSMessage, WSMsgType, web
 from aiohttp.test_utils import TestServer
 
+from game_server import app as app_module
 from game_server import direct_ws
+from game_server.app import ServerConfig, create_app
 from game_server.direct_ws import DirectWebSocketResponse
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -195,3 +198,25 @@ async def test_once_a_close_frame_was_read_no_text_goes_to_the_sink() -> None:
     queue.feed_data(WSMessage(WSMsgType.TEXT, b"late", ""), 4)
     assert sunk == []
     assert (await queue.read()).data == b"late"
+
+
+@pytest.mark.parametrize(
+    ("supported", "wanted", "warned"),
+    [(False, True, True), (True, True, False), (False, False, False)],
+    ids=["unchecked-release", "checked-release", "turned-off"],
+)
+async def test_the_server_says_when_frames_cannot_take_the_direct_path(
+    aiohttp_server: ServerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    supported: bool,
+    wanted: bool,
+    warned: bool,
+) -> None:
+    monkeypatch.setattr(direct_ws, "SUPPORTED", supported)
+    with structlog.testing.capture_logs() as events:
+        monkeypatch.setattr(app_module, "log", structlog.get_logger("game_server"))
+        await aiohttp_server(create_app(ServerConfig(direct_receive=wanted)), host="127.0.0.1")
+    found = [e for e in events if e["event"] == "direct_receive_unavailable"]
+    assert [e["log_level"] for e in found] == (["warning"] if warned else [])
+    if warned:
+        assert found[0]["aiohttp"] == aiohttp.__version__
