@@ -131,10 +131,6 @@ class Connection:
             self._close_request = (code, reason)
             self._wake_writer()
 
-    @property
-    def pending(self) -> int:
-        return len(self._queue)
-
     def send_control(self, frame: bytes) -> None:
         """Write a whole control frame now (a ping), unless the peer is not reading."""
         transport = self._transport
