@@ -117,10 +117,13 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_PLAYER_COLUMNS = (
-    "id, name, avatar, openid, unionid, total_score, win_streak, wins, losses, draws, "
-    "created_at, last_seen"
-)
+# A players row, in column order: the SELECTs, the profile rows of a run of matches and
+# the named parameters of a new row all follow it.
+_PROFILE_ROW = (
+    "id", "name", "avatar", "openid", "unionid", "total_score", "win_streak", "wins",
+    "losses", "draws", "created_at", "last_seen",
+)  # fmt: skip
+_PLAYER_COLUMNS = ", ".join(_PROFILE_ROW)
 # A player's profile. Its totals are written only into a new row: afterwards they move
 # only by a match's increments (_record_players), so a process holding a stale copy of a
 # player (several processes share the file) never overwrites what another one added.
@@ -140,7 +143,7 @@ _SAVE_PLAYER = f"""
 """
 _INSERT_NEW_PLAYER = f"""
     INSERT INTO players ({_PLAYER_COLUMNS})
-    VALUES ({", ".join(":" + column.strip() for column in _PLAYER_COLUMNS.split(","))})
+    VALUES ({", ".join(":" + column for column in _PROFILE_ROW)})
     ON CONFLICT DO NOTHING
 """
 
@@ -278,10 +281,6 @@ class _Tally:
 # made for a player storage does not have yet (with its totals as they were before the
 # run), every profile is brought up to date as _SAVE_PLAYER would, then the run's results
 # are added. Same effect as the matches' upserts one by one, in order.
-_PROFILE_ROW = (
-    "id", "name", "avatar", "openid", "unionid", "total_score", "win_streak", "wins",
-    "losses", "draws", "created_at", "last_seen",
-)  # fmt: skip
 _RESULT_ROW = ("id", "points", "won", "lost", "drawn", "reset", "streak")
 
 
@@ -526,13 +525,7 @@ class SqliteStore:
     # ------------------------------------------------------------ queries for the shell
 
     async def find_by_openid(self, openid: str) -> PlayerRecord | None:
-        return await self._read(
-            lambda conn: _player(
-                conn.execute(
-                    f"SELECT {_PLAYER_COLUMNS} FROM players WHERE openid = ?", (openid,)
-                ).fetchone()
-            )
-        )
+        return await self._read(lambda conn: self._by_openid(conn, openid))
 
     async def claim_openid(self, record: PlayerRecord) -> PlayerRecord:
         """The player with ``record.openid``: the stored one, else ``record``, stored now.
@@ -541,13 +534,11 @@ class SqliteStore:
         WeChat user at once, the first to insert makes the player and the other gets it.
         """
         params = _player_params(record)
+        openid = record.openid
 
         def claim(conn: sqlite3.Connection) -> PlayerRecord:
             conn.execute(_INSERT_NEW_PLAYER, params)
-            found = conn.execute(
-                f"SELECT {_PLAYER_COLUMNS} FROM players WHERE openid = ?", (record.openid,)
-            ).fetchone()
-            return _player(found) or record
+            return self._by_openid(conn, openid) or record
 
         return await asyncio.wrap_future(self._submit(claim, write=True))
 
@@ -678,6 +669,14 @@ class SqliteStore:
             ).fetchone()
         )
 
+    @staticmethod
+    def _by_openid(conn: sqlite3.Connection, openid: str | None) -> PlayerRecord | None:
+        return _player(
+            conn.execute(
+                f"SELECT {_PLAYER_COLUMNS} FROM players WHERE openid = ?", (openid,)
+            ).fetchone()
+        )
+
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
@@ -706,7 +705,7 @@ class SqliteStore:
         """
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
-            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             page = conn.execute("PRAGMA page_size").fetchone()[0]
             while not self._stop_checkpoints.wait(CHECKPOINT_SECONDS):
                 frames = self._checkpoint(conn, "PASSIVE")
