@@ -270,13 +270,7 @@ async def test_a_disconnect_packet_ends_the_session_at_once(
     assert service.online == 0
 
     # Mid-game, the one who stays wins at once rather than at the deadline.
-    bob, cat = await DemoClient.connect(http, server), await DemoClient.connect(http, server)
-    await bob.hello("u-bob", "Bob")
-    await cat.hello("u-cat", "Cat")
-    await bob.emit("join")
-    await cat.emit("join")
-    await bob.event("start")
-    await cat.event("start")
+    bob, cat = await demo_game(http, server, "Bob", "Cat")
     await cat.emit("choice", {"choice": 2})
     left = time.monotonic()
     await cat.ws.send_str("1")  # engine.io close: the same
@@ -285,6 +279,20 @@ async def test_a_disconnect_packet_ends_the_session_at_once(
     entries = {e["uid"]: e for e in result}
     assert scores(entries["u-bob"]) == (1, 1, 1)
     assert scores(entries["u-cat"]) == (0, 0, 0)
+
+
+async def demo_game(
+    http: aiohttp.ClientSession, server: TestServer, first: str, second: str
+) -> tuple[DemoClient, DemoClient]:
+    """Two demo clients (uids ``u-<name>``) that said hello, joined and got one game."""
+    clients = await DemoClient.connect(http, server), await DemoClient.connect(http, server)
+    for client, name in zip(clients, (first, second), strict=True):
+        await client.hello(f"u-{name.lower()}", name)
+    for client in clients:
+        await client.emit("join")
+    for client in clients:
+        await client.event("start")
+    return clients
 
 
 async def healthz(http: aiohttp.ClientSession, server: TestServer) -> dict[str, Any]:
@@ -333,13 +341,7 @@ async def test_leave_during_a_game_forfeits_it_to_the_other_player(
     start_server: ServerFactory, http: aiohttp.ClientSession
 ) -> None:
     server = await start_server()
-    ann, bob = await DemoClient.connect(http, server), await DemoClient.connect(http, server)
-    await ann.hello("u-ann", "Ann")
-    await bob.hello("u-bob", "Bob")
-    await ann.emit("join")
-    await bob.emit("join")
-    await ann.event("start")
-    await bob.event("start")
+    ann, bob = await demo_game(http, server, "Ann", "Bob")
     await ann.emit("choice", {"choice": 1})  # scissors: Bob's rock would beat it
     assert await bob.event("movement") == {"uid": "u-ann", "movement": "choice"}
     await bob.emit("choice", {"choice": 2})
