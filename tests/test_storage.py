@@ -50,6 +50,16 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     await opened.close()
 
 
+@pytest.fixture
+async def two_processes(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, SqliteStore]]:
+    """Two stores on one file, as two server processes would have."""
+    path = str(tmp_path / "rps.db")
+    here, there = SqliteStore(path), SqliteStore(path)
+    yield here, there
+    await here.close()
+    await there.close()
+
+
 async def test_players_round_trip_and_survive_reopening(tmp_path: Path) -> None:
     path = str(tmp_path / "rps.db")
     store = SqliteStore(path)
@@ -386,9 +396,10 @@ async def test_the_backlog_is_bounded_while_the_writer_is_stuck(tmp_path: Path) 
 # ---------------------------------------------------------------- several processes
 
 
-async def test_a_write_after_a_read_survives_another_process_committing(tmp_path: Path) -> None:
-    path = str(tmp_path / "rps.db")
-    here, there = SqliteStore(path), SqliteStore(path)  # two processes on one file
+async def test_a_write_after_a_read_survives_another_process_committing(
+    two_processes: tuple[SqliteStore, SqliteStore],
+) -> None:
+    here, there = two_processes
     their_commits = 0
 
     def read_then_write(conn: sqlite3.Connection) -> None:
@@ -408,8 +419,6 @@ async def test_a_write_after_a_read_survives_another_process_committing(tmp_path
     assert await here.get_player("p_here") is not None
     assert await here.get_player("p_there_0") is not None
     assert here.failures == there.failures == 0
-    await here.close()
-    await there.close()
 
 
 def test_two_processes_migrating_a_new_file_at_once(tmp_path: Path) -> None:
@@ -440,9 +449,10 @@ def test_two_processes_migrating_a_new_file_at_once(tmp_path: Path) -> None:
     first.close()
 
 
-async def test_match_results_from_two_processes_add_up(tmp_path: Path) -> None:
-    path = str(tmp_path / "rps.db")
-    here, there = SqliteStore(path), SqliteStore(path)
+async def test_match_results_from_two_processes_add_up(
+    two_processes: tuple[SqliteStore, SqliteStore],
+) -> None:
+    here, there = two_processes
     ann, bob = player("p_ann"), player("p_bob")
     here.save_player(ann)
     here.save_player(bob)
@@ -470,29 +480,23 @@ async def test_match_results_from_two_processes_add_up(tmp_path: Path) -> None:
     stored = await here.get_player("p_ann")
     assert stored is not None
     assert (stored.draws, stored.win_streak, stored.total_score) == (1, 2, 2)
-    await here.close()
-    await there.close()
 
 
 async def test_a_new_wechat_user_made_by_two_processes_at_once_is_one_player(
-    tmp_path: Path,
+    two_processes: tuple[SqliteStore, SqliteStore],
 ) -> None:
-    path = str(tmp_path / "rps.db")
-    here, there = SqliteStore(path), SqliteStore(path)
+    here, there = two_processes
     first = await here.claim_openid(player("p_here", openid="o_wei", name="Wei"))
     second = await there.claim_openid(player("p_there", openid="o_wei"))
     assert first.id == second.id == "p_here"
     assert second.name == "Wei"
     assert await there.claim_openid(player("p_again", openid="o_wei")) == first
-    await here.close()
-    await there.close()
 
 
 async def test_a_duplicate_openid_from_another_process_never_fails_a_match(
-    tmp_path: Path,
+    two_processes: tuple[SqliteStore, SqliteStore],
 ) -> None:
-    path = str(tmp_path / "rps.db")
-    here, there = SqliteStore(path), SqliteStore(path)
+    here, there = two_processes
     here.save_player(player("p_here", openid="o_wei"))
     await here.flush()
     # The other process made its own player for the same WeChat user meanwhile.
@@ -514,8 +518,6 @@ async def test_a_duplicate_openid_from_another_process_never_fails_a_match(
     found = await there.find_by_openid("o_wei")
     assert found is not None
     assert found.id == "p_here"
-    await here.close()
-    await there.close()
 
 
 # ---------------------------------------------------------------- unreachable guests
