@@ -15,7 +15,9 @@ is not the bottleneck where avoidable. Figures are measured over a window after 
    pairs with the game server (game then echo, echo then game, ...; ``--pairs``, 5 by
    default), so that drifts in this VM's speed (the echo ceiling alone has read 74k to
    125k frames/s on different runs) hit both sides; the ratio is the median of the pairs'
-   ratios;
+   ratios. Each side's CPU per frame is reported too (the server's loop thread, its other
+   threads, the load generators), over the stretch in which every generator measured:
+   with two shared cores, it shows where the frames per second went;
 3. capacity: N idle players that said hello, the server's RSS, and the app-level ping
    round trip of 200 of them pinging once a second;
 4. scaling: throughput at 100, 500 and 1000 clients.
@@ -56,6 +58,28 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+TARGET_FRACTION = 0.8  # of the echo ceiling's frame rate (the issue's target)
+
+
+def thread_cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds so far of a process's main thread (where its event loop runs) and of
+    all its other live threads together (the servers' threads live as long as they do)."""
+    main = other = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            # After the command name in parentheses: state, ..., utime and stime (ticks).
+            fields = (task / "stat").read_text().rpartition(")")[2].split()
+        except FileNotFoundError:  # a thread that ended meanwhile
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        if task.name == str(pid):
+            main += seconds
+        else:
+            other += seconds
+    return main, other
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -131,7 +155,10 @@ async def run_loadgens(
     pingers: int = 0,
     on_connected: Any = None,
     match_rate: float = 0.0,
-) -> list[dict[str, Any]]:
+    server_pid: int,
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Runs the generators to the end; returns their reports and how many cores the
+    server's loop thread and its other threads kept busy while every generator measured."""
     share = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     reports_dir = Path(tempfile.mkdtemp(prefix="rps-bench-"))
     procs = [
@@ -173,11 +200,29 @@ async def run_loadgens(
             assert proc.stdin is not None
             proc.stdin.write(b"go\n")
             await proc.stdin.drain()
+    await asyncio.gather(*(window_mark(proc, "start") for proc in procs))
+    before, started = thread_cpu(server_pid), time.monotonic()
+    ends = [asyncio.ensure_future(window_mark(proc, "end")) for proc in procs]
+    await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)  # inside every window
+    after, elapsed = thread_cpu(server_pid), time.monotonic() - started
+    await asyncio.gather(*ends)
     for proc in procs:
         await proc.communicate()
     reports = [orjson.loads((reports_dir / f"{i}.json").read_bytes()) for i in range(processes)]
     shutil.rmtree(reports_dir)
-    return reports
+    server_cores = {
+        "server_loop": (after[0] - before[0]) / elapsed,
+        "server_other_threads": (after[1] - before[1]) / elapsed,
+    }
+    return reports, server_cores
+
+
+async def window_mark(proc: asyncio.subprocess.Process, mark: str) -> None:
+    """Wait for a generator's line saying its measured window has reached ``mark``."""
+    assert proc.stdout is not None
+    line = await proc.stdout.readline()
+    if orjson.loads(line or b"null") != {"window": mark}:
+        raise RuntimeError(f"a load generator said {line!r} instead of its window's {mark}")
 
 
 def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
@@ -199,6 +244,7 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
         "samples": len(latencies),
         "errors": errors,
         "failed": sum(r["failed"] for r in reports),
+        "loadgen_cores": sum(r["cpu_seconds"] for r in reports) / seconds,
     }
 
 
@@ -208,7 +254,7 @@ async def throughput(
     server = Server(kind)
     try:
         mode = "play" if kind == "game" else "echo"
-        reports = await run_loadgens(
+        reports, server_cores = await run_loadgens(
             server.url,
             mode,
             clients,
@@ -216,9 +262,18 @@ async def throughput(
             args.window,
             args.warmup,
             match_rate=match_rate,
+            server_pid=server.process.pid,
         )
         result = merge(reports)
         result["server_rss_mib"] = round(rss_mib(server.process.pid), 1)
+        # Where the CPU went: on two shared cores, every microsecond the load generators
+        # or the server's storage threads spend per frame is one its loop can not.
+        cores = {**server_cores, "loadgens": result.pop("loadgen_cores")}
+        result["cores_busy"] = {name: round(value, 3) for name, value in cores.items()}
+        result["cpu_us_per_frame"] = {
+            name: round(value * 1e6 / max(1, result["frames_per_s"]), 2)
+            for name, value in cores.items()
+        }
         return result
     finally:
         server.stop()
@@ -235,7 +290,7 @@ async def capacity(clients: int, args: argparse.Namespace) -> dict[str, Any]:
 
     try:
         processes = max(args.processes, -(-clients // 6000))  # each stays well under ulimit -n
-        reports = await run_loadgens(
+        reports, _ = await run_loadgens(
             server.url,
             "idle",
             clients,
@@ -244,6 +299,7 @@ async def capacity(clients: int, args: argparse.Namespace) -> dict[str, Any]:
             1.0,
             pingers=200,
             on_connected=connected,
+            server_pid=server.process.pid,
         )
         result = merge(reports)
         measured["rss_mib_pinging"] = round(rss_mib(server.process.pid), 1)
@@ -319,6 +375,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def cpu_split(result: dict[str, Any]) -> str:
+    us, busy = result["cpu_us_per_frame"], result["cores_busy"]
+    return (
+        f"loop {us['server_loop']:.1f} µs + other threads {us['server_other_threads']:.1f} µs, "
+        f"its load generators {us['loadgens']:.1f} µs ({sum(busy.values()):.2f} cores busy)"
+    )
+
+
 def report(results: dict[str, Any]) -> str:
     rows = [("clients", "matches/s", "frames/s", "p50 ms", "p99 ms", "max ms", "errors")]
     for clients, r in results["scaling"].items():
@@ -340,6 +404,11 @@ def report(results: dict[str, Any]) -> str:
     )
     capacity = results["capacity"]
     paced = results["paced"]
+    game, echo = results["throughput"], ceiling
+    # The game's CPU per frame, at the frame rate the ceiling target asks for.
+    wanted = TARGET_FRACTION * echo["frames_per_s"]
+    cores_needed = wanted * sum(game["cpu_us_per_frame"].values()) / 1e6
+    loop_needed = wanted * game["cpu_us_per_frame"]["server_loop"] / 1e6
     return "\n".join(
         [
             "throughput (best-of-3, think 0, closed loop)",
@@ -352,6 +421,11 @@ def report(results: dict[str, Any]) -> str:
             f"{results['fraction_of_ceiling']:.2f} of the ceiling (median of the alternating "
             f"pairs, game/echo frames/s: {pairs}; game p99 "
             f"{results['throughput']['p99_ms']} ms)",
+            f"CPU per frame in that pair: game server {cpu_split(game)}; "
+            f"echo server {cpu_split(echo)}",
+            f"at {TARGET_FRACTION} of the ceiling ({wanted:,.0f} frames/s) the game's CPU per "
+            f"frame would keep {cores_needed:.2f} cores busy (its loop thread alone "
+            f"{loop_needed:.2f}) on a machine of {os.cpu_count()}",
             f"capacity: {capacity['connected']:,} idle players, RSS {capacity['rss_mib_idle']} MiB "
             f"({capacity['kib_per_player']} KiB each); ping p50 {capacity['ping_p50_ms']} ms, "
             f"p99 {capacity['ping_p99_ms']} ms, max {capacity['ping_max_ms']} ms",

@@ -1,4 +1,4 @@
-"""One load-generator process: N WebSocket clients in one of three modes, JSON on stdout.
+"""One load-generator process: N WebSocket clients in one of three modes, a JSON report.
 
 - ``play``: bots that hello, join (bot "never"), answer every ``start`` at once with a
   random hand and join again after each match; records choice->result latency.
@@ -7,7 +7,9 @@
   every second and record the round trip.
 
 The orchestrator (``bench/bench.py``) starts several of these so the load generator is
-not the bottleneck, and merges their reports.
+not the bottleneck, and merges their reports. Each prints a line on stdout as its
+measured window starts and another as it ends, so the orchestrator can sample the
+server's CPU over the same window, and reports its own CPU time with its figures.
 """
 
 from __future__ import annotations
@@ -224,9 +226,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         stats.measuring = True
         sent0, received0, started = stats.sent, stats.received, time.perf_counter()
+        cpu0 = time.process_time()
+        # The orchestrator samples the server's CPU between these two lines.
+        print(orjson.dumps({"window": "start"}).decode(), flush=True)
         await asyncio.sleep(args.duration)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu0
         stats.measuring = False
+        print(orjson.dumps({"window": "end"}).decode(), flush=True)
         sent, received = stats.sent - sent0, stats.received - received0
         for task in tasks:
             task.cancel()
@@ -237,6 +244,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "clients": args.clients,
         "connected": stats.connected,
         "seconds": elapsed,
+        "cpu_seconds": cpu,  # this process's, over the window
         "sent": sent,
         "received": received,
         "matches": stats.matches,
