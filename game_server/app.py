@@ -20,7 +20,7 @@ from game_server.appkeys import HTTP_CLIENT, SERVICE, STORE, WECHAT
 from game_server.connection import CLOSE_GOING_AWAY, Connection, Flusher
 from game_server.direct_ws import DirectWebSocketResponse
 from game_server.heartbeat import Heartbeat
-from game_server.logs import REQUEST_ID
+from game_server.logs import REQUEST_ID, log_lines_lost
 from game_server.metrics import PrometheusObserver
 from game_server.ports import Outlet
 from game_server.service import TOKEN_TTL, GameService, ServiceConfig, Session
@@ -250,6 +250,7 @@ def create_app(
             store_backlog=lambda: store.backlog,
             store_failures=lambda: store.failures,
             store_writes_dropped=lambda: store.writes_dropped,
+            log_lines_lost=log_lines_lost,
         )
         app[TICKER] = Ticker(app[SERVICE], loop)
         app[FLUSHER] = Flusher(loop)
@@ -323,6 +324,7 @@ async def healthz(request: web.Request) -> web.Response:
         "store_backlog": app[STORE].backlog,
         "store_failures": app[STORE].failures,
         "store_writes_dropped": app[STORE].writes_dropped,
+        "log_lines_lost": log_lines_lost(),
     }
     return web.json_response(body)
 

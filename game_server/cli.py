@@ -43,12 +43,13 @@ async def serve(config: ServerConfig, args: argparse.Namespace) -> None:
     stop, force = asyncio.Event(), asyncio.Event()
 
     def on_signal(signum: int) -> None:
+        # What the signal asks for first, then the log line about it.
         if stop.is_set():
-            log.info("second_signal", signal=signal.Signals(signum).name)
             force.set()
+            log.info("second_signal", signal=signal.Signals(signum).name)
         else:
-            log.info("signal", signal=signal.Signals(signum).name)
             stop.set()
+            log.info("signal", signal=signal.Signals(signum).name)
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)

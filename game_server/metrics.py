@@ -52,6 +52,7 @@ class PrometheusObserver(Collector):
         store_backlog: Callable[[], float] = lambda: 0,
         store_failures: Callable[[], float] = lambda: 0,
         store_writes_dropped: Callable[[], float] = lambda: 0,
+        log_lines_lost: Callable[[], float] = lambda: 0,
     ) -> None:
         """Wire the live gauges (and the storage's own counters) up, read at scrape time."""
         self._gauges = [
@@ -70,6 +71,11 @@ class PrometheusObserver(Collector):
                 "rps_store_writes_dropped",
                 "Writes lost to failed batches or a full storage backlog",
                 store_writes_dropped,
+            ),
+            (
+                "rps_log_lines_lost",
+                "Log lines that could not be written (a broken log pipe, a full disk)",
+                log_lines_lost,
             ),
         ]
 

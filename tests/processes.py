@@ -100,8 +100,8 @@ async def close_code(ws: aiohttp.ClientWebSocketResponse, read_timeout: float = 
             return ws.close_code
 
 
-async def launch(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
-    """Start the server and return once its "listening" event names the port.
+def server_command(*args: str, env: dict[str, str] | None = None) -> list[str]:
+    """``python -m game_server`` on 127.0.0.1 with JSON logs.
 
     Storage is in memory unless the arguments name a ``--db``, so no test writes a file
     into the working directory.
@@ -109,7 +109,7 @@ async def launch(*args: str, env: dict[str, str] | None = None) -> ServerProcess
     storage = () if "--db" in args or "RPS_DB" in (env or {}) else ("--db", ":memory:")
     # Any free port unless told: never the default 9595 a developer's server may hold.
     port = () if "--port" in args or "PORT" in (env or {}) else ("--port", "0")
-    process = await asyncio.create_subprocess_exec(
+    return [
         PYTHON,
         "-m",
         "game_server",
@@ -120,6 +120,14 @@ async def launch(*args: str, env: dict[str, str] | None = None) -> ServerProcess
         *storage,
         *port,
         *args,
+    ]
+
+
+async def launch(*args: str, env: dict[str, str] | None = None) -> ServerProcess:
+    """Start the server (``server_command``) and return once its "listening" event names
+    the port."""
+    process = await asyncio.create_subprocess_exec(
+        *server_command(*args, env=env),
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, **(env or {})},
     )

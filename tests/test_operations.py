@@ -4,12 +4,13 @@ readiness, heartbeats and SO_REUSEPORT, each with real processes and sockets."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp
 import orjson
@@ -23,7 +24,14 @@ from game_server.match import MatchRules
 from game_server.service import ServiceConfig
 from game_server.settings import parse_settings
 from protocol import BotMode
-from tests.processes import PYTHON, ServerProcess, launch, self_signed_certificate
+from tests.processes import (
+    FAST_GAME,
+    PYTHON,
+    ServerProcess,
+    launch,
+    self_signed_certificate,
+    server_command,
+)
 
 # ---------------------------------------------------------------- settings
 
@@ -250,6 +258,55 @@ async def test_second_signal_stops_at_once(processes: list[ServerProcess]) -> No
         proc.process.send_signal(signal.SIGINT)
         assert await closed_with_bye(ann) == 1001
     assert await proc.exit_code(5) == 0
+
+
+def listening_event(log: BinaryIO) -> dict[str, Any]:
+    for line in log:
+        event: dict[str, Any] = orjson.loads(line)
+        if event["event"] == "listening":
+            return event
+    raise AssertionError("the server exited before listening")
+
+
+async def test_a_log_pipe_nobody_reads_stops_neither_the_game_nor_the_shutdown() -> None:
+    # journald restarted, or the `| head` a server was piped into exited: its stderr is a
+    # pipe without a reader, and every log line fails with EPIPE. The first signal's log
+    # line once failed before the stop was set, so no signal could stop the server.
+    read_end, write_end = os.pipe()
+    process = await asyncio.create_subprocess_exec(
+        *server_command(*FAST_GAME, "--drain-seconds", "1"), stderr=write_end
+    )
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as log:
+            listening = await asyncio.wait_for(asyncio.to_thread(listening_event, log), 15)
+        # The read end is closed: from here on nobody reads the server's log.
+        base = f"127.0.0.1:{listening['port']}"
+        async with aiohttp.ClientSession() as http:
+            ann = await hello(http, f"ws://{base}/applet/websocket")
+            await ann.send_str('{"type": "join", "bot": "now"}')
+            start = await next_json(ann, "start")
+            await ann.send_str(
+                orjson.dumps(
+                    {"type": "choice", "match_id": start["match_id"], "round": 1, "choice": "rock"}
+                ).decode()
+            )
+            assert (await next_json(ann, "result"))["round"] == 1
+            health = await (await http.get(f"http://{base}/healthz")).json()
+            assert health["log_lines_lost"] > 0
+            metrics = await (await http.get(f"http://{base}/metrics")).text()
+            (counter,) = [
+                line for line in metrics.splitlines() if line.startswith("rps_log_lines_lost_total")
+            ]
+            # The /healthz request's own access line was lost too, after it answered.
+            assert float(counter.split()[1]) > health["log_lines_lost"]
+            process.send_signal(signal.SIGTERM)
+            assert await closed_with_bye(ann) == 1001
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 async def closed_with_bye(ws: aiohttp.ClientWebSocketResponse) -> int | None:
