@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import errno
 import logging
 import os
 import sys
 import threading
+from collections import deque
 from typing import Literal, TextIO
 
 import orjson
@@ -19,44 +21,99 @@ LogFormat = Literal["auto", "json", "console"]
 REQUEST_ID = web.RequestKey("request_id", str)
 
 
+# Lines waiting for the log thread beyond which new ones are dropped (and counted): a few
+# MiB, some seconds of a busy server's lines. Normally a handful wait.
+LOG_QUEUE_MAX = 10_000
+LOG_GATHER_SECONDS = 0.02  # the thread lets lines gather this long, then writes them at once
+LOG_CLOSE_SECONDS = 2.0  # at exit, for the last lines; a reader that stalls loses them
+
+
 class LogSink:
-    """Where log lines go: stderr, one whole line per write, and never raising.
+    """Where log lines go: stderr, written by a thread of their own, and never raising.
 
-    A log line that cannot be written must not stop what logged it: a signal handler, a
-    match, a storage batch. Pipes break (journald restarted, ``| head`` exited) and disks
-    fill. A pipe nobody reads any more is pointed at /dev/null, as the Python docs advise
-    for SIGPIPE, so nothing else writing to it fails either (the interpreter's own flush at
-    exit included); every line after that, like every line a failed write took, counts in
-    ``lines_lost``. Other failures (a full disk) lose their line and try the next one.
-
-    Lines go to the file descriptor with ``os.write``, past Python's buffers: every line
-    was flushed at once anyway, and a buffer would keep a failed line to fail again.
+    Whoever logs only queues the line, so neither a reader that stalls (a pipe to pm2 or
+    journald fills up) nor one that is gone can hold up a match or a signal handler. The
+    thread writes whole lines, a batch per write, in order. A pipe nobody reads any more
+    is pointed at /dev/null, as the Python docs advise for SIGPIPE, so nothing else writing
+    to it fails either (the interpreter's own flush at exit included). Lost lines are
+    counted in ``lines_lost``: those a failed write took, those after the pipe broke, and
+    those beyond ``limit`` waiting. A full disk loses its batch and the next one is tried.
     """
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(
+        self,
+        stream: TextIO,
+        *,
+        limit: int = LOG_QUEUE_MAX,
+        gather: float = LOG_GATHER_SECONDS,
+    ) -> None:
         self.fd = stream.fileno()
         self.encoding = stream.encoding or "utf-8"
+        self.limit = limit
+        self.gather = gather
         self.lines_lost = 0
         self.broken = False  # the reader is gone for good
-        self._lock = threading.Lock()  # one for structlog's lines and the stdlib's
+        self._lines: deque[bytes] = deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._count_lock = threading.Lock()  # lines are lost on several threads
+        self._write_lock = threading.Lock()  # one batch at a time keeps the lines in order
+        self._thread = threading.Thread(target=self._run, name="log-writer", daemon=True)
+        self._thread.start()
 
     def write(self, line: str | bytes) -> int:
-        data = line if isinstance(line, bytes) else line.encode(self.encoding, "backslashreplace")
-        with self._lock:
-            if not self.broken:
-                try:
-                    view = memoryview(data)
-                    while view:  # a signal can cut a write to a pipe short
-                        view = view[os.write(self.fd, view) :]
-                    return len(line)
-                except OSError as exc:
-                    if exc.errno == errno.EPIPE:
-                        self._discard()
-            self.lines_lost += 1
-            return len(line)
+        """Queue one whole line (structlog and the stdlib write a line per call)."""
+        if self.broken or self._stop.is_set() or len(self._lines) >= self.limit:
+            self._lost(1)
+        else:
+            self._lines.append(
+                line if isinstance(line, bytes) else line.encode(self.encoding, "backslashreplace")
+            )
+            if not self._wake.is_set():
+                self._wake.set()
+        return len(line)
 
     def flush(self) -> None:
-        """Nothing waits in a buffer here."""
+        """The loggers call this after every line; the thread writes them (``drain`` now)."""
+
+    def drain(self) -> None:
+        """Write every queued line now, on this thread."""
+        with self._write_lock:
+            lines = self._lines
+            batch = [lines.popleft() for _ in range(len(lines))]
+            if batch:
+                self._write(b"".join(batch), len(batch))
+
+    def close(self, timeout: float = LOG_CLOSE_SECONDS) -> None:
+        """Write what is queued and stop the thread, waiting at most ``timeout``."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._stop.wait(self.gather)  # let a batch gather, unless it is time to go
+            self._wake.clear()  # lines queued from here on wake the thread again
+            self.drain()
+        self.drain()  # what was queued when close() came
+
+    def _write(self, data: bytes, lines: int) -> None:
+        if self.broken:
+            self._lost(lines)
+            return
+        try:
+            view = memoryview(data)
+            while view:  # a signal can cut a write to a pipe short
+                view = view[os.write(self.fd, view) :]
+        except OSError as exc:
+            self._lost(lines)
+            if exc.errno == errno.EPIPE:
+                self._discard()
+
+    def _lost(self, lines: int) -> None:
+        with self._count_lock:
+            self.lines_lost += lines
 
     def _discard(self) -> None:
         self.broken = True
@@ -78,11 +135,22 @@ def log_lines_lost() -> int:
     return 0 if _sink is None else _sink.lines_lost
 
 
+def close_logging() -> None:
+    """Write the last log lines and stop the log thread; configure_logging runs this at
+    exit."""
+    if _sink is not None:
+        _sink.close()
+
+
 def configure_logging(fmt: LogFormat = "auto", level: str = "info") -> None:
     """``auto`` means JSON unless stderr is a terminal."""
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
     global _sink
+    if _sink is None:
+        atexit.register(close_logging)
+    else:
+        _sink.close()
     _sink = sink = LogSink(sys.stderr)
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,

@@ -1,9 +1,12 @@
-"""The log sink: lines that cannot be written are counted, never raised."""
+"""The log sink: lines are written by a thread of their own; lost ones are counted, never
+raised, and nobody who logs waits for the reader."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
@@ -28,42 +31,93 @@ def pipe() -> Iterator[tuple[int, TextIO]]:
             os.close(read_end)
 
 
+def read_lines(read_end: int, count: int) -> list[bytes]:
+    data = b""
+    while data.count(b"\n") < count:
+        readable, _, _ = select.select([read_end], [], [], 10)
+        assert readable, f"{len(data.splitlines())} of {count} lines came"
+        chunk = os.read(read_end, 1 << 16)
+        assert chunk, "the pipe closed early"
+        data += chunk
+    return data.splitlines()
+
+
 def test_text_and_json_lines_arrive_whole_and_in_order(pipe: tuple[int, TextIO]) -> None:
     read_end, stream = pipe
     sink = LogSink(stream)
     sink.write("first\n")
     sink.write(b'{"event":"second"}\n')
     sink.write("third\n")
-    # Each line is flushed as it is written: nothing waits in a buffer.
-    assert os.read(read_end, 1000) == b'first\n{"event":"second"}\nthird\n'
+    # The log thread writes them within its gather time; nobody called drain.
+    assert read_lines(read_end, 3) == [b"first", b'{"event":"second"}', b"third"]
+    sink.close()
     assert sink.lines_lost == 0
+
+
+def test_close_writes_what_is_still_queued(pipe: tuple[int, TextIO]) -> None:
+    read_end, stream = pipe
+    sink = LogSink(stream, gather=60)  # the thread would wait a minute to write them
+    for n in range(100):
+        sink.write(f"line {n}\n")
+    sink.close()
+    assert read_lines(read_end, 100) == [f"line {n}".encode() for n in range(100)]
+    sink.write("after close\n")
+    assert sink.lines_lost == 1
 
 
 def test_a_pipe_nobody_reads_goes_to_dev_null_and_its_lines_are_counted(
     pipe: tuple[int, TextIO],
 ) -> None:
     read_end, stream = pipe
-    sink = LogSink(stream)
+    sink = LogSink(stream, gather=60)
     os.close(read_end)
-    sink.write(b'{"event":"lost"}\n')  # EPIPE, not raised
+    sink.write(b'{"event":"lost"}\n')
+    sink.write("also lost\n")
+    sink.drain()  # EPIPE, not raised
     assert sink.broken
-    assert sink.lines_lost == 1
+    assert sink.lines_lost == 2
     # The descriptor itself now points at /dev/null, for every other writer too.
     assert os.fstat(stream.fileno()).st_rdev == DEVNULL
     os.write(stream.fileno(), b"no EPIPE any more\n")
     sink.write("console line\n")
     sink.write(b"json line\n")
-    assert sink.lines_lost == 3
+    assert sink.lines_lost == 4
+    sink.close()
 
 
-def test_a_full_disk_loses_the_line_and_the_next_one_is_tried() -> None:
+def test_a_full_disk_loses_its_batch_and_the_next_one_is_tried() -> None:
     if not Path("/dev/full").exists():
         pytest.skip("/dev/full is Linux's")
     with open("/dev/full", "w") as stream:
-        sink = LogSink(stream)
+        sink = LogSink(stream, gather=60)
         sink.write(b"one\n")
         sink.write("two\n")
-        # ENOSPC: each line fails by itself, and the stream is left where it was.
-        assert sink.lines_lost == 2
+        sink.drain()
+        sink.write("three\n")
+        sink.drain()
+        # ENOSPC: each batch fails by itself, and the stream is left where it was.
+        assert sink.lines_lost == 3
         assert not sink.broken
         assert os.fstat(stream.fileno()).st_rdev == os.stat("/dev/full").st_rdev
+        sink.close()
+
+
+def test_a_reader_that_stalls_never_holds_up_who_logs(pipe: tuple[int, TextIO]) -> None:
+    read_end, stream = pipe
+    sink = LogSink(stream, limit=100, gather=0.001)
+    line = "x" * 1000
+    # Far more than the pipe holds (64 KiB) plus the queue: the log thread blocks in its
+    # write, the queue fills, and the rest is dropped instead of waited for.
+    writer = threading.Thread(
+        target=lambda: [sink.write(f"{n:05} {line}\n") for n in range(2000)], daemon=True
+    )
+    writer.start()
+    writer.join(10)
+    assert not writer.is_alive(), "write() waited for the reader"
+    assert sink.lines_lost > 1000
+    # What was not dropped arrives whole and in order once the reader reads again.
+    sink.close(timeout=0)
+    kept = 2000 - sink.lines_lost
+    numbers = [int(got.split()[0]) for got in read_lines(read_end, kept)]
+    assert numbers == sorted(numbers)
+    assert len(numbers) == kept
