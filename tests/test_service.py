@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 import orjson
 import pytest
+import structlog
 
 from game_server.match import MatchRules
 from game_server.matchmaker import InMemoryMatchmaker
@@ -337,6 +338,30 @@ def test_full_match_between_two_humans_with_streak_scoring() -> None:
     play_match(a, b, "rock", "rock")  # 3 draws: a drawn match leaves totals alone
     drawn = a.outlet.last(Result)
     assert (drawn.winner, drawn.total_score, drawn.win_streak) == (Winner.DRAW, 3, 2)
+
+
+def test_a_match_logs_one_info_line_at_its_end_with_who_played_and_how() -> None:
+    service, _ = make()
+    with structlog.testing.capture_logs() as events:
+        a, b = pair(service)
+        play_match(a, b, "paper", "rock")
+    assert a.session.player is not None
+    assert b.session.player is not None
+    ann, bob = a.session.player.id, b.session.player.id
+    about = [event for event in events if "match_id" in event]
+    assert [(event["event"], event["log_level"]) for event in about] == [
+        ("match_started", "debug"),
+        ("match_over", "info"),
+    ]
+    over = about[-1]
+    assert over["players"] == [ann, bob]
+    assert (over["bot"], over["winner"], over["reason"], over["rounds"]) == (
+        False,
+        ann,
+        "rounds",
+        2,
+    )
+    assert 0 <= over["seconds"] < 60
 
 
 def test_opponent_sees_movement_not_the_choice() -> None:
