@@ -4,10 +4,14 @@ readiness, heartbeats and SO_REUSEPORT, each with real processes and sockets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import os
 import signal
 import socket
 import ssl
+import struct
+import termios
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -278,44 +282,85 @@ async def lines_lost_reported(http: aiohttp.ClientSession, url: str) -> dict[str
     raise AssertionError("no lost log lines reported in 5 s")
 
 
-async def test_a_log_pipe_nobody_reads_stops_neither_the_game_nor_the_shutdown() -> None:
-    # journald restarted, or the `| head` a server was piped into exited: its stderr is a
-    # pipe without a reader, and every log line fails with EPIPE. The first signal's log
-    # line once failed before the stop was set, so no signal could stop the server.
+@contextlib.asynccontextmanager
+async def server_logging_to_a_pipe() -> AsyncIterator[
+    tuple[asyncio.subprocess.Process, str, BinaryIO]
+]:
+    """A server whose stderr is a pipe read up to "listening" and then never again; yields
+    the process, its host:port and the pipe's read end (closed at the end if not before)."""
     read_end, write_end = os.pipe()
     process = await asyncio.create_subprocess_exec(
         *server_command(*FAST_GAME, "--drain-seconds", "1"), stderr=write_end
     )
     os.close(write_end)
+    log = os.fdopen(read_end, "rb")
     try:
-        with os.fdopen(read_end, "rb") as log:
-            listening = await asyncio.wait_for(asyncio.to_thread(listening_event, log), 15)
-        # The read end is closed: from here on nobody reads the server's log.
-        base = f"127.0.0.1:{listening['port']}"
-        async with aiohttp.ClientSession() as http:
-            ann = await hello(http, f"ws://{base}/applet/websocket")
-            await ann.send_str('{"type": "join", "bot": "now"}')
-            start = await next_json(ann, "start")
-            await ann.send_str(
-                orjson.dumps(
-                    {"type": "choice", "match_id": start["match_id"], "round": 1, "choice": "rock"}
-                ).decode()
-            )
-            assert (await next_json(ann, "result"))["round"] == 1
-            health = await lines_lost_reported(http, f"http://{base}/healthz")
-            metrics = await (await http.get(f"http://{base}/metrics")).text()
-            (counter,) = [
-                line for line in metrics.splitlines() if line.startswith("rps_log_lines_lost_total")
-            ]
-            # The /healthz request's own access line was lost too, after it answered.
-            assert float(counter.split()[1]) > health["log_lines_lost"]
-            process.send_signal(signal.SIGTERM)
-            assert await closed_with_bye(ann) == 1001
-        assert await asyncio.wait_for(process.wait(), 10) == 0
+        listening = await asyncio.wait_for(asyncio.to_thread(listening_event, log), 15)
+        yield process, f"127.0.0.1:{listening['port']}", log
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+        log.close()
+
+
+async def pipe_full(log: BinaryIO) -> None:
+    """Wait until the pipe holds nearly its 64 KiB: from then on a write to it blocks."""
+    for _ in range(100):
+        unread = struct.unpack("i", fcntl.ioctl(log.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+        if unread > 60_000:
+            return
+        await asyncio.sleep(0.05)  # another process: nothing to wait on but time
+    raise AssertionError(f"the pipe holds only {unread} bytes")
+
+
+async def play_a_round(http: aiohttp.ClientSession, base: str) -> aiohttp.ClientWebSocketResponse:
+    """Hello, a match against a house bot, and its first round; the player's socket."""
+    ann = await hello(http, f"ws://{base}/applet/websocket")
+    await ann.send_str('{"type": "join", "bot": "now"}')
+    start = await next_json(ann, "start")
+    await ann.send_str(
+        orjson.dumps(
+            {"type": "choice", "match_id": start["match_id"], "round": 1, "choice": "rock"}
+        ).decode()
+    )
+    assert (await next_json(ann, "result"))["round"] == 1
+    return ann
+
+
+async def test_a_log_pipe_nobody_reads_stops_neither_the_game_nor_the_shutdown() -> None:
+    # journald restarted, or the `| head` a server was piped into exited: its stderr is a
+    # pipe without a reader, and every log line fails with EPIPE. The first signal's log
+    # line once failed before the stop was set, so no signal could stop the server.
+    async with server_logging_to_a_pipe() as (process, base, log), aiohttp.ClientSession() as http:
+        log.close()  # from here on every line the server writes fails
+        ann = await play_a_round(http, base)
+        health = await lines_lost_reported(http, f"http://{base}/healthz")
+        metrics = await (await http.get(f"http://{base}/metrics")).text()
+        (counter,) = [
+            line for line in metrics.splitlines() if line.startswith("rps_log_lines_lost_total")
+        ]
+        # The /healthz request's own access line was lost too, after it answered.
+        assert float(counter.split()[1]) > health["log_lines_lost"]
+        process.send_signal(signal.SIGTERM)
+        assert await closed_with_bye(ann) == 1001
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+
+
+async def test_a_log_reader_that_stalls_holds_up_neither_the_game_nor_the_shutdown() -> None:
+    # pm2 or journald falling behind: the pipe fills up, and a write to it blocks until
+    # someone reads. Once, the loop itself made that write.
+    async with server_logging_to_a_pipe() as (process, base, log), aiohttp.ClientSession() as http:
+        url = f"ws://{base}/applet/websocket"
+        for _ in range(200):  # a few log lines each, well past what the pipe holds
+            await (await hello(http, url)).close()
+        await pipe_full(log)
+        ann = await play_a_round(http, base)
+        assert (await http.get(f"http://{base}/healthz")).status == 200
+        process.send_signal(signal.SIGTERM)
+        assert await closed_with_bye(ann) == 1001
+        # The last lines cannot be written either: the exit waits 2 s for them, not forever.
+        assert await asyncio.wait_for(process.wait(), 10) == 0
 
 
 async def closed_with_bye(ws: aiohttp.ClientWebSocketResponse) -> int | None:
