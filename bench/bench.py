@@ -96,7 +96,7 @@ class Server:
 
     def __init__(self, kind: str) -> None:
         self.port = free_port()
-        # Storage on, as in production, in a file of its own that goes with the process.
+        # Storage on, as in production, in a directory of its own that goes with the process.
         self.state = Path(tempfile.mkdtemp(prefix="rps-bench-"))
         self.url = f"ws://127.0.0.1:{self.port}/applet/websocket"
         if kind == "game":
@@ -116,15 +116,15 @@ class Server:
                 "100000",
                 "--log-format",
                 "json",
-                "--log-level",
-                "warning",
                 "--db",
                 str(self.state / "rps.db"),
                 *self.extra_args,
             ]
         else:
             command = [PYTHON, str(ROOT / "bench" / "echo_server.py"), "--port", str(self.port)]
-        self.process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.DEVNULL)
+        # Its log at the default level (info), into a file as pm2 writes one.
+        self.log = (self.state / "server.log").open("wb")
+        self.process = subprocess.Popen(command, cwd=ROOT, stderr=self.log)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -141,6 +141,7 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self.log.close()
         shutil.rmtree(self.state, ignore_errors=True)
 
 

@@ -1,5 +1,6 @@
 """What operators rely on: settings precedence, TLS, systemd notify, graceful drain,
-readiness, heartbeats and SO_REUSEPORT, each with real processes and sockets."""
+readiness, heartbeats, SO_REUSEPORT and a log reader that stalls or goes, each with real
+processes and sockets."""
 
 from __future__ import annotations
 
