@@ -5,11 +5,12 @@
 
 Starts the server (``python -m game_server``) on 127.0.0.1, runs ``python -m bots soak``
 against it in a separate process, samples the server's RSS every ``--sample`` seconds and
-prints the soak's summary with the RSS series and the storage backlog (writes waiting for
-the writer thread, from ``/healthz``). Passes (exit 0) when the soak reports no violation
-or error, RSS after warm-up stays within ``--rss-tolerance`` MiB of its post-warm-up
-level, and the backlog ends below ``--backlog-limit`` (the writer keeps up). Writes JSON
-to ``bench-results/endurance.json``.
+prints the soak's summary with the RSS series, the storage backlog (writes waiting for
+the writer thread) and the log lines lost, both from ``/healthz``. The server logs at info
+into a file. Passes (exit 0) when the soak reports no violation or error, RSS after
+warm-up stays within ``--rss-tolerance`` MiB of its post-warm-up level, the backlog ends
+below ``--backlog-limit`` (the writer keeps up) and no log line was lost (the log thread
+keeps up). Writes JSON to ``bench-results/endurance.json``.
 """
 
 from __future__ import annotations
@@ -29,15 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import PYTHON, ROOT, Server, rss_mib
 
 
-def store_backlog(server: Server) -> int:
-    """Writes waiting for the storage thread, as /healthz reports them (-1 if unreadable)."""
+def health(server: Server) -> tuple[int, int]:
+    """Writes waiting for the storage thread and log lines lost, as /healthz reports them
+    (-1 each if unreadable)."""
     url = f"http://127.0.0.1:{server.port}/healthz"
     try:
         with urllib.request.urlopen(url, timeout=5) as answer:
-            backlog: int = orjson.loads(answer.read())["store_backlog"]
+            body = orjson.loads(answer.read())
+        return int(body["store_backlog"]), int(body["log_lines_lost"])
     except (OSError, ValueError, KeyError):
-        return -1
-    return backlog
+        return -1, -1
 
 
 def main() -> int:
@@ -58,6 +60,7 @@ def main() -> int:
     server = Server("game")
     samples: list[tuple[float, float]] = []
     backlog: list[tuple[float, int]] = []
+    lines_lost = -1
     try:
         soak = subprocess.Popen(
             [
@@ -82,11 +85,13 @@ def main() -> int:
         while soak.poll() is None:
             at = round(time.monotonic() - started, 1)
             samples.append((at, rss_mib(server.process.pid)))
-            backlog.append((at, store_backlog(server)))
+            waiting, lines_lost = health(server)
+            backlog.append((at, waiting))
             with contextlib.suppress(subprocess.TimeoutExpired):
                 soak.wait(args.sample)
         assert soak.stdout is not None
         summary: dict[str, Any] = orjson.loads(soak.stdout.read().splitlines()[-1])
+        log_bytes = (server.state / "server.log").stat().st_size
     finally:
         server.stop()
 
@@ -101,6 +106,8 @@ def main() -> int:
         "rss_after_warmup_mib": baseline,
         "rss_growth_mib": round(growth, 1),
         "store_backlog": backlog,
+        "log_lines_lost": lines_lost,
+        "log_bytes": log_bytes,
         "soak_exit": soak.returncode,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -108,12 +115,14 @@ def main() -> int:
     print(f"soak exit {soak.returncode}: {orjson.dumps(summary).decode()[:600]}")
     print("RSS MiB:", " ".join(f"{rss:.0f}" for _, rss in samples))
     print("store backlog:", " ".join(str(waiting) for _, waiting in backlog))
+    print(f"server log: {log_bytes / 2**20:.1f} MiB written, {lines_lost} lines lost")
     print(f"RSS after warm-up {baseline:.1f} MiB, growth {growth:.1f} MiB; JSON: {args.out}")
     last_backlog = backlog[-1][1] if backlog else 0
     healthy = (
         soak.returncode == 0
         and growth <= args.rss_tolerance
         and 0 <= last_backlog < args.backlog_limit
+        and lines_lost == 0
     )
     return 0 if healthy else 1
 

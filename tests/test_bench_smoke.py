@@ -106,3 +106,33 @@ def test_thread_cpu_tells_the_main_thread_from_the_others() -> None:
     assert other1 - other0 < 0.05
     assert other2 - other1 > 0.25
     assert main2 - main1 < 0.05
+
+
+def test_endurance_runs_and_judges_at_toy_scale(tmp_path: Path) -> None:
+    out = tmp_path / "endurance.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bench/endurance.py",
+            "--duration",
+            "5",
+            "--clients",
+            "20",
+            "--warmup",
+            "1",
+            "--sample",
+            "1",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = orjson.loads(out.read_text())
+    assert figures["soak"]["matches"] > 0
+    assert figures["log_lines_lost"] == 0
+    assert figures["log_bytes"] > 0  # the server logged at info, into its file
+    assert len(figures["rss_mib"]) >= 3
