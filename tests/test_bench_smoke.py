@@ -1,4 +1,4 @@
-"""The benchmark scripts run end to end at toy scale (figures are not asserted here)."""
+"""The benchmark scripts run end to end at toy scale (figures sanity-checked, not judged)."""
 
 from __future__ import annotations
 
