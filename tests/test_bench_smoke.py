@@ -25,6 +25,13 @@ def load_bench() -> ModuleType:
     return module
 
 
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """One of the bench scripts, as a user runs it from the project's root."""
+    return subprocess.run(
+        [sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
 def burn(seconds: float) -> None:
     end = time.process_time() + seconds  # this process's CPU, whichever thread burns it
     while time.process_time() < end:
@@ -33,29 +40,22 @@ def burn(seconds: float) -> None:
 
 def test_bench_runs_every_scenario_at_toy_scale(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "bench/bench.py",
-            "--window",
-            "1",
-            "--warmup",
-            "0.5",
-            "--scaling",
-            "20",
-            "--idle",
-            "100",
-            "--target-rate",
-            "5",
-            "--pairs",
-            "2",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_script(
+        "bench/bench.py",
+        "--window",
+        "1",
+        "--warmup",
+        "0.5",
+        "--scaling",
+        "20",
+        "--idle",
+        "100",
+        "--target-rate",
+        "5",
+        "--pairs",
+        "2",
+        "--out",
+        str(out),
     )
     assert result.returncode == 0, result.stderr
     assert "of the ceiling" in result.stdout
@@ -110,25 +110,18 @@ def test_thread_cpu_tells_the_main_thread_from_the_others() -> None:
 
 def test_endurance_runs_and_judges_at_toy_scale(tmp_path: Path) -> None:
     out = tmp_path / "endurance.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "bench/endurance.py",
-            "--duration",
-            "5",
-            "--clients",
-            "20",
-            "--warmup",
-            "1",
-            "--sample",
-            "1",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = run_script(
+        "bench/endurance.py",
+        "--duration",
+        "5",
+        "--clients",
+        "20",
+        "--warmup",
+        "1",
+        "--sample",
+        "1",
+        "--out",
+        str(out),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     figures = orjson.loads(out.read_text())
