@@ -19,10 +19,10 @@ from collections.abc import Sequence
 
 import aiohttp
 
-from bots.argtypes import seconds_range
 from bots.client import DEFAULT_URL, BotClient, BotReport
 from bots.soak import OPPONENT_MODES, SoakConfig, SoakSummary, run_soak
-from bots.strategies import MIX, STRATEGY_NAMES, make_strategy
+from game_server.core.strategies import MIX, STRATEGY_NAMES, make_strategy
+from game_server.ops.argtypes import seconds_range
 from protocol import BotMode
 
 

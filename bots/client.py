@@ -28,7 +28,7 @@ from typing import Protocol, TypeVar
 import aiohttp
 import attrs
 
-from bots.strategies import Strategy, make_strategy
+from game_server.core.strategies import Strategy, make_strategy
 from protocol import (
     BotMode,
     Bye,

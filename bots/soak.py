@@ -35,7 +35,7 @@ from bots.client import (
     ProtocolViolation,
     RoundLedger,
 )
-from bots.strategies import MIX, STRATEGY_NAMES, make_strategy
+from game_server.core.strategies import MIX, STRATEGY_NAMES, make_strategy
 from protocol import BotMode, EndReason, Result
 
 __all__ = [

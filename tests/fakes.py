@@ -7,8 +7,8 @@ from typing import TypeVar
 
 import attrs
 
-from game_server.ports import LoadDone, StoreUnavailable
-from game_server.records import MatchRecord, PlayerRecord
+from game_server.core.ports import LoadDone, StoreUnavailable
+from game_server.core.records import MatchRecord, PlayerRecord
 from protocol import ServerMessage, decode_server, encode
 
 M = TypeVar("M", bound=ServerMessage)

@@ -19,10 +19,10 @@ import structlog
 from aiohttp import WSMessage, WSMsgType, web
 from aiohttp.test_utils import TestServer
 
-from game_server import app as app_module
-from game_server import direct_ws
-from game_server.app import ServerConfig, create_app
-from game_server.direct_ws import DirectWebSocketResponse
+from game_server.net import app as app_module
+from game_server.net import direct_ws
+from game_server.net.app import ServerConfig, create_app
+from game_server.net.direct_ws import DirectWebSocketResponse
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 TEXT, CLOSE, PING = 0x1, 0x8, 0x9

@@ -15,9 +15,9 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestServer
 
 from bots.client import BotClient
-from game_server.app import CONNECTIONS, METRICS, SERVICE, ServerConfig, create_app
-from game_server.match import MatchRules
-from game_server.service import ServiceConfig
+from game_server.core.match import MatchRules
+from game_server.core.service import ServiceConfig
+from game_server.net.app import CONNECTIONS, METRICS, SERVICE, ServerConfig, create_app
 from protocol import BotMode
 from tests.processes import close_code
 

@@ -11,8 +11,8 @@ import attrs
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestServer
 
-from game_server.app import ServerConfig, create_app
-from game_server.heartbeat import CUT_AFTER, PING_AFTER, PING_FRAME, sweep
+from game_server.net.app import ServerConfig, create_app
+from game_server.net.heartbeat import CUT_AFTER, PING_AFTER, PING_FRAME, sweep
 
 
 @attrs.define

@@ -8,10 +8,10 @@ import random
 
 import pytest
 
-from bots.strategies import make_strategy
-from game_server.house_bot import HouseBot, PlannedChoice
-from game_server.service import GameService, Room, ServiceConfig
-from game_server.socketio_compat import LEGACY_BOT_CHANGES, LEGACY_LOBBY, SocketIODialect
+from game_server.core.house_bot import HouseBot, PlannedChoice
+from game_server.core.service import GameService, Room, ServiceConfig
+from game_server.core.strategies import make_strategy
+from game_server.net.socketio import LEGACY_BOT_CHANGES, LEGACY_LOBBY, SocketIODialect
 from protocol import BotMode, Hello, Join, Movement, MovementKind, Opponent, Result, Score, Start
 from tests.fakes import FakeClock, RecordingOutlet
 

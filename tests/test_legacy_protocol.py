@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from game_server.scoring import PlayerStats, settle
+from game_server.core.scoring import PlayerStats, settle
 from protocol import (
     Bye,
     Choice,

@@ -11,7 +11,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestServer
 
-from game_server.http_api import LOGIN_BODY_MAX
+from game_server.net.http_api import LOGIN_BODY_MAX
 from tests.fake_wechat import FakeWeChat, encrypt_user_info, sign_raw_data
 from tests.processes import PYTHON, ServerProcess, launch
 

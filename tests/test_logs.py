@@ -13,7 +13,7 @@ from typing import TextIO
 
 import pytest
 
-from game_server.logs import LogSink
+from game_server.ops.logs import LogSink
 
 DEVNULL = os.stat(os.devnull).st_rdev
 

@@ -7,8 +7,8 @@ from typing import TypeVar
 
 import pytest
 
-from game_server.match import Match, MatchRules, Phase, RoundRecord, Seat, Send
-from game_server.scoring import PlayerStats
+from game_server.core.match import Match, MatchRules, Phase, RoundRecord, Seat, Send
+from game_server.core.scoring import PlayerStats
 from protocol import (
     Choice,
     EndReason,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from game_server.matchmaker import InMemoryMatchmaker
-from game_server.ports import Matchmaker, Pairing
+from game_server.core.matchmaker import InMemoryMatchmaker
+from game_server.core.ports import Matchmaker, Pairing
 from protocol import BotMode, ErrorCode, ProtocolError
 
 AUTO, NOW, NEVER = BotMode.AUTO, BotMode.NOW, BotMode.NEVER

@@ -8,10 +8,10 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from game_server.match import MatchRules
-from game_server.records import PlayerRecord, PlayerResult
-from game_server.service import GameService, ServiceConfig
-from game_server.tokens import TokenSigner
+from game_server.core.match import MatchRules
+from game_server.core.records import PlayerRecord, PlayerResult
+from game_server.core.service import GameService, ServiceConfig
+from game_server.core.tokens import TokenSigner
 from protocol import (
     Bye,
     Choice,

@@ -11,9 +11,9 @@ import orjson
 import pytest
 import structlog
 
-from game_server.match import MatchRules
-from game_server.matchmaker import InMemoryMatchmaker
-from game_server.service import GameService, ServiceConfig, Session, time_ordered_id
+from game_server.core.match import MatchRules
+from game_server.core.matchmaker import InMemoryMatchmaker
+from game_server.core.service import GameService, ServiceConfig, Session, time_ordered_id
 from protocol import (
     Bye,
     EndReason,

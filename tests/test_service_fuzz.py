@@ -10,8 +10,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from game_server.match import MatchRules
-from game_server.service import GameService, ServiceConfig
+from game_server.core.match import MatchRules
+from game_server.core.service import GameService, ServiceConfig
 from protocol import Error, Hi, Pong, Start
 from tests.fakes import FakeClock, RecordingOutlet
 

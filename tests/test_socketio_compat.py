@@ -20,9 +20,9 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestServer
 
-from game_server.app import SERVICE, ServerConfig, create_app
-from game_server.service import ServiceConfig
-from game_server.socketio_compat import LEGACY_BOT_AFTER, LEGACY_LOBBY, SOCKETIO_PATH
+from game_server.core.service import ServiceConfig
+from game_server.net.app import SERVICE, ServerConfig, create_app
+from game_server.net.socketio import LEGACY_BOT_AFTER, LEGACY_LOBBY, SOCKETIO_PATH
 from protocol import LEGACY_NUMBERS, Outcome, judge
 from tests.processes import close_code, require_program
 

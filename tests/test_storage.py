@@ -16,10 +16,10 @@ import structlog
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from game_server import storage
-from game_server.ports import StoreUnavailable
-from game_server.records import MatchRecord, PlayerRecord, PlayerResult, RoundRow, SeatRow
-from game_server.storage import MIGRATIONS, SqliteStore, insert_matches, migrate, prune_guests
+from game_server.core.ports import StoreUnavailable
+from game_server.core.records import MatchRecord, PlayerRecord, PlayerResult, RoundRow, SeatRow
+from game_server.store import sqlite as storage
+from game_server.store.sqlite import MIGRATIONS, SqliteStore, insert_matches, migrate, prune_guests
 
 WAIT = 10.0  # a store that has stopped answering fails the test instead of hanging it
 
@@ -590,7 +590,7 @@ def test_a_journal_that_cannot_be_wal_is_a_warning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with structlog.testing.capture_logs() as events:
-        monkeypatch.setattr(storage, "log", structlog.get_logger("game_server.storage"))
+        monkeypatch.setattr(storage, "log", structlog.get_logger("game_server.store.sqlite"))
         # "" is a private temporary database, which SQLite keeps in rollback-journal mode.
         asyncio.run(SqliteStore("").close())
         asyncio.run(SqliteStore(str(tmp_path / "rps.db")).close())

@@ -9,7 +9,7 @@ from itertools import cycle, islice, pairwise
 
 import pytest
 
-from bots.strategies import (
+from game_server.core.strategies import (
     STRATEGIES,
     STRATEGY_NAMES,
     CopycatStrategy,

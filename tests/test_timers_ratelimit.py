@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from game_server.ratelimit import FloodGuard, TokenBucket, Verdict
-from game_server.timers import TimerQueue
+from game_server.core.ratelimit import FloodGuard, TokenBucket, Verdict
+from game_server.core.timers import TimerQueue
 
 ACCEPT, REJECT, DISCONNECT = Verdict.ACCEPT, Verdict.REJECT, Verdict.DISCONNECT
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from game_server.tokens import InvalidToken, TokenSigner
+from game_server.core.tokens import InvalidToken, TokenSigner
 from tests.fakes import FakeClock
 
 SECRET = b"0123456789abcdef0123456789abcdef"

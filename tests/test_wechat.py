@@ -16,8 +16,8 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestServer
 
-from game_server import wechat
-from game_server.wechat import (
+from game_server.wechat import client as wechat
+from game_server.wechat.client import (
     LoginError,
     LoginOutcome,
     LoginRequest,
@@ -438,7 +438,7 @@ async def test_logs_never_hold_the_secret_or_the_session_key(
     fake.replies["partial"] = {"openid": "", "session_key": key}
     with structlog.testing.capture_logs() as events:
         # A fresh logger: one cached by an earlier configure_logging would bypass the capture.
-        monkeypatch.setattr(wechat, "log", structlog.get_logger("game_server.wechat"))
+        monkeypatch.setattr(wechat, "log", structlog.get_logger("game_server.wechat.client"))
         await client.code2session("good")
         for code in ("refused", "partial"):
             with pytest.raises(LoginError):

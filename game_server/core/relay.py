@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from game_server.ports import Outlet
+from game_server.core.ports import Outlet
 from protocol import ServerMessage
 
 

@@ -17,10 +17,10 @@ import weakref
 import structlog
 from aiohttp import web
 
-from game_server.connection import Connection
-from game_server.match import MatchRules
-from game_server.matchmaker import InMemoryMatchmaker
-from game_server.service import GameService, Session
+from game_server.core.match import MatchRules
+from game_server.core.matchmaker import InMemoryMatchmaker
+from game_server.core.service import GameService, Session
+from game_server.net.connection import Connection
 from protocol import Hi, Result, ServerMessage, Start
 from protocol.legacy import LegacyPeer, LegacyUser, Standing, open_frame
 

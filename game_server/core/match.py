@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import attrs
 
-from game_server.scoring import PlayerStats, settle
+from game_server.core.scoring import PlayerStats, settle
 from protocol import (
     Choice,
     EndReason,

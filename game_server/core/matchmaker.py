@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from game_server.ports import Pairing
+from game_server.core.ports import Pairing
 from protocol import BotMode, ErrorCode, ProtocolError
 
 

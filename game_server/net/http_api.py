@@ -14,11 +14,11 @@ import orjson
 import structlog
 from aiohttp import web
 
-from game_server.appkeys import SERVICE, STORE, WECHAT
-from game_server.ports import StoreUnavailable
-from game_server.records import PlayerRecord
-from game_server.wechat import LoginError, parse_login_body
-from game_server.wechat import login as wechat_login
+from game_server.core.ports import StoreUnavailable
+from game_server.core.records import PlayerRecord
+from game_server.net.appkeys import SERVICE, STORE, WECHAT
+from game_server.wechat.client import LoginError, parse_login_body
+from game_server.wechat.client import login as wechat_login
 from protocol import fields
 
 log = structlog.get_logger("game_server.http")

@@ -15,14 +15,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bots.argtypes import seconds_range
-from bots.strategies import MIX, STRATEGY_NAMES
 from game_server import __version__
-from game_server.app import WEBSOCKET_PATH, ServerConfig
-from game_server.match import MatchRules
-from game_server.service import ServiceConfig
-from game_server.tokens import SECRET_MIN_BYTES
-from game_server.wechat import WeChatConfig
+from game_server.core.match import MatchRules
+from game_server.core.service import ServiceConfig
+from game_server.core.strategies import MIX, STRATEGY_NAMES
+from game_server.core.tokens import SECRET_MIN_BYTES
+from game_server.net.app import WEBSOCKET_PATH, ServerConfig
+from game_server.ops.argtypes import seconds_range
+from game_server.wechat.client import WeChatConfig
 
 ENV_PREFIX = "RPS_"
 DEFAULT_PORT = 9595

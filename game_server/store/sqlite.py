@@ -43,10 +43,10 @@ from typing import Any, TypeVar
 import orjson
 import structlog
 
-from game_server.ports import LoadDone, StoreUnavailable
-from game_server.records import MatchRecord, PlayerRecord, PlayerResult
+from game_server.core.ports import LoadDone, StoreUnavailable
+from game_server.core.records import MatchRecord, PlayerRecord, PlayerResult
 
-log = structlog.get_logger("game_server.storage")
+log = structlog.get_logger("game_server.store.sqlite")
 
 T = TypeVar("T")
 

@@ -20,7 +20,7 @@ from aiohttp import web
 
 __all__ = ["CONTENT_SECURITY_POLICY", "PAGE", "add_client_routes"]
 
-PAGE: bytes = resources.files("game_server").joinpath("static/index.html").read_bytes()
+PAGE: bytes = resources.files("game_server.net").joinpath("static/index.html").read_bytes()
 
 _INLINE = re.compile(rb"<(script|style)>(.*?)</\1>", re.DOTALL)
 

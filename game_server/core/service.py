@@ -18,11 +18,10 @@ from typing import Any
 import attrs
 import structlog
 
-from bots.strategies import make_strategy
-from game_server.house_bot import BOT_NAMES, STEADY, HouseBot, PlannedChoice
-from game_server.match import Match, MatchRules, Seat, Send
-from game_server.matchmaker import InMemoryMatchmaker
-from game_server.ports import (
+from game_server.core.house_bot import BOT_NAMES, STEADY, HouseBot, PlannedChoice
+from game_server.core.match import Match, MatchRules, Seat, Send
+from game_server.core.matchmaker import InMemoryMatchmaker
+from game_server.core.ports import (
     Matchmaker,
     NullObserver,
     NullStore,
@@ -33,12 +32,13 @@ from game_server.ports import (
     Relay,
     StoreUnavailable,
 )
-from game_server.ratelimit import FloodGuard, Verdict
-from game_server.records import MatchRecord, PlayerRecord, PlayerResult, RoundRow, SeatRow
-from game_server.relay import LocalRelay
-from game_server.scoring import PlayerStats, points_won
-from game_server.timers import Timer, TimerQueue
-from game_server.tokens import InvalidToken, TokenSigner
+from game_server.core.ratelimit import FloodGuard, Verdict
+from game_server.core.records import MatchRecord, PlayerRecord, PlayerResult, RoundRow, SeatRow
+from game_server.core.relay import LocalRelay
+from game_server.core.scoring import PlayerStats, points_won
+from game_server.core.strategies import make_strategy
+from game_server.core.timers import Timer, TimerQueue
+from game_server.core.tokens import InvalidToken, TokenSigner
 from protocol import (
     BotMode,
     Bye,

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import attrs
 
-from game_server.records import MatchRecord, PlayerRecord
+from game_server.core.records import MatchRecord, PlayerRecord
 from protocol import BotMode, ServerMessage
 
 

@@ -22,10 +22,10 @@ import struct
 import structlog
 from aiohttp import web
 
-from game_server.ports import NullObserver, Observer
+from game_server.core.ports import NullObserver, Observer
 from protocol import ServerMessage, encode
 
-log = structlog.get_logger("game_server.connection")
+log = structlog.get_logger("game_server.net.connection")
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_TRY_AGAIN_LATER = 1013

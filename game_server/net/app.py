@@ -15,20 +15,21 @@ import attrs
 import structlog
 from aiohttp import WSMsgType, web
 
-from game_server import __version__, direct_ws, http_api
-from game_server.appkeys import HTTP_CLIENT, SERVICE, STORE, WECHAT
-from game_server.connection import CLOSE_GOING_AWAY, Connection, Flusher
-from game_server.direct_ws import DirectWebSocketResponse
-from game_server.heartbeat import Heartbeat
-from game_server.logs import REQUEST_ID, log_lines_lost
-from game_server.metrics import PrometheusObserver
-from game_server.ports import Outlet
-from game_server.service import TOKEN_TTL, GameService, ServiceConfig, Session
-from game_server.socketio_compat import SOCKETIO_ROUTE, SocketIODialect
-from game_server.storage import SqliteStore
-from game_server.tokens import TokenSigner
-from game_server.web_client import add_client_routes
-from game_server.wechat import WeChatClient, WeChatConfig
+from game_server import __version__
+from game_server.core.ports import Outlet
+from game_server.core.service import TOKEN_TTL, GameService, ServiceConfig, Session
+from game_server.core.tokens import TokenSigner
+from game_server.net import direct_ws, http_api
+from game_server.net.appkeys import HTTP_CLIENT, SERVICE, STORE, WECHAT
+from game_server.net.connection import CLOSE_GOING_AWAY, Connection, Flusher
+from game_server.net.direct_ws import DirectWebSocketResponse
+from game_server.net.heartbeat import Heartbeat
+from game_server.net.socketio import SOCKETIO_ROUTE, SocketIODialect
+from game_server.net.web_client import add_client_routes
+from game_server.ops.logs import REQUEST_ID, log_lines_lost
+from game_server.ops.metrics import PrometheusObserver
+from game_server.store.sqlite import SqliteStore
+from game_server.wechat.client import WeChatClient, WeChatConfig
 from protocol import Bye
 
 log = structlog.get_logger("game_server")

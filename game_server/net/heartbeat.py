@@ -16,7 +16,7 @@ from typing import Protocol
 
 import structlog
 
-log = structlog.get_logger("game_server.heartbeat")
+log = structlog.get_logger("game_server.net.heartbeat")
 
 PING_FRAME = b"\x89\x00"  # FIN + ping, no payload, unmasked (server to client)
 

@@ -6,7 +6,7 @@ import random
 
 import attrs
 
-from bots.strategies import Strategy
+from game_server.core.strategies import Strategy
 from protocol import Choice, Result, ServerMessage, Start
 
 BOT_NAMES = (

@@ -5,9 +5,9 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from game_server.service import GameService
-from game_server.storage import SqliteStore
-from game_server.wechat import WeChatClient
+from game_server.core.service import GameService
+from game_server.store.sqlite import SqliteStore
+from game_server.wechat.client import WeChatClient
 
 SERVICE = web.AppKey("service", GameService)
 STORE = web.AppKey("store", SqliteStore)

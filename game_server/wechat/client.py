@@ -27,7 +27,7 @@ import structlog
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-log = structlog.get_logger("game_server.wechat")
+log = structlog.get_logger("game_server.wechat.client")
 
 CODE_MAX = 128
 """wx.login codes are 32 characters today; anything far longer is not one."""
