@@ -109,7 +109,7 @@ async def test_a_random_token_secret_is_a_warning(
 async def test_storage_failures_are_in_healthz_and_metrics(aiohttp_server: ServerFactory) -> None:
     server: TestServer = await aiohttp_server(create_app(ServerConfig()), host="127.0.0.1")
     store = server.app[STORE]
-    store.failures, store._lost, store._overflow = 2, 5, 7
+    store.writer.failures, store.writer._lost, store.writer._overflow = 2, 5, 7
     async with aiohttp.ClientSession() as http:
         async with http.get(server.make_url("/healthz")) as response:
             health = await response.json()

@@ -345,8 +345,8 @@ def test_finished_matches_and_players_are_stored() -> None:
         (1, ("rock", "scissors"), "win"),
         (2, ("rock", "scissors"), "win"),
     ]
-    assert (store.players[ann].total_score, store.players[ann].wins) == (1, 1)
-    assert store.players[bob].losses == 1
+    assert (store.players[ann].stats.total_score, store.players[ann].stats.wins) == (1, 1)
+    assert store.players[bob].stats.losses == 1
     # What storage adds to the stored totals (another process may have moved them).
     assert record.results == (PlayerResult(ann, "win", 1), PlayerResult(bob, "lose", 0))
     assert record.started_at <= record.ended_at

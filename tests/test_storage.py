@@ -18,15 +18,21 @@ from hypothesis import strategies as st
 
 from game_server.core.ports import StoreUnavailable
 from game_server.core.records import MatchRecord, PlayerRecord, PlayerResult, RoundRow, SeatRow
+from game_server.core.scoring import STAT_FIELDS, PlayerStats
+from game_server.store import batching, schema, writer
 from game_server.store import sqlite as storage
-from game_server.store.sqlite import MIGRATIONS, SqliteStore, insert_matches, migrate, prune_guests
+from game_server.store.batching import insert_matches
+from game_server.store.schema import MIGRATIONS, migrate
+from game_server.store.sqlite import SqliteStore, prune_guests
 
 WAIT = 10.0  # a store that has stopped answering fails the test instead of hanging it
 
 
-def player(pid: str, **fields: object) -> PlayerRecord:
-    base: dict[str, object] = {"name": pid.upper(), "created_at": 1.0, "last_seen": 2.0}
-    return PlayerRecord(id=pid, **{**base, **fields})  # type: ignore[arg-type]
+def player(pid: str, **fields: Any) -> PlayerRecord:
+    """A record; the stats fields (``wins=3``) go into its ``stats``."""
+    stats = PlayerStats(**{name: fields.pop(name) for name in STAT_FIELDS if name in fields})
+    base: dict[str, Any] = {"name": pid.upper(), "created_at": 1.0, "last_seen": 2.0}
+    return PlayerRecord(id=pid, stats=stats, **{**base, **fields})
 
 
 def match(mid: str, a: PlayerRecord, b: PlayerRecord, ended: float) -> MatchRecord:
@@ -76,7 +82,7 @@ async def test_players_round_trip_and_survive_reopening(tmp_path: Path) -> None:
     assert got is not None
     # An update keeps the WeChat identity it does not mention, and the creation time; the
     # totals move only by matches' increments (a stale copy must not overwrite them).
-    assert (got.name, got.total_score, got.openid, got.created_at, got.last_seen) == (
+    assert (got.name, got.stats.total_score, got.openid, got.created_at, got.last_seen) == (
         "Renamed",
         7,
         "o1",
@@ -117,7 +123,7 @@ async def test_a_finished_match_stores_rounds_and_totals_together(store: SqliteS
     assert await store.recent_matches("p_a", limit=1) == recent[:1]
     stored = await store.get_player("p_a")
     assert stored is not None
-    assert (stored.total_score, stored.wins) == (1, 1)
+    assert (stored.stats.total_score, stored.stats.wins) == (1, 1)
     await store.close()
 
 
@@ -136,8 +142,8 @@ async def test_a_run_of_matches_in_one_batch_adds_up_in_order(store: SqliteStore
     await store.flush()
     stored = await store.get_player("p_ann")
     assert stored is not None
-    assert (stored.wins, stored.win_streak) == (count, count)
-    assert stored.total_score == sum(range(1, count + 1))
+    assert (stored.stats.wins, stored.stats.win_streak) == (count, count)
+    assert stored.stats.total_score == sum(range(1, count + 1))
     assert (stored.name, stored.last_seen) == ("Ann", 4.0 + count - 1)
     recent = await store.recent_matches("p_ann", limit=count + 1)
     assert [m["id"] for m in recent] == [f"m_{n:03d}" for n in reversed(range(count))]
@@ -154,7 +160,7 @@ async def test_a_failing_write_is_rolled_back_alone(store: SqliteStore) -> None:
     await store.flush()
     stored = await store.get_player("p_a")
     assert stored is not None
-    assert stored.total_score == 0
+    assert stored.stats.total_score == 0
     assert await store.get_player("p_c") is not None
     await store.close()
 
@@ -270,7 +276,7 @@ async def hold(store: SqliteStore) -> threading.Event:
         started.set()
         gate.wait(WAIT)
 
-    store._submit(wait, write=False)
+    store.writer.submit(wait, write=False)
     assert await asyncio.to_thread(started.wait, WAIT)
     return gate
 
@@ -293,9 +299,9 @@ async def test_a_full_disk_fails_its_batch_but_not_the_writer(store: SqliteStore
     store.save_player(player("p_1"))
     # The database may not grow: SQLite fails the next growing write with "database or
     # disk is full" and rolls the whole transaction back by itself.
-    await store._read(lambda conn: conn.execute("PRAGMA max_page_count = 1").fetchone())
+    await store.writer.read(lambda conn: conn.execute("PRAGMA max_page_count = 1").fetchone())
     gate = await hold(store)
-    store._write(  # a one-row INSERT has no statement journal: the transaction goes
+    store.writer.write(  # a one-row INSERT has no statement journal: the transaction goes
         lambda conn: conn.execute(
             "INSERT INTO players (id, name, created_at, last_seen) VALUES ('p_big', ?, 1, 1)",
             ("x" * 200_000,),
@@ -320,7 +326,7 @@ async def test_a_failed_commit_fails_its_batch_but_not_the_writer(store: SqliteS
         conn.execute("INSERT INTO rounds VALUES ('m_nowhere', 1, NULL, NULL, 'draw')")
 
     gate = await hold(store)
-    store._write(orphan_round)
+    store.writer.write(orphan_round)
     store.save_player(player("p_1"))
     read = asyncio.ensure_future(store.get_player("p_1"))
     await asyncio.sleep(0)  # the task queues its read
@@ -361,16 +367,16 @@ async def test_a_reader_that_gave_up_does_not_stop_the_writer(store: SqliteStore
 
 async def test_writes_made_on_the_loop_reach_the_writer_together(store: SqliteStore) -> None:
     await store.flush()
-    before = store.batches
+    before = store.writer.batches
     for n in range(200):  # a busy moment: many matches finishing within a few turns
         store.save_player(player(f"p_{n:03d}"))
         if n % 20 == 0:
             await asyncio.sleep(0)
     assert store.backlog == 200  # gathered on the loop: the writer was not woken per write
-    await asyncio.sleep(storage.HANDOFF_SECONDS * 2)  # handed over without a read asking
+    await asyncio.sleep(writer.HANDOFF_SECONDS * 2)  # handed over without a read asking
     assert store.backlog == 0
     await store.flush()
-    assert store.batches - before <= 2  # one transaction for all (plus the flush's own)
+    assert store.writer.batches - before <= 2  # one transaction for all (plus the flush's own)
     assert await store.get_player("p_199") is not None
 
 
@@ -409,12 +415,14 @@ async def test_a_write_after_a_read_survives_another_process_committing(
         there.save_player(player(f"p_there_{their_commits}"))
         their_commits += 1
         with contextlib.suppress(TimeoutError):
-            there._submit(lambda conn: None, write=False).result(timeout=0.5)
+            there.writer.submit(lambda conn: None, write=False).result(timeout=0.5)
         conn.execute(
             "INSERT INTO players (id, name, created_at, last_seen) VALUES ('p_here', 'H', 1, 1)"
         )
 
-    await asyncio.wait_for(asyncio.wrap_future(here._submit(read_then_write, write=True)), WAIT)
+    await asyncio.wait_for(
+        asyncio.wrap_future(here.writer.submit(read_then_write, write=True)), WAIT
+    )
     await asyncio.wait_for(there.flush(), WAIT)
     assert await here.get_player("p_here") is not None
     assert await here.get_player("p_there_0") is not None
@@ -469,17 +477,17 @@ async def test_match_results_from_two_processes_add_up(
     await there.flush()
     stored = await here.get_player("p_ann")
     assert stored is not None
-    assert (stored.wins, stored.win_streak, stored.total_score) == (2, 2, 2)
+    assert (stored.stats.wins, stored.stats.win_streak, stored.stats.total_score) == (2, 2, 2)
     beaten = await here.get_player("p_bob")
     assert beaten is not None
-    assert (beaten.losses, beaten.win_streak) == (2, 0)
+    assert (beaten.stats.losses, beaten.stats.win_streak) == (2, 0)
     # A draw counts once and keeps the streak; a loss ends it.
     drawn = (PlayerResult("p_ann", "draw"), PlayerResult("p_bob", "draw"))
     there.record_match(attrs.evolve(match("m_draw", ann, bob, 11.0), winner=None, results=drawn))
     await there.flush()
     stored = await here.get_player("p_ann")
     assert stored is not None
-    assert (stored.draws, stored.win_streak, stored.total_score) == (1, 2, 2)
+    assert (stored.stats.draws, stored.stats.win_streak, stored.stats.total_score) == (1, 2, 2)
 
 
 async def test_a_new_wechat_user_made_by_two_processes_at_once_is_one_player(
@@ -514,7 +522,7 @@ async def test_a_duplicate_openid_from_another_process_never_fails_a_match(
     assert [m["id"] for m in await there.recent_matches("p_there", 5)] == ["m_1"]
     stored = await there.get_player("p_there")
     assert stored is not None
-    assert (stored.wins, stored.openid) == (1, None)  # the openid stays with the first
+    assert (stored.stats.wins, stored.openid) == (1, None)  # the openid stays with the first
     found = await there.find_by_openid("o_wei")
     assert found is not None
     assert found.id == "p_here"
@@ -608,7 +616,7 @@ def test_a_journal_that_cannot_be_wal_is_a_warning(
 # What a finished match means for one player, alone: its profile as save_player writes
 # it, and the match's result added to the stored totals (a new row takes the profile's).
 RECORD_PLAYER = (
-    storage._SAVE_PLAYER
+    storage.SAVE_PLAYER
     + """,
         total_score = total_score + :points,
         wins = wins + :won, losses = losses + :lost, draws = draws + :drawn,
@@ -623,7 +631,7 @@ def _one_by_one(conn: sqlite3.Connection, records: list[MatchRecord]) -> None:
     for record in records:
         conn.execute(
             "INSERT INTO matches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            storage._match_row(record),
+            batching.match_row(record),
         )
         for r in record.rounds:
             conn.execute(
@@ -632,7 +640,7 @@ def _one_by_one(conn: sqlite3.Connection, records: list[MatchRecord]) -> None:
             )
         results = {result.player_id: result for result in record.results}
         for p in record.players:
-            params = storage._player_params(p)
+            params = schema.player_params(p)
             result = results[p.id]
             params.update(
                 outcome=result.outcome,
@@ -675,12 +683,14 @@ def test_a_bulk_run_of_matches_equals_its_matches_one_by_one(
                 old,
                 name=f"{pid} after {n}",
                 last_seen=float(n),
-                total_score=old.total_score + result.points,
-                wins=old.wins + (result.outcome == "win"),
-                losses=old.losses + (result.outcome == "lose"),
-                draws=old.draws + (result.outcome == "draw"),
-                win_streak={"win": old.win_streak + 1, "lose": 0}.get(
-                    result.outcome, old.win_streak
+                stats=PlayerStats(
+                    total_score=old.stats.total_score + result.points,
+                    wins=old.stats.wins + (result.outcome == "win"),
+                    losses=old.stats.losses + (result.outcome == "lose"),
+                    draws=old.stats.draws + (result.outcome == "draw"),
+                    win_streak={"win": old.stats.win_streak + 1, "lose": 0}.get(
+                        result.outcome, old.stats.win_streak
+                    ),
                 ),
             )
         base = match(f"m_{n}", live[first], live[second], float(n))
@@ -690,7 +700,7 @@ def test_a_bulk_run_of_matches_equals_its_matches_one_by_one(
         conn = sqlite3.connect(":memory:", isolation_level=None)
         migrate(conn)
         for pid in sorted(stored):  # rows that exist before the run
-            conn.execute(storage._SAVE_PLAYER, storage._player_params(player(pid, wins=1)))
+            conn.execute(storage.SAVE_PLAYER, schema.player_params(player(pid, wins=1)))
         write(conn, records)
         tables.append(
             (

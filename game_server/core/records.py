@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import attrs
 
+from game_server.core.scoring import PlayerStats
+
 
 @attrs.frozen
 class PlayerRecord:
@@ -14,11 +16,8 @@ class PlayerRecord:
     avatar: str | None = None
     openid: str | None = None  # WeChat identity, for players who logged in
     unionid: str | None = None
-    total_score: int = 0
-    win_streak: int = 0
-    wins: int = 0
-    losses: int = 0
-    draws: int = 0
+    # Never the live player's own object (which goes on changing): a copy of it.
+    stats: PlayerStats = attrs.Factory(PlayerStats)
 
 
 @attrs.frozen

@@ -16,6 +16,10 @@ class PlayerStats:
     draws: int = 0
 
 
+# Their names, in this order: storage's columns and the public player JSON follow them.
+STAT_FIELDS: tuple[str, ...] = tuple(field.name for field in attrs.fields(PlayerStats))
+
+
 def settle(winner: PlayerStats | None, loser: PlayerStats | None, *, draw: bool = False) -> None:
     """Apply one match result.
 

@@ -121,7 +121,6 @@ class Player:
     away_timer: Timer | None = None  # set while the reconnect grace runs
 
     def record(self, last_seen: float) -> PlayerRecord:
-        stats = self.stats
         return PlayerRecord(
             id=self.id,
             name=self.name,
@@ -130,27 +129,16 @@ class Player:
             avatar=self.avatar,
             openid=self.openid,
             unionid=self.unionid,
-            total_score=stats.total_score,
-            win_streak=stats.win_streak,
-            wins=stats.wins,
-            losses=stats.losses,
-            draws=stats.draws,
+            stats=attrs.evolve(self.stats),
         )
 
     @classmethod
     def from_record(cls, record: PlayerRecord) -> Player:
-        stats = PlayerStats(
-            total_score=record.total_score,
-            win_streak=record.win_streak,
-            wins=record.wins,
-            losses=record.losses,
-            draws=record.draws,
-        )
         return cls(
             id=record.id,
             name=record.name,
             created_at=record.created_at,
-            stats=stats,
+            stats=attrs.evolve(record.stats),
             avatar=record.avatar,
             openid=record.openid,
             unionid=record.unionid,

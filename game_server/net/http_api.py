@@ -10,6 +10,7 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
 import orjson
 import structlog
 from aiohttp import web
@@ -51,11 +52,7 @@ def player_json(record: PlayerRecord) -> dict[str, Any]:
         "id": record.id,
         "name": record.name,
         "avatar": record.avatar,
-        "total_score": record.total_score,
-        "win_streak": record.win_streak,
-        "wins": record.wins,
-        "losses": record.losses,
-        "draws": record.draws,
+        **attrs.asdict(record.stats),
     }
 
 
