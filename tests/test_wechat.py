@@ -17,18 +17,11 @@ import structlog
 from aiohttp.test_utils import TestServer
 
 from game_server.wechat import client as wechat
-from game_server.wechat.client import (
-    LoginError,
-    LoginOutcome,
-    LoginRequest,
-    Session,
-    WeChatClient,
-    WeChatConfig,
-    decrypt_user_info,
-    login,
-    parse_login_body,
-    verify_signature,
-)
+from game_server.wechat import login as wechat_login
+from game_server.wechat.client import WeChatClient, WeChatConfig, WeChatSession
+from game_server.wechat.crypto import decrypt_user_info, verify_signature
+from game_server.wechat.errors import LoginError
+from game_server.wechat.login import LoginOutcome, LoginRequest, login, parse_login_body
 from tests.fake_wechat import (
     Code2SessionCall,
     FakeWeChat,
@@ -96,7 +89,7 @@ def expect(error: pytest.ExceptionInfo[LoginError], status: int, code: str) -> L
 async def test_a_good_code_gives_the_session(fake: FakeWeChat, client: WeChatClient) -> None:
     key = fake.succeed("code-1", "openid-1", unionid="union-1")
     fake.succeed("code-2", "openid-2")
-    assert await client.code2session("code-1") == Session("openid-1", key, "union-1")
+    assert await client.code2session("code-1") == WeChatSession("openid-1", key, "union-1")
     second = await client.code2session("code-2")
     assert (second.openid, second.unionid) == ("openid-2", None)
 
@@ -232,7 +225,7 @@ async def test_json_is_read_whatever_the_content_type(
     fake.content_type = content_type
     async with http.get(f"{base}/sns/jscode2session") as probe:
         assert probe.content_type == content_type  # the fake really answers so
-    assert await client.code2session("the-code") == Session("openid-1", key)
+    assert await client.code2session("the-code") == WeChatSession("openid-1", key)
 
 
 @pytest.mark.parametrize(
@@ -260,7 +253,7 @@ async def test_errcode_zero_with_the_identity_is_a_success(
     fake: FakeWeChat, client: WeChatClient
 ) -> None:
     fake.replies["the-code"] = {"errcode": 0, "openid": "openid-1", "session_key": KEY}
-    assert await client.code2session("the-code") == Session("openid-1", KEY)
+    assert await client.code2session("the-code") == WeChatSession("openid-1", KEY)
 
 
 @pytest.mark.parametrize(
@@ -406,7 +399,7 @@ def test_the_fixtures_above_differ_from_good_data_only_where_they_say() -> None:
 
 
 def test_the_session_key_is_not_in_reprs() -> None:
-    session = Session("openid-1", KEY, "union-1")
+    session = WeChatSession("openid-1", KEY, "union-1")
     outcome = LoginOutcome(session, {"name": "Wei"})
     for text in (repr(session), str(session), repr(outcome), str(outcome)):
         assert "openid-1" in text
@@ -482,7 +475,7 @@ def test_a_full_body_is_parsed() -> None:
         ({"code": "c", "encryptedData": "x", "iv": 1}, "iv must be a string"),
         ({"code": "c", "signature": "sig"}, "signature needs the rawData"),
         ({"code": "c", "encryptedData": "data"}, "encryptedData needs its iv"),
-        ({"code": "c", "rawData": "x" * (wechat.FIELD_MAX + 1)}, "at most"),
+        ({"code": "c", "rawData": "x" * (wechat_login.FIELD_MAX + 1)}, "at most"),
     ],
 )
 def test_bad_bodies_say_what_is_wrong(body: Any, says: str) -> None:
@@ -502,7 +495,7 @@ async def test_login_prefers_decrypted_info_over_raw_data(
     data, iv = encrypt_user_info({"nickName": "Decrypted"}, key, APPID)
     request = LoginRequest("the-code", raw_data, signature, data, iv)
     outcome = await login(client, request)
-    assert outcome.session == Session("openid-1", key)
+    assert outcome.session == WeChatSession("openid-1", key)
     # The name from the decrypted info; the avatar it lacks from the verified rawData.
     assert outcome.profile == {"name": "Decrypted", "avatar": "https://raw"}
 
@@ -517,7 +510,9 @@ async def test_login_with_raw_data_only(fake: FakeWeChat, client: WeChatClient) 
 async def test_login_with_the_code_only(fake: FakeWeChat, client: WeChatClient) -> None:
     fake.succeed("the-code", "openid-1", unionid="union-1")
     outcome = await login(client, LoginRequest("the-code"))
-    assert outcome == LoginOutcome(Session("openid-1", outcome.session.session_key, "union-1"))
+    assert outcome == LoginOutcome(
+        WeChatSession("openid-1", outcome.session.session_key, "union-1")
+    )
     assert outcome.profile == {}
 
 

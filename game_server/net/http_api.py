@@ -18,8 +18,9 @@ from aiohttp import web
 from game_server.core.ports import StoreUnavailable
 from game_server.core.records import PlayerRecord
 from game_server.net.appkeys import SERVICE, STORE, WECHAT
-from game_server.wechat.client import LoginError, parse_login_body
-from game_server.wechat.client import login as wechat_login
+from game_server.wechat.errors import LoginError
+from game_server.wechat.login import login as wechat_login
+from game_server.wechat.login import parse_login_body
 from protocol import fields
 
 log = structlog.get_logger("game_server.http")

@@ -1,38 +1,25 @@
-"""WeChat mini-program login: code2session, the rawData signature, encryptedData decryption.
+"""WeChat's code2session API: trade a ``wx.login()`` code for the user's identity.
 
-The client sends the code from ``wx.login()`` (and optionally what ``wx.getUserInfo()``
-returned); the server trades the code for the user's ``openid`` and ``session_key`` with
-WeChat, using the app secret. The ``session_key`` is what proves the rest: ``rawData`` is
-signed with it and ``encryptedData`` is encrypted with it. It never leaves the server and
-never goes to logs, and neither does the app secret.
-
-Every failure is a ``LoginError`` carrying the HTTP status, stable code and message the login
-route answers with, so the route is a thin shell over ``parse_login_body`` and ``login``.
+The server calls it with the app secret; the answer's ``session_key`` proves what the
+client sends beside the code (``wechat/crypto.py``). It never leaves the server and never
+goes to logs, and neither does the app secret.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
-import hmac
-import math
-from typing import Any
 
 import aiohttp
 import attrs
 import orjson
 import structlog
-from cryptography.hazmat.primitives import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-log = structlog.get_logger("game_server.wechat.client")
+from game_server.wechat.errors import LoginError, bad_request
+
+log = structlog.get_logger("game_server.wechat")
 
 CODE_MAX = 128
 """wx.login codes are 32 characters today; anything far longer is not one."""
-FIELD_MAX = 64 * 1024
-"""rawData, encryptedData and friends are a few hundred bytes; refuse to hash or decrypt more."""
 RESPONSE_MAX = 64 * 1024
 """code2session answers are tiny; a huge body is not WeChat, so stop reading it."""
 RATE_LIMIT_RETRY = 60.0
@@ -40,9 +27,6 @@ RATE_LIMIT_RETRY = 60.0
 BUSY_RETRY = 2.0
 """-1 is WeChat's 'system busy, try again'."""
 ERRMSG_MAX = 200
-
-AES_BLOCK_BITS = 128
-AES_KEY_BYTES = 16
 
 
 @attrs.frozen
@@ -55,66 +39,13 @@ class WeChatConfig:
     timeout: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
 
 
-class LoginError(Exception):
-    """A login that cannot go on, as the HTTP answer the client should get.
-
-    ``code`` is stable for clients to branch on; ``message`` is for people; ``retry_after``
-    (seconds) becomes a ``Retry-After`` header when set.
-    """
-
-    def __init__(
-        self, status: int, code: str, message: str, *, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
-
-    def __repr__(self) -> str:
-        return f"LoginError({self.status}, {self.code!r}, {self.message!r})"
-
-    def to_json(self) -> dict[str, Any]:
-        """The error body every HTTP endpoint of this server answers with."""
-        return {"error": {"code": self.code, "message": self.message}}
-
-    def headers(self) -> dict[str, str]:
-        """``Retry-After`` in whole seconds (rounded up) when the client should wait."""
-        if self.retry_after is None:
-            return {}
-        return {"Retry-After": str(max(1, math.ceil(self.retry_after)))}
-
-
-def _bad_request(message: str) -> LoginError:
-    return LoginError(400, "bad_request", message)
-
-
 @attrs.frozen
-class Session:
+class WeChatSession:
     """Who WeChat says the code belongs to. ``session_key`` is base64, as WeChat sends it."""
 
     openid: str
     session_key: str = attrs.field(repr=False)
     unionid: str | None = None
-
-
-@attrs.frozen
-class LoginRequest:
-    """A validated login body; optional fields are ``None`` when absent (or sent as null)."""
-
-    code: str
-    raw_data: str | None = None
-    signature: str | None = None
-    encrypted_data: str | None = None
-    iv: str | None = None
-
-
-@attrs.frozen
-class LoginOutcome:
-    """The WeChat identity and what it proves about the player (``name``, ``avatar``)."""
-
-    session: Session
-    profile: dict[str, str] = attrs.Factory(dict)
 
 
 def check_code(code: object) -> str:
@@ -123,11 +54,11 @@ def check_code(code: object) -> str:
     Garbage is refused here so it never costs a call against WeChat's quota.
     """
     if not isinstance(code, str) or not code:
-        raise _bad_request("code must be the non-empty string wx.login() returned")
+        raise bad_request("code must be the non-empty string wx.login() returned")
     if len(code) > CODE_MAX:
-        raise _bad_request(f"code must be at most {CODE_MAX} characters")
+        raise bad_request(f"code must be at most {CODE_MAX} characters")
     if not all("!" <= char <= "~" for char in code):
-        raise _bad_request("code must be printable ASCII without spaces")
+        raise bad_request("code must be printable ASCII without spaces")
     return code
 
 
@@ -192,7 +123,7 @@ class WeChatClient:
         self._http = http
         self._url = config.api_base.rstrip("/") + "/sns/jscode2session"
 
-    async def code2session(self, code: str) -> Session:
+    async def code2session(self, code: str) -> WeChatSession:
         """Trade a ``wx.login()`` code for the user's identity; raises ``LoginError``.
 
         Bounded by ``config.timeout`` as a whole (connect, answer and body), so a slow WeChat
@@ -225,7 +156,7 @@ class WeChatClient:
         return _session_from(body)
 
 
-def _session_from(body: bytes) -> Session:
+def _session_from(body: bytes) -> WeChatSession:
     """Parse code2session's answer whatever its content type (WeChat often says text/plain)."""
     try:
         data = orjson.loads(body)
@@ -254,137 +185,8 @@ def _session_from(body: bytes) -> Session:
     assert isinstance(openid, str)
     assert isinstance(session_key, str)
     unionid = data.get("unionid")
-    return Session(
+    return WeChatSession(
         openid=openid,
         session_key=session_key,
         unionid=unionid if isinstance(unionid, str) and unionid else None,
     )
-
-
-def verify_signature(raw_data: str, session_key: str, signature: str) -> None:
-    """Raise ``LoginError`` (bad_signature) unless ``signature == sha1(rawData + session_key)``.
-
-    Only WeChat and this server know the session_key, so a match proves WeChat produced
-    rawData for this user. Compared in constant time.
-    """
-    expected = hashlib.sha1((raw_data + session_key).encode()).hexdigest()
-    # Bytes, not str: compare_digest refuses non-ASCII str, and signature comes from a client.
-    if not hmac.compare_digest(expected.encode(), signature.encode()):
-        raise LoginError(401, "bad_signature", "signature does not match rawData")
-
-
-def _b64decode(text: str, what: str) -> bytes:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise _bad_encrypted(f"{what} is not valid base64") from None
-
-
-def _bad_encrypted(message: str) -> LoginError:
-    return LoginError(400, "bad_encrypted_data", message)
-
-
-def decrypt_user_info(encrypted_data: str, iv: str, session_key: str, appid: str) -> dict[str, Any]:
-    """Decrypt ``encryptedData`` (AES-128-CBC, PKCS#7) and check it was made for ``appid``.
-
-    The watermark check stops data encrypted for another mini-program (a replay from a
-    different app sharing a user) from being accepted here.
-    """
-    key = _b64decode(session_key, "session_key")
-    if len(key) != AES_KEY_BYTES:
-        raise _bad_encrypted(f"session_key must be {AES_KEY_BYTES} bytes")
-    iv_bytes = _b64decode(iv, "iv")
-    if len(iv_bytes) != AES_BLOCK_BITS // 8:
-        raise _bad_encrypted(f"iv must be {AES_BLOCK_BITS // 8} bytes")
-    ciphertext = _b64decode(encrypted_data, "encryptedData")
-    if not ciphertext or len(ciphertext) % (AES_BLOCK_BITS // 8):
-        raise _bad_encrypted("encryptedData is not whole AES blocks")
-    try:
-        decryptor = Cipher(algorithms.AES(key), modes.CBC(iv_bytes)).decryptor()
-        padded = decryptor.update(ciphertext) + decryptor.finalize()
-        unpadder = padding.PKCS7(AES_BLOCK_BITS).unpadder()
-        plaintext = unpadder.update(padded) + unpadder.finalize()
-        info = orjson.loads(plaintext)
-    except ValueError:  # bad padding (a wrong key, mostly) or not JSON (JSONDecodeError)
-        raise _bad_encrypted("encryptedData does not decrypt with this session") from None
-    if not isinstance(info, dict):
-        raise _bad_encrypted("encryptedData does not hold a JSON object")
-    watermark = info.get("watermark")
-    if not isinstance(watermark, dict) or watermark.get("appid") != appid:
-        raise LoginError(401, "watermark_mismatch", "encryptedData was made for another app")
-    return info
-
-
-_OPTIONAL_FIELDS = {
-    "rawData": "raw_data",
-    "signature": "signature",
-    "encryptedData": "encrypted_data",
-    "iv": "iv",
-}
-
-
-def parse_login_body(body: Any) -> LoginRequest:
-    """Validate a decoded login body; raises ``LoginError`` (bad_request) saying what is wrong.
-
-    Optional fields sent as ``null`` count as absent (JavaScript clients send them so).
-    """
-    if not isinstance(body, dict):
-        raise _bad_request("the body must be a JSON object")
-    if "code" not in body:
-        raise _bad_request("code is required: send what wx.login() returned")
-    code = check_code(body["code"])
-    fields: dict[str, str] = {}
-    for wire, name in _OPTIONAL_FIELDS.items():
-        value = body.get(wire)
-        if value is None:
-            continue
-        if not isinstance(value, str):
-            raise _bad_request(f"{wire} must be a string")
-        if len(value) > FIELD_MAX:
-            raise _bad_request(f"{wire} must be at most {FIELD_MAX} characters")
-        fields[name] = value
-    if "signature" in fields and "raw_data" not in fields:
-        raise _bad_request("signature needs the rawData it signs")
-    if "encrypted_data" in fields and "iv" not in fields:
-        raise _bad_request("encryptedData needs its iv")
-    return LoginRequest(code=code, **fields)
-
-
-def _profile_fields(info: dict[str, Any]) -> dict[str, str]:
-    profile = {}
-    for wire, name in (("nickName", "name"), ("avatarUrl", "avatar")):
-        value = info.get(wire)
-        if isinstance(value, str) and value:
-            profile[name] = value
-    return profile
-
-
-async def login(
-    client: WeChatClient, request: LoginRequest, appid: str | None = None
-) -> LoginOutcome:
-    """code2session, then the signature if sent, then the decryption if sent.
-
-    The profile takes ``name``/``avatar`` from the decrypted user info, else from the
-    verified rawData; rawData sent without a signature is not trusted and not used.
-    ``appid`` defaults to the client's own.
-    """
-    session = await client.code2session(request.code)
-    profile: dict[str, str] = {}
-    if request.raw_data is not None and request.signature is not None:
-        verify_signature(request.raw_data, session.session_key, request.signature)
-        try:
-            raw = orjson.loads(request.raw_data)
-        except orjson.JSONDecodeError:
-            raise _bad_request("rawData must be JSON") from None
-        if not isinstance(raw, dict):
-            raise _bad_request("rawData must be a JSON object")
-        profile = _profile_fields(raw)
-    if request.encrypted_data is not None and request.iv is not None:
-        info = decrypt_user_info(
-            request.encrypted_data,
-            request.iv,
-            session.session_key,
-            client.config.appid if appid is None else appid,
-        )
-        profile |= _profile_fields(info)
-    return LoginOutcome(session=session, profile=profile)
