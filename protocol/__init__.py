@@ -5,7 +5,7 @@ See ``protocol/README.md`` for the prose specification with an example exchange.
 
 from protocol.choices import LEGACY_NUMBERS, Choice, Outcome, judge
 from protocol.codec import decode_client, decode_server, encode, to_wire
-from protocol.errors import ErrorCode, MessageId, ProtocolError
+from protocol.errors import CloseCode, ErrorCode, MessageId, ProtocolError
 from protocol.messages import (
     CLIENT_MESSAGES,
     PROTOCOL_VERSION,
@@ -45,6 +45,7 @@ __all__ = [
     "Bye",
     "Choice",
     "ClientMessage",
+    "CloseCode",
     "EndReason",
     "Error",
     "ErrorCode",

@@ -25,6 +25,17 @@ class ErrorCode(enum.StrEnum):
     UNAVAILABLE = "unavailable"
 
 
+class CloseCode(enum.IntEnum):
+    """The WebSocket close codes the server uses (RFC 6455 section 7.4.1)."""
+
+    NORMAL = 1000  # a goodbye: replaced by a newer connection, or the client asked
+    GOING_AWAY = 1001  # the server is shutting down: connect again (elsewhere)
+    PROTOCOL_ERROR = 1002  # a frame that breaks RFC 6455 itself
+    POLICY_VIOLATION = 1008  # flooding, or silence where a message was due
+    TOO_BIG = 1009  # a frame over the size limit
+    TRY_AGAIN_LATER = 1013  # the client read too slowly to keep up; reconnect
+
+
 class ProtocolError(Exception):
     """A client mistake, answered with an ``error`` message; never fatal to the connection.
 

@@ -553,7 +553,7 @@ async def test_a_bot_client_dropped_mid_match_comes_back_cleanly(
     playing = asyncio.create_task(bot.play(1, session=http))
     service = server.app[SERVICE]
     for _ in range(500):  # until its match has started
-        if service.rooms:
+        if service.rooms.by_id:
             break
         await asyncio.sleep(0.01)
     else:

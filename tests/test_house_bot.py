@@ -9,7 +9,8 @@ import random
 import pytest
 
 from game_server.core.house_bot import HouseBot, PlannedChoice
-from game_server.core.service import GameService, Room, ServiceConfig
+from game_server.core.rooms import Room
+from game_server.core.service import GameService, ServiceConfig
 from game_server.core.strategies import make_strategy
 from game_server.net.socketio import LEGACY_BOT_CHANGES, LEGACY_LOBBY, SocketIODialect
 from protocol import BotMode, Hello, Join, Movement, MovementKind, Opponent, Result, Score, Start
@@ -106,7 +107,7 @@ def test_in_the_service_only_the_legacy_lobby_robot_changes_its_mind() -> None:
     clock.advance(1.0)  # the legacy robot's wait
     service.tick()
     begun = outlet.last(Start)
-    room = service.rooms[begun.match_id]
+    room = service.rooms.by_id[begun.match_id]
     seen = bot_choices(service, clock, room)
     assert len(seen) >= 3, seen
     assert all(when < NOW + 1.0 + 3.0 for when, _, _ in seen)
@@ -127,7 +128,7 @@ def test_in_the_service_only_the_legacy_lobby_robot_changes_its_mind() -> None:
     native = service.connect(native_outlet)
     service.handle(native, Hello(name="Bob"))
     service.handle(native, Join(bot=BotMode.NOW))
-    room = service.rooms[native_outlet.last(Start).match_id]
+    room = service.rooms.by_id[native_outlet.last(Start).match_id]
     seen = bot_choices(service, clock, room)
     assert len(seen) == 1
     assert seen[0][2] is True

@@ -73,12 +73,12 @@ async def test_a_login_on_an_idle_server_arms_the_loop_timer(
         assert response.status == 200
         player_id = (await response.json())["player"]["id"]
     service = server.app[SERVICE]
-    assert player_id in service.players
+    assert player_id in service.roster.by_id
     for _ in range(100):
-        if player_id not in service.players:
+        if player_id not in service.roster.by_id:
             break
         await asyncio.sleep(0.05)
-    assert player_id not in service.players
+    assert player_id not in service.roster.by_id
     assert service.timers.pending == 0
 
 

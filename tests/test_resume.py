@@ -140,7 +140,7 @@ def test_a_player_away_too_long_forfeits() -> None:
     a2 = come_back(service, a)  # the identity survives; the match does not
     assert a2.outlet.last(Hi).player_id == a.outlet.last(Hi).player_id
     assert not a2.outlet.of(Resume)
-    stats = service.players[a2.outlet.last(Hi).player_id].stats
+    stats = service.roster.by_id[a2.outlet.last(Hi).player_id].stats
     assert (stats.losses, stats.win_streak) == (1, 0)
 
 
@@ -211,7 +211,7 @@ def test_draining_forfeits_players_who_are_away() -> None:
     service.disconnect(a.session)
     service.begin_drain()
     assert b.outlet.last(Result).reason is EndReason.OPPONENT_LEFT
-    assert service.rooms == {}
+    assert service.rooms.by_id == {}
 
 
 def test_a_closed_for_flooding_player_gets_no_grace() -> None:
@@ -259,7 +259,7 @@ def test_a_player_not_in_memory_is_loaded_and_messages_wait_for_it() -> None:
     first, _ = make(store)
     a = connect(first)
     player_id = a.hello(name="Ann").player_id
-    first.players[player_id].stats.total_score = 12  # as if it had won a lot
+    first.roster.by_id[player_id].stats.total_score = 12  # as if it had won a lot
     first.disconnect(a.session)
     # A new process (same secret, same storage) has never seen this player.
     store.defer = True
@@ -277,7 +277,7 @@ def test_a_player_not_in_memory_is_loaded_and_messages_wait_for_it() -> None:
     assert again.outlet.last(Queued).ref == 2
     assert again.outlet.last(Start).opponent.bot
     # The totals come from storage (saved when the first connection dropped).
-    assert second.players[player_id].stats.total_score == 12
+    assert second.roster.by_id[player_id].stats.total_score == 12
 
 
 def test_a_token_for_a_player_storage_does_not_know_is_refused() -> None:
@@ -307,7 +307,7 @@ def test_a_hello_whose_player_cannot_be_loaded_is_told_to_retry() -> None:
         (ErrorCode.HELLO_REQUIRED, 8),
     ]
     assert not a.outlet.of(Hi)
-    assert "p_x" not in service.players
+    assert "p_x" not in service.roster.by_id
     store.broken = False
     a.say(type="hello", token=token, id=9)  # the same connection may try again
     store.answer()
@@ -358,8 +358,11 @@ def test_login_finds_the_player_by_openid_and_issues_a_token() -> None:
     player, token = service.login("openid-1", None, name="Wei", avatar="https://a/w.png")
     assert service.signer.verify(token) == player.id
     assert store.players[player.id].openid == "openid-1"
+    live = service.roster.by_id[player.id]
     again, _ = service.login("openid-1", None)
-    assert again is player  # the live player wins over storage
+    assert again.id == player.id  # the live player wins over storage
+    assert service.roster.by_id[player.id] is live
+    assert len(service.roster) == 1
     a = connect(service)
     a.say(type="hello", token=token)
     assert a.outlet.last(Hi).name == "Wei"

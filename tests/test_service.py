@@ -11,9 +11,11 @@ import orjson
 import pytest
 import structlog
 
+from game_server.core.ids import time_ordered_id
 from game_server.core.match import MatchRules
 from game_server.core.matchmaker import InMemoryMatchmaker
-from game_server.core.service import GameService, ServiceConfig, Session, time_ordered_id
+from game_server.core.service import GameService, ServiceConfig
+from game_server.core.sessions import Session
 from protocol import (
     Bye,
     EndReason,
@@ -178,7 +180,7 @@ def test_a_forged_token_is_refused_and_a_guest_hello_still_works() -> None:
     a.say(type="join")
     assert a.error().code is ErrorCode.HELLO_REQUIRED
     hi = a.hello()  # the client forgets the token and starts over
-    assert service.players[hi.player_id].session is a.session
+    assert service.roster.by_id[hi.player_id].session is a.session
 
 
 def test_second_connection_with_token_replaces_first_and_keeps_the_seat() -> None:
@@ -279,7 +281,7 @@ def test_bot_match_runs_to_the_end_with_a_human_who_plays() -> None:
     final = a.outlet.last(Result)
     assert final.match_over
     assert final.reason is EndReason.ROUNDS
-    assert service.rooms == {}
+    assert service.rooms.by_id == {}
 
 
 def test_join_twice_and_join_in_a_match_are_refused() -> None:
@@ -463,7 +465,7 @@ def test_disconnect_mid_match_forfeits_to_the_opponent_after_the_grace() -> None
     assert final.match_over
     assert (final.winner, final.reason) == (Winner.YOU, EndReason.OPPONENT_LEFT)
     assert (final.total_score, final.win_streak) == (1, 1)
-    assert service.rooms == {}
+    assert service.rooms.by_id == {}
     assert service.health()["players"] == 1
     b.say(type="join")  # b is free to play again
     assert b.outlet.last(Queued).waiting == 1
@@ -512,16 +514,16 @@ def test_disconnected_players_are_forgotten_after_a_while() -> None:
     token = a.outlet.last(Hi).token
     service.disconnect(a.session)
     service.disconnect(b.session)
-    assert len(service.players) == 2
+    assert len(service.roster.by_id) == 2
     clock.advance(10)  # both away past the grace: the match is forfeited
     service.tick()
-    assert service.rooms == {}
+    assert service.rooms.by_id == {}
     clock.advance(59)
     service.tick()
-    assert len(service.players) == 2
+    assert len(service.roster.by_id) == 2
     clock.advance(1)
     service.tick()
-    assert service.players == {}
+    assert service.roster.by_id == {}
     assert service.timers.pending == 0
     # Without storage, a forgotten player's token names nobody any more.
     again = connect(service)
@@ -575,10 +577,10 @@ def test_state_is_released_after_many_matches() -> None:
     assert service.health()["queue"] == 0
     clock.advance(service.config.reconnect_grace)  # the bot matches left running end now
     service.tick()
-    assert service.rooms == {}
+    assert service.rooms.by_id == {}
     clock.advance(11)
     service.tick()
-    assert service.players == {}
+    assert service.roster.by_id == {}
     assert service.timers.pending == 0
 
 

@@ -75,25 +75,18 @@ step = st.tuples(
 
 
 def check_invariants(service: GameService) -> None:
-    connected = [p for p in service.players.values() if p.session is not None]
-    assert service.online == len(connected)
-    for match_id, room in service.rooms.items():
+    """Every player's state agrees with its fields (``core/players.py``), and every room
+    with the players seated in it."""
+    service.roster.check(service.online, service.lobbies.is_queued)
+    for match_id, room in service.rooms.by_id.items():
         assert room.match.match_id == match_id
         assert not room.closed
         for human in room.humans:
             assert human.room is room
             assert human.id not in service.matchmaker
-    for player in service.players.values():
-        away = player.away_timer is not None
-        assert not (away and player.session is not None), "a connected player is away"
+    for player in service.roster.by_id.values():
         if player.room is not None:
-            assert player.room.match.match_id in service.rooms
-            assert player.session is not None or away, "a gone player still holds a seat"
-        queued = any(player.id in lobby.matchmaker for lobby in service.lobbies.values())
-        assert queued == (player.lobby is not None)
-        if queued:
-            assert player.session is not None or away, "a gone player is still queued"
-            assert player.room is None
+            assert player.room.match.match_id in service.rooms.by_id
 
 
 @settings(
@@ -176,8 +169,8 @@ def test_any_sequence_of_frames_keeps_the_service_sound(
     service.tick()
     clock.advance(service.config.forget_after)
     service.tick()
-    assert service.rooms == {}
-    assert service.players == {}
+    assert service.rooms.by_id == {}
+    assert service.roster.by_id == {}
     assert len(service.matchmaker) == 0
     assert service.online == 0
     assert service.timers.pending == 0

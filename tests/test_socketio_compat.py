@@ -361,7 +361,7 @@ async def test_leave_during_a_game_forfeits_it_to_the_other_player(
     assert (entries["u-ann"]["choice"], entries["u-bob"]["choice"]) == (1, 2)
     service = server.app[SERVICE]
     assert service.matches_finished == 1
-    assert not service.rooms
+    assert not service.rooms.by_id
 
     # The game is over for both: a choice is refused, and both can play again (the
     # winner keeps its streak: Bob's win now makes him 1, 1, 1 and resets Ann's).
@@ -565,7 +565,7 @@ async def test_a_dropped_demo_client_leaves_the_queue_at_once(
         await asyncio.sleep(0.01)
     assert service.online == 0
     assert len(queue) == 0
-    assert all(p.away_timer is None for p in service.players.values())
+    assert all(p.away_timer is None for p in service.roster.by_id.values())
 
 
 async def test_shutdown_says_bye_in_the_dialect(

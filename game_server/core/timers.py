@@ -27,16 +27,24 @@ class Timer:
 class TimerQueue:
     """Like asyncio's scheduler, minus the loop: ``run_due(now)`` fires what is due, in order.
 
+    Whoever owns the real clock learns when to call ``run_due`` from ``on_earlier``: it is
+    called with the new deadline whenever a timer is scheduled ahead of every other one, so
+    the owner keeps one real timer armed at (or before) the earliest deadline, whatever
+    scheduled it: a message, a timer's own callback, storage answering. Cancelling the
+    earliest timer is not announced: the owner's timer then fires early, finds nothing
+    due, and re-arms at ``next_when``.
+
     A cancelled timer stays in the heap until it surfaces, but lets go of its callback at
     once, and the heap is rebuilt without the cancelled entries once they outnumber the live
     ones: every reconnect cancels an hour-long forget timer, which would otherwise sit in the
     heap for that hour. ``pending`` counts live timers so a leak shows up in tests.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_earlier: Callable[[float], None] | None = None) -> None:
         self._heap: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
         self.pending = 0
+        self.on_earlier = on_earlier
 
     def __len__(self) -> int:
         """Entries in the heap, cancelled ones included (at most about twice ``pending``)."""
@@ -44,8 +52,13 @@ class TimerQueue:
 
     def call_at(self, when: float, callback: Callable[[float], None]) -> Timer:
         timer = Timer(when, callback)
-        heapq.heappush(self._heap, (when, next(self._seq), timer))
+        heap = self._heap
+        # Against the head as it is, cancelled or not: the owner's timer is armed no later.
+        earlier = not heap or when < heap[0][0]
+        heapq.heappush(heap, (when, next(self._seq), timer))
         self.pending += 1
+        if earlier and self.on_earlier is not None:
+            self.on_earlier(when)
         return timer
 
     def cancel(self, timer: Timer | None) -> None:

@@ -17,7 +17,8 @@ from aiohttp import WSMsgType, web
 
 from game_server import __version__
 from game_server.core.ports import Outlet
-from game_server.core.service import TOKEN_TTL, GameService, ServiceConfig, Session
+from game_server.core.service import TOKEN_TTL, GameService, ServiceConfig
+from game_server.core.sessions import Session
 from game_server.core.tokens import TokenSigner
 from game_server.net import direct_ws, http_api
 from game_server.net.appkeys import HTTP_CLIENT, SERVICE, STORE, WECHAT
@@ -30,7 +31,6 @@ from game_server.ops.logs import REQUEST_ID, log_lines_lost
 from game_server.ops.metrics import PrometheusObserver
 from game_server.store.sqlite import SqliteStore
 from game_server.wechat.client import WeChatClient, WeChatConfig
-from protocol import Bye
 
 log = structlog.get_logger("game_server")
 
@@ -64,22 +64,16 @@ class Lifecycle:
     draining: bool = False
 
 
-class Inbound:
+class SocketFrames:
     """What one socket's frames do, whichever path brought them (see ``websocket_handler``)."""
 
     def __init__(
-        self,
-        service: GameService,
-        dialect: Dialect,
-        session: Session,
-        connection: Connection,
-        ticker: Ticker,
+        self, service: GameService, dialect: Dialect, session: Session, connection: Connection
     ) -> None:
         self.service = service
         self.dialect = dialect
         self.session = session
         self.connection = connection
-        self.ticker = ticker
         self.bound_player: str | None = None
 
     def text(self, data: bytes) -> None:
@@ -89,7 +83,6 @@ class Inbound:
         except Exception:
             # A bug must cost one message, never the connection or anyone's match.
             log.exception("message_failed")
-        self.ticker.sync()
         player = self.session.player
         if player is not None and player.id != self.bound_player:
             self.bound_player = player.id
@@ -100,33 +93,35 @@ class Inbound:
             self.service.receive_unsupported(self.session, what)
         except Exception:
             log.exception("message_failed")
-        self.ticker.sync()
 
     def disconnect(self) -> None:
         try:
             self.service.disconnect(self.session)
         except Exception:
             log.exception("disconnect_failed")
-        self.ticker.sync()
 
 
 class Ticker:
-    """Keeps exactly one loop timer armed at the service's ``next_wakeup``."""
+    """One loop timer, armed at (or before) the service's next wake-up.
+
+    The service announces every wake-up that moves earlier (``watch_wakeups``), whatever
+    scheduled it; after each tick the timer is armed again at ``next_wakeup``.
+    """
 
     def __init__(self, service: GameService, loop: asyncio.AbstractEventLoop) -> None:
         self.service = service
         self.loop = loop
         self._handle: asyncio.TimerHandle | None = None
         self._when: float | None = None
+        service.watch_wakeups(self.arm)
 
-    def sync(self) -> None:
-        when = self.service.next_wakeup
-        if when == self._when:
+    def arm(self, when: float) -> None:
+        if self._when is not None and self._when <= when:
             return
         if self._handle is not None:
             self._handle.cancel()
         self._when = when
-        self._handle = None if when is None else self.loop.call_at(when, self._fire, when)
+        self._handle = self.loop.call_at(when, self._fire, when)
 
     def _fire(self, when: float) -> None:
         self._handle = None
@@ -136,13 +131,15 @@ class Ticker:
             self.service.tick(max(self.loop.time(), when))
         except Exception:
             log.exception("tick_failed")
-        self.sync()
+        following = self.service.next_wakeup
+        if following is not None:
+            self.arm(following)
 
     def stop(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
         self._handle = None
-        self._when = None
+        self._when = float("-inf")  # announcements after the stop arm nothing
 
 
 class Dialect(Protocol):
@@ -247,7 +244,7 @@ def create_app(
         app[METRICS].gauges(
             players=lambda: service.online,
             queue=lambda: service.health()["queue"],
-            matches=lambda: len(service.rooms),
+            matches=lambda: service.live_matches,
             store_backlog=lambda: store.backlog,
             store_failures=lambda: store.failures,
             store_writes_dropped=lambda: store.writes_dropped,
@@ -255,7 +252,6 @@ def create_app(
         )
         app[TICKER] = Ticker(app[SERVICE], loop)
         app[FLUSHER] = Flusher(loop)
-        service.after_event = app[TICKER].sync
         if config.heartbeat is not None:
             connections: set[Connection] = app[CONNECTIONS]
             app[HEARTBEAT] = Heartbeat(connections, config.heartbeat, loop)
@@ -270,9 +266,7 @@ def create_app(
         app[LIFECYCLE].ready = False
         connections: list[Connection] = [*app[CONNECTIONS]]
         # Through each session's outlet, so every dialect says goodbye in its own words.
-        for session in [*app[SERVICE].sessions]:
-            session.outlet.send(Bye(reason="shutdown"))
-            session.outlet.close(CLOSE_GOING_AWAY, "server shutting down")
+        app[SERVICE].close_all("server shutting down")
         for connection in connections:
             connection.close(CLOSE_GOING_AWAY, "server shutting down")
         await asyncio.gather(*(c.finish() for c in connections), return_exceptions=True)
@@ -308,10 +302,8 @@ async def drain(app: web.Application) -> None:
     app[LIFECYCLE].draining = True
     service = app[SERVICE]
     drained = asyncio.Event()
-    service.on_drained = drained.set
-    log.info("draining", matches=len(service.rooms), players=service.online)
-    service.begin_drain()
-    app[TICKER].sync()
+    log.info("draining", matches=service.live_matches, players=service.online)
+    service.begin_drain(drained.set)
     await drained.wait()
 
 
@@ -353,7 +345,6 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
         return refusal
     config = app[CONFIG]
     service = app[SERVICE]
-    ticker = app[TICKER]
     ws = DirectWebSocketResponse(
         use_direct=config.direct_receive,
         # aiohttp refuses payloads of max_msg_size and up; frames up to 4096 bytes pass and
@@ -389,7 +380,7 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
     # behind a control frame, by the loop below: both in this one context, so every log
     # line of this socket carries its session, request and player.
     context = contextvars.copy_context()
-    inbound = Inbound(service, dialect, session, connection, ticker)
+    inbound = SocketFrames(service, dialect, session, connection)
 
     def on_text(data: bytes) -> None:
         context.run(inbound.text, data)

@@ -59,8 +59,8 @@ def player_json(record: PlayerRecord) -> dict[str, Any]:
 
 def _live(request: web.Request, record: PlayerRecord) -> PlayerRecord:
     """Storage lags the game by a write; prefer the live totals of a player in memory."""
-    player = request.app[SERVICE].players.get(record.id)
-    return record if player is None else player.record(record.last_seen)
+    live = request.app[SERVICE].live_record(record.id)
+    return record if live is None else attrs.evolve(live, last_seen=record.last_seen)
 
 
 async def leaderboard(request: web.Request) -> web.Response:
@@ -120,15 +120,13 @@ async def player_profile(request: web.Request) -> web.Response:
         return json_error(404, "not_found", "no such player")
     record = _live(request, record)
     matches = await store.recent_matches(player_id, RECENT_MATCHES)
-    service = request.app[SERVICE]
-    live = service.players.get(player_id)
     return web.json_response(
         {
             "player": {
                 **player_json(record),
                 "created_at": record.created_at,
                 "last_seen": record.last_seen,
-                "online": live is not None and live.session is not None,
+                "online": request.app[SERVICE].is_online(player_id),
             },
             "matches": [_match_json(player_id, row) for row in matches],
         }
@@ -187,27 +185,17 @@ async def login(request: web.Request) -> web.Response:
     if stored is None:
         # A new WeChat user, perhaps logging in through two processes at once: the first
         # to store the openid makes the player, and the other one takes that player.
-        now = service.wall_clock()
-        fresh = PlayerRecord(
-            id=service.new_id("p_"),
-            name=service.guest_name(),
-            created_at=now,
-            last_seen=now,
-            openid=openid,
-            unionid=outcome.session.unionid,
-        )
+        fresh = service.new_player_record(openid=openid, unionid=outcome.session.unionid)
         stored = await store.claim_openid(fresh)
-    player, token = service.login(
+    record, token = service.login(
         openid,
         stored,
         name=_clean(fields.player_name, outcome.profile.get("name")),
         avatar=_clean(fields.avatar_url, outcome.profile.get("avatar")),
         unionid=outcome.session.unionid,
     )
-    service.after_event()  # login() set the player's forget timer: re-arm the loop's timer
-    record = player.record(service.wall_clock())
     return web.json_response(
-        {"token": token, "expires_in": int(service.signer.ttl), "player": player_json(record)}
+        {"token": token, "expires_in": int(service.token_ttl), "player": player_json(record)}
     )
 
 

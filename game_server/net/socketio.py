@@ -19,7 +19,8 @@ from aiohttp import web
 
 from game_server.core.match import MatchRules
 from game_server.core.matchmaker import InMemoryMatchmaker
-from game_server.core.service import GameService, Session
+from game_server.core.service import GameService
+from game_server.core.sessions import Session
 from game_server.net.connection import Connection
 from protocol import Hi, Result, ServerMessage, Start
 from protocol.legacy import LegacyPeer, LegacyUser, Standing, open_frame

@@ -88,7 +88,7 @@ async def serve(config: ServerConfig, args: argparse.Namespace) -> None:
             timeout=config.drain_seconds,
             return_when=asyncio.FIRST_COMPLETED,
         )
-        unfinished = len(app[SERVICE].rooms)
+        unfinished = app[SERVICE].live_matches
         draining.cancel()
         forced.cancel()
         log.info("drained" if not unfinished else "drain_cut_short", matches_left=unfinished)

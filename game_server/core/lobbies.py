@@ -1,0 +1,97 @@
+"""Lobbies: the queues players wait in, each with the rules of the matches it makes.
+
+A session queues in its endpoint's lobby (the native protocol's, or the 2016 demo's with
+its one-round games). The matchmaker decides who plays whom; this module keeps each
+queue's timer armed at its ``next_wakeup`` (a house bot due for a lone waiter) and hands
+every pairing to ``seat``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+import attrs
+
+from game_server.core.house_bot import STEADY
+from game_server.core.match import MatchRules
+from game_server.core.players import PlayerEvent
+from game_server.core.ports import Matchmaker, Pairing
+from game_server.core.timers import Timer, TimerQueue
+from protocol import BotMode, ErrorCode, ProtocolError
+
+if TYPE_CHECKING:
+    from game_server.core.players import Player
+
+DEFAULT_LOBBY = "native"
+
+Seat = Callable[["Lobby", list[Pairing], float], None]
+
+
+@attrs.define(eq=False)
+class Lobby:
+    name: str
+    rules: MatchRules
+    matchmaker: Matchmaker
+    reconnect_grace: float | None = None  # None: the service's
+    timer: Timer | None = None
+    bot_changes: tuple[int, int] = STEADY  # how often its house bots change their mind
+
+
+class Lobbies:
+    def __init__(self, timers: TimerQueue, seat: Seat) -> None:
+        self.timers = timers
+        self.seat = seat
+        self.by_name: dict[str, Lobby] = {}
+
+    def __getitem__(self, name: str) -> Lobby:
+        return self.by_name[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.by_name
+
+    def add(self, lobby: Lobby) -> Lobby:
+        if lobby.name in self.by_name:
+            raise ValueError(f"lobby {lobby.name!r} exists")
+        self.by_name[lobby.name] = lobby
+        return lobby
+
+    def waiting(self) -> int:
+        """Players waiting in every queue."""
+        return sum(len(lobby.matchmaker) for lobby in self.by_name.values())
+
+    def is_queued(self, player_id: str) -> bool:
+        return any(player_id in lobby.matchmaker for lobby in self.by_name.values())
+
+    def join(self, lobby: Lobby, player: Player, mode: BotMode, now: float) -> None:
+        if player.lobby is not None:
+            raise ProtocolError(ErrorCode.ALREADY_QUEUED, "you are already in the queue")
+        pairings = lobby.matchmaker.join(player.id, mode, now)
+        player.move(PlayerEvent.JOIN)
+        player.lobby = lobby
+        self.seat(lobby, pairings, now)
+        self._arm(lobby)
+
+    def leave(self, player: Player) -> None:
+        """Out of its queue, if it is in one."""
+        lobby = player.lobby
+        if lobby is not None:
+            player.lobby = None
+            player.move(PlayerEvent.UNQUEUE)
+            lobby.matchmaker.leave(player.id)
+            self._arm(lobby)
+
+    def _arm(self, lobby: Lobby) -> None:
+        when = lobby.matchmaker.next_wakeup
+        timer = lobby.timer
+        if timer is not None and not timer.cancelled and timer.when == when:
+            return
+        self.timers.cancel(timer)
+        lobby.timer = (
+            None if when is None else self.timers.call_at(when, partial(self._tick, lobby))
+        )
+
+    def _tick(self, lobby: Lobby, now: float) -> None:
+        self.seat(lobby, lobby.matchmaker.tick(now), now)
+        self._arm(lobby)

@@ -1,0 +1,268 @@
+"""Presence: players arriving, coming back and going away.
+
+``hello`` binds a session to a player: a new guest, one in memory, or one read from
+storage first (the session holds its messages meanwhile). A player that reconnects within
+the grace gets its seat or queue entry back, with ``resume``; a second connection
+replaces the first. A dropped connection starts the grace; its end, or a drop the grace
+does not cover, gives the player up: out of the queue, its match forfeited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+import structlog
+
+from game_server.core.lobbies import Lobbies
+from game_server.core.players import Player, PlayerEvent, PlayerState, Roster
+from game_server.core.ports import PlayerStore, Relay, StoreUnavailable
+from game_server.core.records import PlayerRecord
+from game_server.core.rooms import Rooms
+from game_server.core.timers import TimerQueue
+from game_server.core.tokens import InvalidToken, TokenSigner
+from protocol import (
+    Bye,
+    ClientMessage,
+    CloseCode,
+    ErrorCode,
+    Hello,
+    Hi,
+    MovementKind,
+    ProtocolError,
+    Queued,
+)
+
+if TYPE_CHECKING:
+    import random
+
+    from game_server.core.sessions import Session, Sessions
+
+log = structlog.get_logger("game_server")
+
+
+class Presence:
+    def __init__(
+        self,
+        roster: Roster,
+        sessions: Sessions,
+        lobbies: Lobbies,
+        rooms: Rooms,
+        timers: TimerQueue,
+        relay: Relay,
+        store: PlayerStore,
+        signer: TokenSigner,
+        rng: random.Random,
+        new_id: Callable[[str], str],
+        wall_clock: Callable[[], float],
+        advance: Callable[[], float],
+        replay: Callable[[Session, ClientMessage], None],
+        reconnect_grace: float,
+    ) -> None:
+        """``advance`` fires the timers due and returns the time; ``replay`` handles a
+        message that arrived while the session's player was loading."""
+        self.roster = roster
+        self.sessions = sessions
+        self.lobbies = lobbies
+        self.rooms = rooms
+        self.timers = timers
+        self.relay = relay
+        self.store = store
+        self.signer = signer
+        self.rng = rng
+        self.new_id = new_id
+        self.wall_clock = wall_clock
+        self.advance = advance
+        self.replay = replay
+        self.reconnect_grace = reconnect_grace
+        self.online = 0
+        self.draining = False
+
+    # ------------------------------------------------------------ arriving
+
+    def hello(self, session: Session, message: Hello, now: float) -> None:
+        if session.player is not None:
+            raise ProtocolError(ErrorCode.ALREADY_HELLO, "you already said hello", message.id)
+        if message.token is None:
+            self._greet(session, self.new_guest(), message, now)
+            return
+        try:
+            player_id = self.signer.verify(message.token)
+        except InvalidToken as exc:
+            raise ProtocolError(ErrorCode.INVALID_TOKEN, str(exc), message.id) from None
+        known = self.roster.get(player_id)
+        if known is not None:
+            self._greet(session, known, message, now)
+            return
+        # Known to the token but not in memory (a restart, or forgotten): read it first.
+        session.pending = []
+        self.store.load_player(player_id, partial(self._loaded, session, message))
+
+    def _loaded(
+        self, session: Session, message: Hello, record: PlayerRecord | StoreUnavailable | None
+    ) -> None:
+        pending, session.pending = session.pending or [], None
+        if session.closed:
+            return
+        if isinstance(record, StoreUnavailable):
+            # Not "unknown player": the token is fine, so the client keeps it and retries.
+            self.sessions.refuse(
+                session,
+                ErrorCode.UNAVAILABLE,
+                "your player cannot be loaded right now; say hello again in a moment",
+                message.id,
+            )
+        elif record is None:
+            self.sessions.refuse(
+                session,
+                ErrorCode.INVALID_TOKEN,
+                "this token's player is unknown here; log in again",
+                message.id,
+            )
+        else:
+            # Another session may have loaded the same player meanwhile: one object per id.
+            player = self.roster.add(Player.from_record(record))
+            self._greet(session, player, message, self.advance())
+        for queued in pending:
+            self.replay(session, queued)
+
+    def guest_name(self) -> str:
+        """A new player's name, until it says another."""
+        return f"Player {self.rng.randint(1000, 9999)}"
+
+    def new_guest(self) -> Player:
+        player = Player(id=self.new_id("p_"), name=self.guest_name(), created_at=self.wall_clock())
+        self.roster.add(player)
+        self.store.save_player(player.record(player.created_at))
+        return player
+
+    def _greet(self, session: Session, player: Player, message: Hello, now: float) -> None:
+        """Bind the session to the player and catch it up on its match or queue entry."""
+        self.roster.online(player)
+        was_away = player.away
+        self.timers.cancel(player.away_timer)
+        player.away_timer = None
+        changed = False
+        if message.name is not None and message.name != player.name:
+            player.name, changed = message.name, True
+        if message.avatar is not None and message.avatar != player.avatar:
+            player.avatar, changed = message.avatar, True
+        if changed:
+            self.store.save_player(player.record(self.wall_clock()))
+        replaced = player.session is not None
+        if player.session is not None:
+            # One player, one connection: the newest wins and keeps the seat it had.
+            old = player.session
+            self._detach(old, player)
+            self.kick(old, "replaced", CloseCode.NORMAL)
+        player.move(PlayerEvent.HELLO)
+        player.session = session
+        session.player = player
+        self.online += 1
+        self.relay.attach(player.id, session.outlet)
+        session.outlet.send(
+            Hi(
+                player_id=player.id,
+                name=player.name,
+                token=self.signer.issue(player.id),
+                online=self.online,
+                ref=message.id,
+            )
+        )
+        if player.room is not None:
+            session.outlet.send(self.rooms.resume_for(player, now))
+            if was_away:
+                self.rooms.tell_opponent(player, MovementKind.BACK)
+        elif player.lobby is not None and (was_away or replaced):
+            session.outlet.send(Queued(waiting=len(player.lobby.matchmaker)))
+        log.info(
+            "hello", player_id=player.id, session=session.id, resumed=was_away, replaced=replaced
+        )
+
+    def login(
+        self,
+        openid: str,
+        stored: PlayerRecord | None,
+        now: float,
+        *,
+        name: str | None = None,
+        avatar: str | None = None,
+        unionid: str | None = None,
+    ) -> Player:
+        """The player with this openid (made if new); the live one wins over ``stored``."""
+        player = self.roster.by_openid(openid)
+        if player is None and stored is not None:
+            player = self.roster.get(stored.id) or self.roster.add(Player.from_record(stored))
+        if player is None:
+            player = self.roster.add(
+                Player(id=self.new_id("p_"), name=self.guest_name(), created_at=self.wall_clock())
+            )
+        self.roster.link_openid(player, openid)
+        player.unionid = unionid or player.unionid
+        if name:
+            player.name = name
+        if avatar:
+            player.avatar = avatar
+        self.store.save_player(player.record(self.wall_clock()))
+        if player.state is PlayerState.OFFLINE:
+            self.roster.offline(player, now)  # remembered for a while, as after a goodbye
+        log.info("login", player_id=player.id)
+        return player
+
+    # ------------------------------------------------------------ going away
+
+    def disconnect(self, session: Session, now: float, *, keep_seat: bool = True) -> None:
+        """The connection is gone: the player keeps its seat or queue entry for the grace.
+
+        Past the grace window (or at once while draining, when nobody can come back, or
+        when the server closed the session for misbehaving) it leaves the queue and
+        forfeits the match, as after ``leave``.
+        """
+        if not self.sessions.close(session):
+            return
+        player = session.player
+        if player is None:
+            return
+        self._detach(session, player)
+        self.store.save_player(player.record(self.wall_clock()))
+        grace = session.lobby.reconnect_grace
+        if grace is None:
+            grace = self.reconnect_grace
+        state = player.move(PlayerEvent.DROP)
+        if state is PlayerState.OFFLINE:
+            self.roster.offline(player, now)
+        elif not keep_seat or self.draining or grace <= 0:
+            self.give_up(player, now)
+        else:
+            player.away_timer = self.timers.call_at(now + grace, partial(self.grace_over, player))
+            self.rooms.tell_opponent(player, MovementKind.LEFT)
+        log.info("player_disconnected", player_id=player.id, session=session.id)
+
+    def kick(self, session: Session, reason: str, code: int) -> None:
+        """Say ``bye`` and close the session; its player gives up what it held."""
+        session.outlet.send(Bye(reason=reason))
+        session.outlet.close(code, reason)
+        log.info("session_closed", session=session.id, reason=reason, code=code)
+        self.disconnect(session, self.advance(), keep_seat=False)
+
+    def _detach(self, session: Session, player: Player) -> None:
+        session.player = None
+        player.session = None
+        self.online -= 1
+        self.relay.detach(player.id, session.outlet)
+
+    def grace_over(self, player: Player, now: float) -> None:
+        player.away_timer = None
+        if player.away:
+            log.info("reconnect_grace_over", player_id=player.id)
+            self.give_up(player, now)
+
+    def give_up(self, player: Player, now: float) -> None:
+        """An away player gone for good: out of the queue, out of its match (forfeit)."""
+        self.timers.cancel(player.away_timer)
+        player.away_timer = None
+        self.lobbies.leave(player)
+        self.rooms.forfeit(player, now)  # closing the room takes it offline
+        if player.state is PlayerState.OFFLINE and player.forget_timer is None:
+            self.roster.offline(player, now)
