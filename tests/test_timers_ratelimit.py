@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import gc
+import random
 import weakref
 from collections.abc import Callable
 
 import pytest
 
 from game_server.core.ratelimit import FloodGuard, TokenBucket, Verdict
-from game_server.core.timers import TimerQueue
+from game_server.core.timers import Timer, TimerQueue
 
 ACCEPT, REJECT, DISCONNECT = Verdict.ACCEPT, Verdict.REJECT, Verdict.DISCONNECT
 
@@ -218,6 +219,44 @@ def test_compaction_while_run_due_fires_keeps_order() -> None:
 
 
 # ---------------------------------------------------------------- TokenBucket
+
+
+def test_a_timer_ahead_of_every_other_is_announced() -> None:
+    announced: list[float] = []
+    timers = TimerQueue(on_earlier=announced.append)
+    timers.call_at(5.0, lambda now: None)
+    timers.call_at(7.0, lambda now: None)  # behind the earliest: nothing to re-arm
+    timers.call_at(3.0, lambda now: None)
+    timers.call_at(3.0, lambda now: None)  # the same deadline: the owner is armed already
+    assert announced == [5.0, 3.0]
+
+
+def test_an_owner_armed_by_announcements_never_misses_a_deadline() -> None:
+    """Whatever the mix of timers, cancels and early firings, a real timer kept at the
+    announced deadlines (and re-armed at ``next_when`` after each firing) is due no later
+    than the earliest live timer."""
+    rng = random.Random(5)
+    armed: list[float] = []
+    timers = TimerQueue(on_earlier=lambda when: armed.append(min([when, *armed[-1:]])))
+    live: list[Timer] = []
+    now = 0.0
+    for _ in range(2000):
+        action = rng.random()
+        if action < 0.5:
+            live.append(timers.call_at(now + rng.uniform(0, 10), lambda t: None))
+        elif action < 0.7 and live:
+            timers.cancel(live.pop(rng.randrange(len(live))))
+        elif armed:
+            now = max(now, armed[-1])  # the owner's timer fires
+            timers.run_due(now)
+            armed.clear()
+            following = timers.next_when
+            if following is not None:
+                armed.append(following)
+        earliest = min((t.when for t in live if not t.cancelled), default=None)
+        if earliest is not None:
+            assert armed, "a live timer with no real timer armed"
+            assert armed[-1] <= earliest
 
 
 def test_token_bucket_starts_full_and_refills_up_to_capacity() -> None:

@@ -19,10 +19,11 @@ from game_server.core.match import MatchRules
 from game_server.core.players import PlayerEvent
 from game_server.core.ports import Matchmaker, Pairing
 from game_server.core.timers import Timer, TimerQueue
-from protocol import BotMode, ErrorCode, ProtocolError
+from protocol import BotMode, ErrorCode, Join, ProtocolError, Queued
 
 if TYPE_CHECKING:
     from game_server.core.players import Player
+    from game_server.core.sessions import Session
 
 DEFAULT_LOBBY = "native"
 
@@ -63,6 +64,21 @@ class Lobbies:
 
     def is_queued(self, player_id: str) -> bool:
         return any(player_id in lobby.matchmaker for lobby in self.by_name.values())
+
+    def on_join(self, session: Session, player: Player, message: Join, now: float) -> None:
+        if player.room is not None:
+            raise ProtocolError(
+                ErrorCode.ALREADY_IN_MATCH,
+                f"you are playing match {player.room.match.match_id}; leave it first",
+            )
+        if player.lobby is not None:
+            raise ProtocolError(ErrorCode.ALREADY_QUEUED, "you are already in the queue")
+        lobby = session.lobby
+        # Everyone waiting once this player joins, counting the player (a bot=now join only
+        # ever waits for itself).
+        waiting = 1 if message.bot is BotMode.NOW else len(lobby.matchmaker) + 1
+        session.outlet.send(Queued(waiting=waiting, ref=message.id))
+        self.join(lobby, player, message.bot, now)
 
     def join(self, lobby: Lobby, player: Player, mode: BotMode, now: float) -> None:
         if player.lobby is not None:

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from game_server.core.context import Context
 from game_server.core.lobbies import Lobbies
 from game_server.core.players import Player, PlayerEvent, PlayerState, Roster
-from game_server.core.ports import PlayerStore, Relay, StoreUnavailable
+from game_server.core.ports import StoreUnavailable
 from game_server.core.records import PlayerRecord
 from game_server.core.rooms import Rooms
-from game_server.core.timers import TimerQueue
 from game_server.core.tokens import InvalidToken, TokenSigner
 from protocol import (
     Bye,
@@ -35,8 +35,7 @@ from protocol import (
 )
 
 if TYPE_CHECKING:
-    import random
-
+    from game_server.core.rooms import Room
     from game_server.core.sessions import Session, Sessions
 
 log = structlog.get_logger("game_server")
@@ -45,35 +44,29 @@ log = structlog.get_logger("game_server")
 class Presence:
     def __init__(
         self,
+        context: Context,
         roster: Roster,
         sessions: Sessions,
         lobbies: Lobbies,
         rooms: Rooms,
-        timers: TimerQueue,
-        relay: Relay,
-        store: PlayerStore,
         signer: TokenSigner,
-        rng: random.Random,
-        new_id: Callable[[str], str],
-        wall_clock: Callable[[], float],
-        advance: Callable[[], float],
+        *,
         replay: Callable[[Session, ClientMessage], None],
         reconnect_grace: float,
     ) -> None:
-        """``advance`` fires the timers due and returns the time; ``replay`` handles a
-        message that arrived while the session's player was loading."""
+        """``replay`` handles a message that arrived while the session's player loaded."""
         self.roster = roster
         self.sessions = sessions
         self.lobbies = lobbies
         self.rooms = rooms
-        self.timers = timers
-        self.relay = relay
-        self.store = store
         self.signer = signer
-        self.rng = rng
-        self.new_id = new_id
-        self.wall_clock = wall_clock
-        self.advance = advance
+        self.timers = context.timers
+        self.relay = context.relay
+        self.store = context.store
+        self.rng = context.rng
+        self.new_id = context.new_id
+        self.wall_clock = context.wall_clock
+        self.advance = context.advance
         self.replay = replay
         self.reconnect_grace = reconnect_grace
         self.online = 0
@@ -130,6 +123,18 @@ class Presence:
     def guest_name(self) -> str:
         """A new player's name, until it says another."""
         return f"Player {self.rng.randint(1000, 9999)}"
+
+    def new_record(self, *, openid: str, unionid: str | None) -> PlayerRecord:
+        """A new player for a first WeChat login, for storage to claim the openid with."""
+        now = self.wall_clock()
+        return PlayerRecord(
+            id=self.new_id("p_"),
+            name=self.guest_name(),
+            created_at=now,
+            last_seen=now,
+            openid=openid,
+            unionid=unionid,
+        )
 
     def new_guest(self) -> Player:
         player = Player(id=self.new_id("p_"), name=self.guest_name(), created_at=self.wall_clock())
@@ -266,3 +271,29 @@ class Presence:
         self.rooms.forfeit(player, now)  # closing the room takes it offline
         if player.state is PlayerState.OFFLINE and player.forget_timer is None:
             self.roster.offline(player, now)
+
+    # ------------------------------------------------------------ shutting down
+
+    def drain(self, now: float) -> None:
+        """Nobody can come back to a draining process: away players give up now, and
+        everyone not in a match is sent away; the others once their match ends."""
+        self.draining = True
+        for away in [p for p in self.roster.by_id.values() if p.away]:
+            self.give_up(away, now)
+        for session in list(self.sessions.open):
+            player = session.player
+            if player is None or player.room is None:
+                self.kick(session, "shutdown", CloseCode.GOING_AWAY)
+
+    def room_closed(self, room: Room) -> None:
+        if self.draining:
+            for human in room.humans:
+                if human.session is not None:
+                    self.kick(human.session, "shutdown", CloseCode.GOING_AWAY)
+
+    def close_all(self, reason: str) -> None:
+        """``bye {reason: "shutdown"}`` and a 1001 close on every session (the shell then
+        sees each connection end)."""
+        for session in list(self.sessions.open):
+            session.outlet.send(Bye(reason="shutdown"))
+            session.outlet.close(CloseCode.GOING_AWAY, reason)

@@ -17,19 +17,21 @@ from typing import TYPE_CHECKING
 import attrs
 import structlog
 
+from game_server.core.context import Context
 from game_server.core.house_bot import BOT_NAMES, HouseBot, PlannedChoice
 from game_server.core.match import Match, Seat, Send
 from game_server.core.players import PlayerEvent, PlayerState
-from game_server.core.ports import Observer, Pairing, PlayerStore, Relay
+from game_server.core.ports import Pairing
 from game_server.core.records import MatchRecord, PlayerResult, RoundRow, SeatRow
 from game_server.core.scoring import PlayerStats, points_won
 from game_server.core.strategies import make_strategy
-from game_server.core.timers import Timer, TimerQueue
-from protocol import ErrorCode, Movement, MovementKind, ProtocolError, Resume
+from game_server.core.timers import Timer
+from protocol import ErrorCode, Face, MakeChoice, Movement, MovementKind, ProtocolError, Resume
 
 if TYPE_CHECKING:
     from game_server.core.lobbies import Lobby
     from game_server.core.players import Player, Roster
+    from game_server.core.sessions import Session
 
 log = structlog.get_logger("game_server")
 
@@ -54,27 +56,16 @@ class BotConfig:
 
 
 class Rooms:
-    def __init__(
-        self,
-        roster: Roster,
-        timers: TimerQueue,
-        relay: Relay,
-        store: PlayerStore,
-        observer: Observer,
-        bots: BotConfig,
-        rng: random.Random,
-        new_id: Callable[[str], str],
-        wall_clock: Callable[[], float],
-    ) -> None:
+    def __init__(self, context: Context, roster: Roster, bots: BotConfig) -> None:
         self.roster = roster
-        self.timers = timers
-        self.relay = relay
-        self.store = store
-        self.observer = observer
         self.bots = bots
-        self.rng = rng
-        self.new_id = new_id
-        self.wall_clock = wall_clock
+        self.timers = context.timers
+        self.relay = context.relay
+        self.store = context.store
+        self.observer = context.observer
+        self.rng = context.rng
+        self.new_id = context.new_id
+        self.wall_clock = context.wall_clock
         self.by_id: dict[str, Room] = {}
         self.finished = 0
         # Called once a room has closed and its humans are free again (the service then
@@ -142,6 +133,18 @@ class Rooms:
         )
 
     # ------------------------------------------------------------ playing
+
+    def on_choice(self, session: Session, player: Player, message: MakeChoice, now: float) -> None:
+        room = self.room_of(player, message.match_id)
+        match = room.match
+        sends = match.choose(
+            match.seat_of(player.id), message.round, message.choice, message.final, now
+        )
+        self.deliver(room, sends, now)
+
+    def on_face(self, session: Session, player: Player, message: Face, now: float) -> None:
+        room = self.room_of(player, None)
+        self.deliver(room, room.match.face(room.match.seat_of(player.id), message.face), now)
 
     def room_of(self, player: Player, match_id: str | None) -> Room:
         room = player.room

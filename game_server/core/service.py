@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 import structlog
 
+from game_server.core.context import Context
 from game_server.core.house_bot import STEADY
 from game_server.core.ids import time_ordered_id
 from game_server.core.lobbies import DEFAULT_LOBBY, Lobbies, Lobby
@@ -45,8 +46,6 @@ from game_server.core.strategies import make_strategy
 from game_server.core.timers import TimerQueue
 from game_server.core.tokens import TokenSigner
 from protocol import (
-    BotMode,
-    Bye,
     ClientMessage,
     CloseCode,
     ErrorCode,
@@ -59,7 +58,6 @@ from protocol import (
     Ping,
     Pong,
     ProtocolError,
-    Queued,
     decode_client,
 )
 
@@ -105,55 +103,43 @@ class GameService:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.clock = clock
-        self.wall_clock = wall_clock
         self.signer = signer or TokenSigner.random(TOKEN_TTL)
         self.observer: Observer = observer or NullObserver()
-        self.relay: Relay = relay or LocalRelay()
-        rng = rng or random.Random()
-        new_id = new_id or partial(time_ordered_id, wall_clock=wall_clock)
-        store = store or NullStore()
-        self.timers = TimerQueue()
+        self.context = context = Context(
+            clock=clock,
+            wall_clock=wall_clock,
+            timers=TimerQueue(),
+            relay=relay or LocalRelay(),
+            store=store or NullStore(),
+            observer=self.observer,
+            rng=rng or random.Random(),
+            new_id=new_id or partial(time_ordered_id, wall_clock=wall_clock),
+        )
+        self.clock = clock
+        self.timers = context.timers
         self.sessions = Sessions(self.observer, config.flood_rate, config.flood_burst)
         self.roster = Roster(self.timers, config.forget_after)
-        bots = BotConfig(config.bot_strategy, config.bot_think)
-        self.rooms = Rooms(
-            self.roster,
-            self.timers,
-            self.relay,
-            store,
-            self.observer,
-            bots,
-            rng,
-            new_id,
-            wall_clock,
-        )
+        self.rooms = Rooms(context, self.roster, BotConfig(config.bot_strategy, config.bot_think))
         self.lobbies = Lobbies(self.timers, self.rooms.seat)
         self.lobby = self.lobbies.add(
             Lobby(DEFAULT_LOBBY, config.rules, matchmaker or InMemoryMatchmaker(config.bot_after))
         )
         self.presence = Presence(
+            context,
             self.roster,
             self.sessions,
             self.lobbies,
             self.rooms,
-            self.timers,
-            self.relay,
-            store,
             self.signer,
-            rng,
-            new_id,
-            wall_clock,
-            advance=self._advance,
             replay=self.handle,
             reconnect_grace=config.reconnect_grace,
         )
         self.rooms.on_closed = self._room_closed
         self._on_drained: Callable[[], None] | None = None
         self._handlers: dict[type, Handler] = {
-            MakeChoice: self._choose,
-            Join: self._join,
-            Face: self._face,
+            MakeChoice: self.rooms.on_choice,
+            Join: self.lobbies.on_join,
+            Face: self.rooms.on_face,
             Leave: self._leave,
             Ping: self._ping,
         }
@@ -263,33 +249,6 @@ class GameService:
             raise ProtocolError(ErrorCode.HELLO_REQUIRED, "say hello first", message.id)
         self._handlers[type(message)](session, player, message, now)
 
-    def _join(self, session: Session, player: Player, message: Join, now: float) -> None:
-        if player.room is not None:
-            raise ProtocolError(
-                ErrorCode.ALREADY_IN_MATCH,
-                f"you are playing match {player.room.match.match_id}; leave it first",
-            )
-        if player.lobby is not None:
-            raise ProtocolError(ErrorCode.ALREADY_QUEUED, "you are already in the queue")
-        lobby = session.lobby
-        # Everyone waiting once this player joins, counting the player (a bot=now join only
-        # ever waits for itself).
-        waiting = 1 if message.bot is BotMode.NOW else len(lobby.matchmaker) + 1
-        session.outlet.send(Queued(waiting=waiting, ref=message.id))
-        self.lobbies.join(lobby, player, message.bot, now)
-
-    def _choose(self, session: Session, player: Player, message: MakeChoice, now: float) -> None:
-        room = self.rooms.room_of(player, message.match_id)
-        match = room.match
-        sends = match.choose(
-            match.seat_of(player.id), message.round, message.choice, message.final, now
-        )
-        self.rooms.deliver(room, sends, now)
-
-    def _face(self, session: Session, player: Player, message: Face, now: float) -> None:
-        room = self.rooms.room_of(player, None)
-        self.rooms.deliver(room, room.match.face(room.match.seat_of(player.id), message.face), now)
-
     def _leave(self, session: Session, player: Player, message: Leave, now: float) -> None:
         self.lobbies.leave(player)
         self.rooms.forfeit(player, now)
@@ -303,15 +262,7 @@ class GameService:
 
     def new_player_record(self, *, openid: str, unionid: str | None) -> PlayerRecord:
         """A new player for a first WeChat login, for storage to claim the openid with."""
-        now = self.wall_clock()
-        return PlayerRecord(
-            id=self.rooms.new_id("p_"),
-            name=self.presence.guest_name(),
-            created_at=now,
-            last_seen=now,
-            openid=openid,
-            unionid=unionid,
-        )
+        return self.presence.new_record(openid=openid, unionid=unionid)
 
     def login(
         self,
@@ -329,7 +280,7 @@ class GameService:
         player = self.presence.login(
             openid, stored, self._advance(), name=name, avatar=avatar, unionid=unionid
         )
-        return player.record(self.wall_clock()), self.signer.issue(player.id)
+        return player.record(self.context.wall_clock()), self.signer.issue(player.id)
 
     @property
     def token_ttl(self) -> float:
@@ -340,7 +291,7 @@ class GameService:
     def live_record(self, player_id: str) -> PlayerRecord | None:
         """A player in memory as storage would hold it (storage lags by a write)."""
         player = self.roster.get(player_id)
-        return None if player is None else player.record(self.wall_clock())
+        return None if player is None else player.record(self.context.wall_clock())
 
     def is_online(self, player_id: str) -> bool:
         player = self.roster.get(player_id)
@@ -381,9 +332,7 @@ class GameService:
         return self.timers.next_when
 
     def _advance(self) -> float:
-        now = self.clock()
-        self.timers.run_due(now)
-        return now
+        return self.context.advance()
 
     # ------------------------------------------------------------ shutting down
 
@@ -394,33 +343,17 @@ class GameService:
         has nothing left to play here, so clients reconnect (to another process) at once.
         ``on_drained`` is called once the last match has ended.
         """
-        if self.presence.draining:
-            return
-        self.presence.draining = True
-        self._on_drained = on_drained
-        now = self._advance()
-        for away in [p for p in self.roster.by_id.values() if p.away]:
-            # Nobody can reconnect to a draining process: away players forfeit now.
-            self.presence.give_up(away, now)
-        for session in list(self.sessions.open):
-            player = session.player
-            if player is None or player.room is None:
-                self.presence.kick(session, "shutdown", CloseCode.GOING_AWAY)
-        self._check_drained()
+        if not self.presence.draining:
+            self._on_drained = on_drained
+            self.presence.drain(self._advance())
+            self._check_drained()
 
     def close_all(self, reason: str) -> None:
-        """Say ``bye {reason: "shutdown"}`` on every session and close it with 1001 (the
-        shell then sees each connection end)."""
-        for session in list(self.sessions.open):
-            session.outlet.send(Bye(reason="shutdown"))
-            session.outlet.close(CloseCode.GOING_AWAY, reason)
+        self.presence.close_all(reason)
 
     def _room_closed(self, room: Room, now: float) -> None:
-        if self.presence.draining:
-            for human in room.humans:
-                if human.session is not None:
-                    self.presence.kick(human.session, "shutdown", CloseCode.GOING_AWAY)
-            self._check_drained()
+        self.presence.room_closed(room)
+        self._check_drained()
 
     def _check_drained(self) -> None:
         if self.presence.draining and not len(self.rooms) and self._on_drained is not None:
