@@ -21,8 +21,8 @@ import aiohttp
 
 from bots.client import DEFAULT_URL, BotClient, BotReport
 from bots.soak import OPPONENT_MODES, SoakConfig, SoakSummary, run_soak
+from game_server.cli.argtypes import seconds_range
 from game_server.core.strategies import MIX, STRATEGY_NAMES, make_strategy
-from game_server.ops.argtypes import seconds_range
 from protocol import BotMode
 
 

@@ -1,5 +1,5 @@
 import sys
 
-from game_server.ops.cli import main
+from game_server.cli.main import main
 
 sys.exit(main())

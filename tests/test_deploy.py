@@ -35,7 +35,7 @@ import aiohttp
 import pytest
 
 from bots.client import BotClient, BotReport, RoundLedger
-from game_server.net.app import ServerConfig
+from game_server.config import ServerConfig
 from protocol import BotMode
 from tests.processes import FAST_GAME, free_port, require_program, self_signed_certificate
 
@@ -255,7 +255,7 @@ def test_nginx_conf_proxies_websockets_and_keeps_metrics_private() -> None:
 async def test_env_example_documents_every_variable_with_its_default(tmp_path: Path) -> None:
     """Every ``RPS_*`` the server reads is in the example, commented ones at their default,
     and the example as shipped starts a server."""
-    settings = pytest.importorskip("game_server.ops.settings")
+    settings = pytest.importorskip("game_server.cli.settings")
     if not hasattr(settings, "parse_settings"):
         pytest.skip("this server version reads no RPS_* variables")
     text = (DEPLOY / "rps-server.env.example").read_text()

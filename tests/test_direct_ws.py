@@ -19,9 +19,10 @@ import structlog
 from aiohttp import WSMessage, WSMsgType, web
 from aiohttp.test_utils import TestServer
 
+from game_server.cli.assembly import create_app
+from game_server.config import ServerConfig
 from game_server.net import app as app_module
 from game_server.net import direct_ws
-from game_server.net.app import ServerConfig, create_app
 from game_server.net.direct_ws import DirectWebSocketResponse
 
 ServerFactory = Callable[..., Awaitable[TestServer]]

@@ -15,9 +15,11 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestServer
 
 from bots.client import BotClient
+from game_server.cli.assembly import create_app
+from game_server.config import ServerConfig
 from game_server.core.match import MatchRules
 from game_server.core.service import ServiceConfig
-from game_server.net.app import CONNECTIONS, METRICS, SERVICE, ServerConfig, create_app
+from game_server.net.appkeys import CONNECTIONS, METRICS, SERVICE
 from protocol import BotMode
 from tests.processes import close_code
 

@@ -11,7 +11,8 @@ import attrs
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestServer
 
-from game_server.net.app import ServerConfig, create_app
+from game_server.cli.assembly import create_app
+from game_server.config import ServerConfig
 from game_server.net.heartbeat import CUT_AFTER, PING_AFTER, PING_FRAME, sweep
 
 

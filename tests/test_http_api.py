@@ -12,10 +12,11 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestServer
 
+from game_server.cli.assembly import create_app
+from game_server.config import ServerConfig
 from game_server.core.ports import StoreUnavailable
 from game_server.core.service import ServiceConfig
 from game_server.net import app as app_module
-from game_server.net.app import ServerConfig, create_app
 from game_server.net.appkeys import SERVICE, STORE
 from game_server.wechat.client import WeChatConfig
 from tests.fake_wechat import FakeWeChat

@@ -9,9 +9,10 @@ import aiohttp
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from game_server.cli.assembly import create_app
+from game_server.config import ServerConfig
 from game_server.core.match import MatchRules
 from game_server.core.service import ServiceConfig
-from game_server.net.app import ServerConfig, create_app
 from game_server.ops.metrics import PrometheusObserver
 from tests.test_e2e import Player, connect
 

@@ -24,10 +24,11 @@ from aiohttp import WSMsgType
 from aiohttp.test_utils import TestServer
 
 from bots.client import BotClient
+from game_server.cli.assembly import create_app
+from game_server.cli.settings import parse_settings
+from game_server.config import ServerConfig
 from game_server.core.match import MatchRules
 from game_server.core.service import ServiceConfig
-from game_server.net.app import ServerConfig, create_app
-from game_server.ops.settings import parse_settings
 from protocol import BotMode
 from tests.processes import (
     FAST_GAME,

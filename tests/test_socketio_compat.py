@@ -20,8 +20,10 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestServer
 
+from game_server.cli.assembly import create_app
+from game_server.config import ServerConfig
 from game_server.core.service import ServiceConfig
-from game_server.net.app import SERVICE, ServerConfig, create_app
+from game_server.net.appkeys import SERVICE
 from game_server.net.socketio import LEGACY_BOT_AFTER, LEGACY_LOBBY, SOCKETIO_PATH
 from protocol import LEGACY_NUMBERS, Outcome, judge
 from tests.processes import close_code, require_program

@@ -7,7 +7,7 @@ processes) implement these same protocols; the game service does not change.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 
@@ -125,6 +125,34 @@ class PlayerStore(Protocol):
     def save_player(self, record: PlayerRecord) -> None: ...
 
     def record_match(self, record: MatchRecord) -> None: ...
+
+
+class Storage(PlayerStore, Protocol):
+    """A whole store as the shell uses it: the game's port, and the queries of the HTTP
+    API, health and shutdown. SQLite and PostgreSQL implement it."""
+
+    async def find_by_openid(self, openid: str) -> PlayerRecord | None: ...
+
+    async def claim_openid(self, record: PlayerRecord) -> PlayerRecord: ...
+
+    async def get_player(self, player_id: str) -> PlayerRecord | None: ...
+
+    async def leaderboard(self, limit: int) -> list[PlayerRecord]: ...
+
+    async def recent_matches(self, player_id: str, limit: int) -> list[dict[str, Any]]: ...
+
+    @property
+    def backlog(self) -> int: ...
+
+    @property
+    def failures(self) -> int: ...
+
+    @property
+    def writes_dropped(self) -> int: ...
+
+    async def flush(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class NullStore:

@@ -306,6 +306,11 @@ class GameService:
         return self.presence.online
 
     @property
+    def waiting(self) -> int:
+        """Players waiting in every queue."""
+        return self.lobbies.waiting()
+
+    @property
     def live_matches(self) -> int:
         return len(self.rooms)
 
@@ -317,7 +322,7 @@ class GameService:
         return {
             "players": self.online,
             "matches": len(self.rooms),
-            "queue": self.lobbies.waiting(),
+            "queue": self.waiting,
             "matches_finished": self.rooms.finished,
         }
 

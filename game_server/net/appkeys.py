@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 import aiohttp
+import attrs
 from aiohttp import web
 
+from game_server.config import ServerConfig
+from game_server.core.ports import Storage
 from game_server.core.service import GameService
-from game_server.store.sqlite import SqliteStore
+from game_server.net.connection import Connection, Flusher
+from game_server.net.heartbeat import Heartbeat
+from game_server.net.ticker import Ticker
+from game_server.ops.metrics import PrometheusObserver
 from game_server.wechat.client import WeChatClient
 
+
+@attrs.define
+class Lifecycle:
+    """Ready once serving; draining from the first stop signal until exit."""
+
+    ready: bool = False
+    draining: bool = False
+
+
 SERVICE = web.AppKey("service", GameService)
-STORE = web.AppKey("store", SqliteStore)
+STORE = web.AppKey("store", Storage)
 WECHAT = web.AppKey("wechat", WeChatClient)  # absent when no WeChat app is configured
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)  # for calls out (WeChat)
+TICKER = web.AppKey("ticker", Ticker)
+FLUSHER = web.AppKey("flusher", Flusher)
+HEARTBEAT = web.AppKey("heartbeat", Heartbeat)
+CONNECTIONS: web.AppKey[set[Connection]] = web.AppKey("connections")
+CONFIG = web.AppKey("config", ServerConfig)
+STARTED = web.AppKey("started", float)
+LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
+METRICS = web.AppKey("metrics", PrometheusObserver)

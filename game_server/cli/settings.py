@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from game_server import __version__
+from game_server.cli.argtypes import seconds_range
+from game_server.config import ServerConfig
 from game_server.core.match import MatchRules
 from game_server.core.service import ServiceConfig
 from game_server.core.strategies import MIX, STRATEGY_NAMES
 from game_server.core.tokens import SECRET_MIN_BYTES
-from game_server.net.app import WEBSOCKET_PATH, ServerConfig
-from game_server.ops.argtypes import seconds_range
+from game_server.net.app import WEBSOCKET_PATH
 from game_server.wechat.client import WeChatConfig
 
 ENV_PREFIX = "RPS_"

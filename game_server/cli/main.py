@@ -21,10 +21,13 @@ from collections.abc import Sequence
 import structlog
 from aiohttp import web
 
-from game_server.net.app import SERVICE, WEBSOCKET_PATH, ServerConfig, create_app, drain
+from game_server.cli.assembly import create_app
+from game_server.cli.settings import config_from, parse_settings
+from game_server.cli.systemd import notify
+from game_server.config import ServerConfig
+from game_server.net.app import WEBSOCKET_PATH, drain
+from game_server.net.appkeys import SERVICE
 from game_server.ops.logs import AccessLogger, configure_logging
-from game_server.ops.settings import config_from, parse_settings
-from game_server.ops.systemd import notify
 
 log = structlog.get_logger("game_server")
 

@@ -1,0 +1,36 @@
+"""The composition root: which store, which app, for one server process.
+
+The network shell and storage never import each other; this module is where they meet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from functools import partial
+
+from aiohttp import web
+
+from game_server.config import ServerConfig
+from game_server.core.ports import Storage
+from game_server.net import app as net_app
+from game_server.store.sqlite import SqliteStore
+
+# Guests who never played are swept once their last token has surely expired (an hour's
+# slack for clocks that differ between processes).
+GUEST_SLACK = 3600.0
+
+
+async def open_store(config: ServerConfig) -> Storage:
+    """The store ``config.db`` names, opened (and migrated) off the event loop."""
+    return await asyncio.to_thread(
+        partial(SqliteStore, config.db, guest_ttl=config.token_ttl + GUEST_SLACK)
+    )
+
+
+def create_app(
+    config: ServerConfig | None = None, *, clock: Callable[[], float] | None = None
+) -> web.Application:
+    """The whole server's app for ``config`` (the defaults: an in-memory database)."""
+    config = config or ServerConfig()
+    return net_app.create_app(config, open_store=partial(open_store, config), clock=clock)

@@ -1,0 +1,24 @@
+"""What one server process is configured with; ``cli/settings.py`` fills it from options."""
+
+from __future__ import annotations
+
+import attrs
+
+from game_server.core.service import TOKEN_TTL, ServiceConfig
+from game_server.wechat.client import WeChatConfig
+
+
+@attrs.frozen
+class ServerConfig:
+    service: ServiceConfig = attrs.Factory(ServiceConfig)
+    heartbeat: float | None = 30.0  # WebSocket ping interval; None turns it off
+    send_queue: int = 256
+    close_timeout: float = 2.0
+    drain_seconds: float = 30.0  # how long matches may finish after SIGTERM
+    db: str = ":memory:"  # SQLite file for players and matches
+    token_secret: bytes | None = None  # None: a random one, so tokens die with the process
+    token_ttl: float = TOKEN_TTL
+    wechat: WeChatConfig | None = None  # None: no POST /applet/login, guests only
+    # Text frames handled in aiohttp's read callback (game_server/direct_ws.py); False
+    # takes aiohttp's queue and receive(), as on an aiohttp release it was not checked on.
+    direct_receive: bool = True
