@@ -41,6 +41,8 @@ from typing import Any, ClassVar
 
 import orjson
 
+from game_server.cli.command import server_command
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 LOADGEN = str(ROOT / "bench" / "loadgen.py")
@@ -100,12 +102,7 @@ class Server:
         self.state = Path(tempfile.mkdtemp(prefix="rps-bench-"))
         self.url = f"ws://127.0.0.1:{self.port}/applet/websocket"
         if kind == "game":
-            command = [
-                PYTHON,
-                "-m",
-                "game_server",
-                "--host",
-                "127.0.0.1",
+            command = server_command(
                 "--port",
                 str(self.port),
                 "--round-pause",
@@ -114,12 +111,11 @@ class Server:
                 "0",
                 "--rate-limit",
                 "100000",
-                "--log-format",
-                "json",
                 "--db",
                 str(self.state / "rps.db"),
                 *self.extra_args,
-            ]
+                python=PYTHON,
+            )
         else:
             command = [PYTHON, str(ROOT / "bench" / "echo_server.py"), "--port", str(self.port)]
         # Its log at the default level (info), into a file as pm2 writes one.

@@ -19,6 +19,7 @@ class ServerConfig:
     token_secret: bytes | None = None  # None: a random one, so tokens die with the process
     token_ttl: float = TOKEN_TTL
     wechat: WeChatConfig | None = None  # None: no POST /applet/login, guests only
-    # Text frames handled in aiohttp's read callback (game_server/direct_ws.py); False
-    # takes aiohttp's queue and receive(), as on an aiohttp release it was not checked on.
-    direct_receive: bool = True
+    # aiohttp's fast path (net/fastpath.py): frames read in its parser's callback, written
+    # and pinged as raw frames. False takes its public API, as on a release it was not
+    # checked on.
+    fast_path: bool = True

@@ -75,9 +75,8 @@ async def serve(config: ServerConfig, args: argparse.Namespace) -> None:
     )
     await site.start()
     scheme = "wss" if args.certfile else "ws"
-    server = site._server  # aiohttp keeps the bound sockets here; there is no public accessor
-    for sock in getattr(server, "sockets", None) or []:
-        host, port = sock.getsockname()[:2]
+    for address in runner.addresses:  # every socket bound (an IPv4 and an IPv6 one, say)
+        host, port = address[:2]
         log.info("listening", host=host, port=port, path=WEBSOCKET_PATH, scheme=scheme)
     tune_gc()
     notify("READY=1", f"STATUS=serving on port {args.port}")

@@ -20,7 +20,7 @@ from game_server.config import ServerConfig
 from game_server.core.ports import Storage
 from game_server.core.service import GameService
 from game_server.core.tokens import TokenSigner
-from game_server.net import direct_ws, http_api
+from game_server.net import fastpath, http_api
 from game_server.net.appkeys import (
     CONFIG,
     CONNECTIONS,
@@ -73,12 +73,12 @@ def create_app(
     async def start_service(app: web.Application) -> None:
         loop = asyncio.get_running_loop()
         store = app[STORE] = await open_store()
-        if config.direct_receive and not direct_ws.SUPPORTED:
-            # Still correct, only slower: every frame takes aiohttp's queue and receive().
+        if config.fast_path and not fastpath.SUPPORTED:
+            # Still correct, only slower: every frame takes aiohttp's public API.
             log.warning(
-                "direct_receive_unavailable",
+                "aiohttp_fast_path_unavailable",
                 aiohttp=aiohttp.__version__,
-                checked=list(direct_ws.CHECKED_RELEASES),
+                checked=list(fastpath.CHECKED_RELEASES),
             )
         if config.token_secret is None:
             signer = TokenSigner.random(config.token_ttl)

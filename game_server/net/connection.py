@@ -10,25 +10,24 @@ task starts on the first backpressure or close, so an idle player costs no task.
 memory per connection and keeps a slow phone from stalling anyone else's match.
 
 Only this class writes game frames to the socket, so frames never interleave; aiohttp
-itself only writes whole control frames (pong, ping, close) between them.
+itself only writes whole control frames (pong, ping, close) between them. That is how a
+socket on the fast path (``net/fastpath.py``) writes; on any other the writer task sends
+each frame with aiohttp's own ``send_frame``, which waits out backpressure by itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import struct
 
 import structlog
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
 from game_server.core.ports import NullObserver, Observer
-from protocol import ServerMessage, encode
+from game_server.net.fastpath import PING_FRAME, DirectWebSocketResponse, text_frame, text_frames
+from protocol import CloseCode, ServerMessage, encode
 
 log = structlog.get_logger("game_server.net.connection")
-
-CLOSE_GOING_AWAY = 1001
-CLOSE_TRY_AGAIN_LATER = 1013
 
 # Stop flushing while this much is still unsent in the transport; resume below it.
 WRITE_HIGH_WATER = 64 * 1024
@@ -36,20 +35,6 @@ WRITE_HIGH_WATER = 64 * 1024
 # of requests read without suspending never looks like a client that does not read.
 FLUSH_AT = 32
 DRAIN_POLL_SECONDS = 0.02
-
-_LEN1 = struct.Struct("!BB").pack
-_LEN2 = struct.Struct("!BBH").pack
-_LEN3 = struct.Struct("!BBQ").pack
-
-
-def text_frame(payload: bytes) -> bytes:
-    """An unmasked, unfragmented RFC 6455 text frame, as a server sends it."""
-    size = len(payload)
-    if size < 126:
-        return _LEN1(0x81, size) + payload
-    if size < 65536:
-        return _LEN2(0x81, 126, size) + payload
-    return _LEN3(0x81, 127, size) + payload
 
 
 class Flusher:
@@ -98,6 +83,10 @@ class Connection:
         self._wake = asyncio.Event()
         self._close_request: tuple[int, str] | None = None
         self._writer: asyncio.Task[None] | None = None
+        # Raw frames to the transport, or aiohttp's public API (see net/fastpath.py).
+        self._fast = isinstance(ws, DirectWebSocketResponse) and ws.direct
+        self._ping_due = False  # off the fast path: a ping for the writer task to send
+        self._caught_up = asyncio.Event()  # off the fast path: the writer sent everything
         # Keep-alive bookkeeping for game_server/heartbeat.py.
         self.heard = True
         self.quiet_sweeps = 0
@@ -117,6 +106,9 @@ class Connection:
             return
         queue = self._queue
         queue.append(data)
+        if not self._fast:
+            self._wake_writer()
+            return
         if self._backlogged:
             return
         if len(queue) >= FLUSH_AT:
@@ -131,11 +123,35 @@ class Connection:
             self._close_request = (code, reason)
             self._wake_writer()
 
-    def send_control(self, frame: bytes) -> None:
-        """Write a whole control frame now (a ping), unless the peer is not reading."""
+    def ping(self) -> None:
+        """Send a WebSocket ping now, unless the peer is not reading anyway."""
+        if not self._fast:
+            self._ping_due = True
+            self._wake_writer()
+            return
         transport = self._transport
         if transport is not None and not transport.is_closing() and not self._backlogged:
-            transport.write(frame)
+            transport.write(PING_FRAME)
+
+    @property
+    def behind(self) -> bool:
+        """Off the fast path, after a burst: the reader should ``catch_up`` before it reads
+        on (on the fast path a burst is written at once: ``FLUSH_AT``)."""
+        return not self._fast and len(self._queue) >= FLUSH_AT
+
+    async def catch_up(self) -> None:
+        """Wait until the writer has sent what is queued, so a client's own burst of
+        requests never fills its queue; a client that does not read meanwhile (for
+        ``close_timeout``) is dropped."""
+        if not self._queue or self.dropped:
+            return
+        self._caught_up.clear()
+        try:
+            async with asyncio.timeout(self.close_timeout):
+                await self._caught_up.wait()
+        except TimeoutError:
+            if self._queue:
+                self._drop()
 
     def cut(self, reason: str) -> None:
         """The peer is gone without a word (no pong): drop the TCP connection."""
@@ -167,7 +183,7 @@ class Connection:
         if len(queue) == 1:
             transport.write(text_frame(queue.popleft()))
         else:
-            transport.write(b"".join(map(text_frame, queue)))
+            transport.write(text_frames(queue))
             queue.clear()
 
     def _drop(self) -> None:
@@ -178,7 +194,7 @@ class Connection:
         self.observer.dropped()
         self.dropped = True
         self._queue.clear()
-        self._close_request = (CLOSE_TRY_AGAIN_LATER, "slow consumer")
+        self._close_request = (CloseCode.TRY_AGAIN_LATER, "slow consumer")
         self._wake_writer()
         self._abort()
 
@@ -191,12 +207,17 @@ class Connection:
 
     async def finish(self) -> None:
         """The reader is done: stop the writer and make sure the socket is closed."""
-        self.close(CLOSE_GOING_AWAY, "")
+        self.close(CloseCode.GOING_AWAY, "")
         if self._writer is not None:
             await self._writer
 
     async def _write_loop(self) -> None:
-        """Waits out backpressure, and closes the socket once asked to (after a flush)."""
+        """Waits out backpressure, and closes the socket once asked to (after a flush).
+
+        Off the fast path it also sends every frame, one ``send_frame`` at a time."""
+        if not self._fast:
+            await self._send_loop()
+            return
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -215,8 +236,31 @@ class Connection:
         self._flush()
         await self._close_socket()
 
+    async def _send_loop(self) -> None:
+        """The writer off the fast path: aiohttp's public API, frame by frame."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._send_queued()
+            if self._close_request is not None:
+                break
+        await self._send_queued()
+        await self._close_socket()
+
+    async def _send_queued(self) -> None:
+        ws, queue = self.ws, self._queue
+        try:
+            if self._ping_due:
+                self._ping_due = False
+                await ws.ping()
+            while queue and not self.dropped:
+                await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
+        except (ConnectionError, RuntimeError):  # the socket is closing or gone
+            queue.clear()
+        self._caught_up.set()
+
     async def _close_socket(self) -> None:
-        code, reason = self._close_request or (CLOSE_GOING_AWAY, "")
+        code, reason = self._close_request or (CloseCode.GOING_AWAY, "")
         if self.ws.closed:
             return
         try:

@@ -18,8 +18,6 @@ import structlog
 
 log = structlog.get_logger("game_server.net.heartbeat")
 
-PING_FRAME = b"\x89\x00"  # FIN + ping, no payload, unmasked (server to client)
-
 # Sweeps run every half interval; counts of sweeps that heard nothing.
 PING_AFTER = 2  # quiet for a whole interval: ping
 CUT_AFTER = 3  # and half an interval more with no answer: cut
@@ -29,7 +27,7 @@ class Pingable(Protocol):
     heard: bool
     quiet_sweeps: int
 
-    def send_control(self, frame: bytes) -> None: ...
+    def ping(self) -> None: ...
 
     def cut(self, reason: str) -> None: ...
 
@@ -44,7 +42,7 @@ def sweep(connections: Collection[Pingable]) -> int:
             continue
         connection.quiet_sweeps += 1
         if connection.quiet_sweeps == PING_AFTER:
-            connection.send_control(PING_FRAME)
+            connection.ping()
         elif connection.quiet_sweeps >= CUT_AFTER:
             connection.cut("no pong within half the heartbeat interval")
             cut += 1

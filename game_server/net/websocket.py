@@ -13,7 +13,7 @@ from game_server.core.sessions import Session
 from game_server.net.appkeys import CONFIG, CONNECTIONS, FLUSHER, LIFECYCLE, METRICS, SERVICE
 from game_server.net.connection import Connection
 from game_server.net.dialect import Dialect
-from game_server.net.direct_ws import DirectWebSocketResponse
+from game_server.net.fastpath import DirectWebSocketResponse
 from game_server.ops.logs import REQUEST_ID
 
 log = structlog.get_logger("game_server")
@@ -71,7 +71,7 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
     config = app[CONFIG]
     service = app[SERVICE]
     ws = DirectWebSocketResponse(
-        use_direct=config.direct_receive,
+        use_direct=config.fast_path,
         # aiohttp refuses payloads of max_msg_size and up; frames up to 4096 bytes pass and
         # anything larger closes the socket with 1009.
         max_msg_size=MAX_FRAME_BYTES + 1,
@@ -101,7 +101,7 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
         remote=request.remote,
         forwarded_for=request.headers.get("X-Forwarded-For"),
     )
-    # Text frames are handled in aiohttp's read callback (game_server/direct_ws.py) or,
+    # Text frames are handled in aiohttp's read callback (net/fastpath.py) or,
     # behind a control frame, by the loop below: both in this one context, so every log
     # line of this socket carries its session, request and player.
     context = contextvars.copy_context()
@@ -122,6 +122,8 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
             connection.heard = True
             if kind is WSMsgType.TEXT:
                 on_text(message.data)
+                if connection.behind:
+                    await connection.catch_up()
             elif kind is WSMsgType.PING:
                 await ws.pong(message.data)
             elif kind is WSMsgType.BINARY:

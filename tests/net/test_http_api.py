@@ -1,0 +1,121 @@
+"""The JSON endpoints in process (aiohttp's test server), where storage can be made to fail."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import structlog
+from aiohttp.test_utils import TestServer
+
+from game_server.cli.assembly import create_app
+from game_server.config import ServerConfig
+from game_server.core.ports import StoreUnavailable
+from game_server.core.service import ServiceConfig
+from game_server.net import app as app_module
+from game_server.net.appkeys import SERVICE, STORE
+from game_server.wechat.client import WeChatConfig
+from tests.support.fake_wechat import FakeWeChat
+
+ServerFactory = Callable[..., Any]
+
+
+async def broken(*args: Any) -> Any:
+    raise StoreUnavailable("disk I/O error")
+
+
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [("/applet/leaderboard", "leaderboard"), ("/applet/players/p_1", "get_player")],
+)
+async def test_a_failing_store_answers_503_in_the_json_shape(
+    aiohttp_server: ServerFactory, monkeypatch: pytest.MonkeyPatch, path: str, method: str
+) -> None:
+    server: TestServer = await aiohttp_server(create_app(ServerConfig()), host="127.0.0.1")
+    monkeypatch.setattr(server.app[STORE], method, broken)
+    async with aiohttp.ClientSession() as http, http.get(server.make_url(path)) as response:
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        body = await response.json()
+    assert body["error"]["code"] == "unavailable"
+
+
+async def test_the_store_sweeps_guests_once_their_tokens_expired(
+    aiohttp_server: ServerFactory,
+) -> None:
+    config = ServerConfig(token_ttl=600.0)
+    server: TestServer = await aiohttp_server(create_app(config), host="127.0.0.1")
+    assert server.app[STORE].guest_ttl == 600.0 + 3600.0  # an hour's slack for clocks
+
+
+async def test_a_login_on_an_idle_server_arms_the_loop_timer(
+    aiohttp_server: ServerFactory,
+) -> None:
+    # Nothing else happens on this server: only the login's own timer (forget the player
+    # if it never connects) can wake the service, so the player going away shows it fired.
+    fake = FakeWeChat()
+    wechat: TestServer = await aiohttp_server(fake.make_app(), host="127.0.0.1")
+    config = ServerConfig(
+        service=ServiceConfig(forget_after=0.2),
+        wechat=WeChatConfig(
+            appid="wxTEST", secret="s", api_base=str(wechat.make_url("")).rstrip("/")
+        ),
+    )
+    server: TestServer = await aiohttp_server(create_app(config), host="127.0.0.1")
+    fake.succeed("code-1", "openid-1")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(server.make_url("/applet/login"), json={"code": "code-1"}) as response,
+    ):
+        assert response.status == 200
+        player_id = (await response.json())["player"]["id"]
+    service = server.app[SERVICE]
+    assert player_id in service.roster.by_id
+    for _ in range(100):
+        if player_id not in service.roster.by_id:
+            break
+        await asyncio.sleep(0.05)
+    assert player_id not in service.roster.by_id
+    assert service.timers.pending == 0
+
+
+@pytest.mark.parametrize(
+    ("db", "secret", "warned"),
+    [
+        ("rps.db", None, True),
+        (":memory:", None, True),  # tokens still die at restart and on other processes
+        ("rps.db", b"s" * 32, False),
+    ],
+)
+async def test_a_random_token_secret_is_a_warning(
+    aiohttp_server: ServerFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    db: str,
+    secret: bytes | None,
+    warned: bool,
+) -> None:
+    path = db if db == ":memory:" else str(tmp_path / db)
+    with structlog.testing.capture_logs() as events:
+        monkeypatch.setattr(app_module, "log", structlog.get_logger("game_server"))
+        await aiohttp_server(create_app(ServerConfig(db=path, token_secret=secret)))
+    found = [e for e in events if e["event"] == "random_token_secret"]
+    assert [e["log_level"] for e in found] == (["warning"] if warned else [])
+
+
+async def test_storage_failures_are_in_healthz_and_metrics(aiohttp_server: ServerFactory) -> None:
+    server: TestServer = await aiohttp_server(create_app(ServerConfig()), host="127.0.0.1")
+    store = server.app[STORE]
+    store.writer.failures, store.writer._lost, store.writer._overflow = 2, 5, 7
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.make_url("/healthz")) as response:
+            health = await response.json()
+        async with http.get(server.make_url("/metrics")) as response:
+            metrics = await response.text()
+    assert (health["store_failures"], health["store_writes_dropped"]) == (2, 12)
+    assert "rps_store_failures_total 2.0" in metrics
+    assert "rps_store_writes_dropped_total 12.0" in metrics

@@ -1,0 +1,131 @@
+"""The benchmark scripts run end to end at toy scale (figures sanity-checked, not judged)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+
+import orjson
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "bench" / "bench.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_script(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """One of the bench scripts, as a user runs it from the project's root."""
+    return subprocess.run(
+        [sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+
+
+def burn(seconds: float) -> None:
+    end = time.process_time() + seconds  # this process's CPU, whichever thread burns it
+    while time.process_time() < end:
+        pass
+
+
+def test_bench_runs_every_scenario_at_toy_scale(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    result = run_script(
+        "bench/bench.py",
+        "--window",
+        "1",
+        "--warmup",
+        "0.5",
+        "--scaling",
+        "20",
+        "--idle",
+        "100",
+        "--target-rate",
+        "5",
+        "--pairs",
+        "2",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "of the ceiling" in result.stdout
+    assert "CPU per frame in that pair: game server loop" in result.stdout
+    figures = orjson.loads(out.read_text())
+    assert figures["scaling"]["20"]["matches_per_s"] > 0
+    assert figures["scaling"]["20"]["errors"] == {}
+    assert figures["paced"]["matches_per_s"] > 0
+    assert figures["ceiling"]["frames_per_s"] > 0
+    assert len(figures["ceiling_pairs"]) == 2
+    assert figures["fraction_of_ceiling"] in {
+        round(pair["ratio"], 3) for pair in figures["ceiling_pairs"]
+    }
+    for side in ("throughput", "ceiling"):
+        busy, per_frame = figures[side]["cores_busy"], figures[side]["cpu_us_per_frame"]
+        assert set(busy) == {"server_loop", "server_other_threads", "loadgens"}
+        # Closed loop: the server's event loop and the generators are never idle.
+        assert busy["server_loop"] > 0.2
+        assert busy["loadgens"] > 0.2
+        assert per_frame["server_loop"] > 0
+    assert figures["capacity"]["connected"] == 100
+    assert figures["capacity"]["rss_mib_idle"] > 0
+    assert figures["capacity"]["ping_samples"] > 0
+
+
+def test_thread_cpu_tells_the_main_thread_from_the_others() -> None:
+    thread_cpu = load_bench().thread_cpu
+    burned, finish = threading.Event(), threading.Event()
+
+    def work() -> None:
+        burn(0.3)
+        burned.set()
+        finish.wait()
+
+    main0, other0 = thread_cpu(os.getpid())
+    burn(0.3)
+    main1, other1 = thread_cpu(os.getpid())
+    worker = threading.Thread(target=work)
+    worker.start()
+    try:
+        assert burned.wait(10)
+        main2, other2 = thread_cpu(os.getpid())
+    finally:
+        finish.set()
+        worker.join()
+    # Ticks are 10 ms: allow a few either way.
+    assert main1 - main0 > 0.25
+    assert other1 - other0 < 0.05
+    assert other2 - other1 > 0.25
+    assert main2 - main1 < 0.05
+
+
+def test_endurance_runs_and_judges_at_toy_scale(tmp_path: Path) -> None:
+    out = tmp_path / "endurance.json"
+    result = run_script(
+        "bench/endurance.py",
+        "--duration",
+        "5",
+        "--clients",
+        "20",
+        "--warmup",
+        "1",
+        "--sample",
+        "1",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = orjson.loads(out.read_text())
+    assert figures["soak"]["matches"] > 0
+    assert figures["log_lines_lost"] == 0
+    assert figures["log_bytes"] > 0  # the server logged at info, into its file
+    assert len(figures["rss_mib"]) >= 3
