@@ -57,6 +57,29 @@ class Flusher:
 
 
 class Connection:
+    # Slots: one per connected player, so every byte counts (idle players are most of them).
+    __slots__ = (
+        "_backlogged",
+        "_caught_up",
+        "_close_request",
+        "_fast",
+        "_flush_scheduled",
+        "_flusher",
+        "_ping_due",
+        "_queue",
+        "_transport",
+        "_wake",
+        "_writer",
+        "close_timeout",
+        "dropped",
+        "heard",
+        "observer",
+        "queue_limit",
+        "quiet_sweeps",
+        "request",
+        "ws",
+    )
+
     def __init__(
         self,
         ws: web.WebSocketResponse,
@@ -86,7 +109,8 @@ class Connection:
         # Raw frames to the transport, or aiohttp's public API (see net/fastpath.py).
         self._fast = isinstance(ws, DirectWebSocketResponse) and ws.direct
         self._ping_due = False  # off the fast path: a ping for the writer task to send
-        self._caught_up = asyncio.Event()  # off the fast path: the writer sent everything
+        # Off the fast path, while a reader waits for the writer to send everything.
+        self._caught_up: asyncio.Event | None = None
         # Keep-alive bookkeeping for game_server/heartbeat.py.
         self.heard = True
         self.quiet_sweeps = 0
@@ -145,13 +169,15 @@ class Connection:
         ``close_timeout``) is dropped."""
         if not self._queue or self.dropped:
             return
-        self._caught_up.clear()
+        self._caught_up = caught_up = asyncio.Event()
         try:
             async with asyncio.timeout(self.close_timeout):
-                await self._caught_up.wait()
+                await caught_up.wait()
         except TimeoutError:
             if self._queue:
                 self._drop()
+        finally:
+            self._caught_up = None
 
     def cut(self, reason: str) -> None:
         """The peer is gone without a word (no pong): drop the TCP connection."""
@@ -257,7 +283,8 @@ class Connection:
                 await ws.send_frame(queue.popleft(), WSMsgType.TEXT)
         except (ConnectionError, RuntimeError):  # the socket is closing or gone
             queue.clear()
-        self._caught_up.set()
+        if self._caught_up is not None:
+            self._caught_up.set()
 
     async def _close_socket(self) -> None:
         code, reason = self._close_request or (CloseCode.GOING_AWAY, "")

@@ -25,6 +25,8 @@ MAX_FRAME_BYTES = 4096
 class SocketFrames:
     """What one socket's frames do, whichever path brought them (see ``websocket_handler``)."""
 
+    __slots__ = ("bound_player", "connection", "dialect", "service", "session")
+
     def __init__(
         self, service: GameService, dialect: Dialect, session: Session, connection: Connection
     ) -> None:
