@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from game_server.core.context import Context
 from game_server.core.house_bot import STEADY
 from game_server.core.match import MatchRules
 from game_server.core.players import PlayerEvent
 from game_server.core.ports import Matchmaker, Pairing
-from game_server.core.timers import Timer, TimerQueue
+from game_server.core.timers import Timer
 from protocol import BotMode, ErrorCode, Join, ProtocolError, Queued
 
 if TYPE_CHECKING:
@@ -41,8 +42,9 @@ class Lobby:
 
 
 class Lobbies:
-    def __init__(self, timers: TimerQueue, seat: Seat) -> None:
-        self.timers = timers
+    def __init__(self, context: Context, seat: Seat) -> None:
+        self.context = context
+        self.timers = context.timers
         self.seat = seat
         self.by_name: dict[str, Lobby] = {}
 
@@ -56,6 +58,7 @@ class Lobbies:
         if lobby.name in self.by_name:
             raise ValueError(f"lobby {lobby.name!r} exists")
         self.by_name[lobby.name] = lobby
+        lobby.matchmaker.listen(partial(self._paired, lobby))
         return lobby
 
     def waiting(self) -> int:
@@ -107,6 +110,12 @@ class Lobbies:
         lobby.timer = (
             None if when is None else self.timers.call_at(when, partial(self._tick, lobby))
         )
+
+    def _paired(self, lobby: Lobby, pairings: list[Pairing]) -> None:
+        """Pairings a shared queue made later, after the joins that led to them."""
+        now = self.context.advance()
+        self.seat(lobby, pairings, now)
+        self._arm(lobby)
 
     def _tick(self, lobby: Lobby, now: float) -> None:
         self.seat(lobby, lobby.matchmaker.tick(now), now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from game_server.core.ports import Pairing
+from game_server.core.ports import Pairing, PairingsDone
 from protocol import BotMode, ErrorCode, ProtocolError
 
 
@@ -29,6 +29,9 @@ class InMemoryMatchmaker:
             raise ValueError("bot_after must not be negative")
         self.bot_after = bot_after
         self._tickets: dict[str, Ticket] = {}  # insertion order is queue order
+
+    def listen(self, on_pairings: PairingsDone) -> None:
+        """Every pairing is made at once (``join``, ``tick``): nothing comes later."""
 
     def join(self, player_id: str, mode: BotMode, now: float) -> list[Pairing]:
         if player_id in self._tickets:

@@ -180,6 +180,14 @@ class Roster:
             self._by_openid[player.openid] = player.id
         return player
 
+    def remove(self, player: Player) -> None:
+        """Forget a player at once: another process owns it now."""
+        self.timers.cancel(player.forget_timer)
+        player.forget_timer = None
+        del self.by_id[player.id]
+        if player.openid is not None and self._by_openid.get(player.openid) == player.id:
+            del self._by_openid[player.openid]
+
     def link_openid(self, player: Player, openid: str) -> None:
         player.openid = openid
         self._by_openid[openid] = player.id
@@ -197,11 +205,8 @@ class Roster:
 
     def _forget(self, player: Player, now: float) -> None:
         player.forget_timer = None
-        if player.state is not PlayerState.OFFLINE:
-            return
-        del self.by_id[player.id]
-        if player.openid is not None and self._by_openid.get(player.openid) == player.id:
-            del self._by_openid[player.openid]
+        if player.state is PlayerState.OFFLINE:
+            self.remove(player)
 
     def check(self, online: int, is_queued: Callable[[str], bool]) -> None:
         """Every player's invariants, the connected count, and no queue entry without a

@@ -1,7 +1,9 @@
 """The seams between the game core and the world, so the in-memory defaults can be swapped.
 
-A Redis-backed ``Matchmaker`` and ``Relay`` (one queue and one message bus shared by many
-processes) implement these same protocols; the game service does not change.
+One process on its own uses the defaults here and in ``core/``; a cluster of processes
+(``game_server/cluster/``) plugs a shared queue (``Matchmaker``), a way to find the process
+that owns a player (``Locator``), frames forwarded to it (``Forwarder``) and match
+checkpoints (``Journal``) into the same service, which does not change.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ class Outlet(Protocol):
     """One client connection as the core sees it: fire-and-forget sends, and a close."""
 
     def send(self, message: ServerMessage) -> None: ...
+
+    def send_encoded(self, data: bytes) -> None:
+        """A message encoded once elsewhere (a frame another process addressed to it)."""
+        ...
 
     def close(self, code: int, reason: str) -> None: ...
 
@@ -84,8 +90,19 @@ class Pairing:
     second: str | None
 
 
+PairingsDone = Callable[[list[Pairing]], None]
+
+
 class Matchmaker(Protocol):
-    """A first-come, first-served queue; sans-I/O, driven by ``now`` and ``tick``."""
+    """A first-come, first-served queue; sans-I/O, driven by ``now`` and ``tick``.
+
+    ``join`` and ``tick`` return the pairings they make at once. A queue shared by many
+    processes answers a join later: it returns nothing then, and hands its pairings to the
+    callback given to ``listen`` when they come (on the event loop, later, like
+    ``PlayerStore.load_player``'s answer).
+    """
+
+    def listen(self, on_pairings: PairingsDone) -> None: ...
 
     def join(self, player_id: str, mode: BotMode, now: float) -> list[Pairing]: ...
 
@@ -101,6 +118,26 @@ class Matchmaker(Protocol):
     def __contains__(self, player_id: object) -> bool: ...
 
 
+class Forwarder(Protocol):
+    """Carries a session's frames to the process that owns its player (a cluster's).
+
+    A connection whose player lives in another process (found by ``Locator``) stays a
+    session here, for its socket, its flood guard and its lobby, but everything it sends
+    goes to the owner, and the owner's answers come back through its outlet.
+    """
+
+    def begin(self, session: Any, owner: str, frames: list[bytes]) -> None:
+        """From now on ``session`` forwards to ``owner``; ``frames`` (the hello and what
+        came after it) go first."""
+        ...
+
+    def forward(self, session: Any, data: bytes) -> None: ...
+
+    def closed(self, session: Any) -> None:
+        """The session's connection is gone."""
+        ...
+
+
 class StoreUnavailable(Exception):
     """Storage could not answer (disk full, I/O error, database locked): try again later.
 
@@ -110,6 +147,22 @@ class StoreUnavailable(Exception):
 
 
 LoadDone = Callable[[PlayerRecord | StoreUnavailable | None], None]
+# Where a player lives: None, here (load it from storage and own it); a process id,
+# elsewhere (forward to it); or StoreUnavailable if that cannot be told right now.
+LocateDone = Callable[[str | StoreUnavailable | None], None]
+
+
+class Locator(Protocol):
+    """Finds the process that owns a player known to a token but not in memory here."""
+
+    def locate(self, player_id: str, done: LocateDone) -> None: ...
+
+
+class HereLocator:
+    """One process on its own: every player is owned here."""
+
+    def locate(self, player_id: str, done: LocateDone) -> None:
+        done(None)
 
 
 class PlayerStore(Protocol):

@@ -13,12 +13,13 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
+import attrs
 import structlog
 
 from game_server.core.context import Context
 from game_server.core.lobbies import Lobbies
 from game_server.core.players import Player, PlayerEvent, PlayerState, Roster
-from game_server.core.ports import StoreUnavailable
+from game_server.core.ports import Forwarder, HereLocator, Locator, StoreUnavailable
 from game_server.core.records import PlayerRecord
 from game_server.core.rooms import Rooms
 from game_server.core.tokens import InvalidToken, TokenSigner
@@ -32,7 +33,19 @@ from protocol import (
     MovementKind,
     ProtocolError,
     Queued,
+    encode,
 )
+
+
+@attrs.frozen
+class PlayerSnapshot:
+    """A queued player as one process hands it to another (a cluster's pairing)."""
+
+    record: PlayerRecord
+    lobby: str
+    session_id: int | None  # its connection in the process handing it over, if any
+    away_left: float | None  # seconds of reconnect grace left, when away
+
 
 if TYPE_CHECKING:
     from game_server.core.rooms import Room
@@ -53,8 +66,11 @@ class Presence:
         *,
         replay: Callable[[Session, ClientMessage], None],
         reconnect_grace: float,
+        locator: Locator | None = None,
+        forwarder: Forwarder | None = None,
     ) -> None:
-        """``replay`` handles a message that arrived while the session's player loaded."""
+        """``replay`` handles a message that arrived while the session's player loaded;
+        ``locator`` and ``forwarder`` are a cluster's (one process owns every player)."""
         self.roster = roster
         self.sessions = sessions
         self.lobbies = lobbies
@@ -69,6 +85,8 @@ class Presence:
         self.advance = context.advance
         self.replay = replay
         self.reconnect_grace = reconnect_grace
+        self.locator: Locator = locator or HereLocator()
+        self.forwarder = forwarder
         self.online = 0
         self.draining = False
 
@@ -88,9 +106,29 @@ class Presence:
         if known is not None:
             self._greet(session, known, message, now)
             return
-        # Known to the token but not in memory (a restart, or forgotten): read it first.
+        # Known to the token but not in memory (a restart, forgotten, or owned by another
+        # process of a cluster): find it, then read it, holding what comes meanwhile.
         session.pending = []
-        self.store.load_player(player_id, partial(self._loaded, session, message))
+        self.locator.locate(player_id, partial(self._located, session, message, player_id))
+
+    def _located(
+        self, session: Session, message: Hello, player_id: str, where: str | StoreUnavailable | None
+    ) -> None:
+        if session.closed:
+            session.pending = None
+            return
+        if where is None:
+            self.store.load_player(player_id, partial(self._loaded, session, message))
+            return
+        if isinstance(where, StoreUnavailable):
+            self._loaded(session, message, where)
+            return
+        # Another process owns the player: this session forwards everything to it, the
+        # hello first, then what came meanwhile, in order.
+        pending, session.pending = session.pending or [], None
+        assert self.forwarder is not None, "a player located elsewhere needs a forwarder"
+        session.owner = where
+        self.forwarder.begin(session, where, [encode(message), *map(encode, pending)])
 
     def _loaded(
         self, session: Session, message: Hello, record: PlayerRecord | StoreUnavailable | None
@@ -215,6 +253,64 @@ class Presence:
         log.info("login", player_id=player.id)
         return player
 
+    def forward(self, session: Session, data: bytes) -> None:
+        assert self.forwarder is not None
+        self.forwarder.forward(session, data)
+
+    # ------------------------------------------------------------ changing hands (a cluster)
+
+    def export(self, player_id: str, new_owner: str) -> PlayerSnapshot | None:
+        """Hand a queued player over to another process (which paired it): it leaves this
+        process's roster and queue, and its connection, if any, forwards to ``new_owner``.
+
+        None if the player is not waiting in a queue here any more (it left, or was seated
+        meanwhile): then the other process keeps looking.
+        """
+        player = self.roster.get(player_id)
+        if player is None or player.lobby is None:
+            return None
+        now = self.advance()
+        lobby = player.lobby
+        away_left = None
+        if player.away_timer is not None:
+            away_left = max(0.0, player.away_timer.when - now)
+            self.timers.cancel(player.away_timer)
+            player.away_timer = None
+        player.lobby = None
+        lobby.matchmaker.leave(player.id)
+        session = player.session
+        if session is not None:
+            self._detach(session, player)
+            session.owner = new_owner
+        self.roster.remove(player)
+        log.info("player_handed_over", player_id=player.id, to=new_owner)
+        return PlayerSnapshot(
+            player.record(self.wall_clock()),
+            lobby.name,
+            None if session is None else session.id,
+            away_left,
+        )
+
+    def adopt(self, snapshot: PlayerSnapshot, session: Session | None, now: float) -> Player:
+        """Take over a player another process handed over: queued here, in the same
+        lobby, connected through ``session`` (a remote one) or away for what is left of
+        its grace. The caller (the shared queue) then pairs it."""
+        player = self.roster.add(Player.from_record(snapshot.record))
+        self.roster.online(player)
+        player.move(PlayerEvent.HELLO)
+        if session is not None:
+            player.session = session
+            session.player = player
+            self.online += 1
+            self.relay.attach(player.id, session.outlet)
+        player.move(PlayerEvent.JOIN)
+        player.lobby = self.lobbies[snapshot.lobby]
+        if session is None:
+            player.move(PlayerEvent.DROP)
+            left = snapshot.away_left or 0.0
+            player.away_timer = self.timers.call_at(now + left, partial(self.grace_over, player))
+        return player
+
     # ------------------------------------------------------------ going away
 
     def disconnect(self, session: Session, now: float, *, keep_seat: bool = True) -> None:
@@ -225,6 +321,10 @@ class Presence:
         forfeits the match, as after ``leave``.
         """
         if not self.sessions.close(session):
+            return
+        if session.owner is not None:
+            assert self.forwarder is not None
+            self.forwarder.closed(session)  # the owner gives the player its grace
             return
         player = session.player
         if player is None:
@@ -280,7 +380,7 @@ class Presence:
         self.draining = True
         for away in [p for p in self.roster.by_id.values() if p.away]:
             self.give_up(away, now)
-        for session in list(self.sessions.open):
+        for session in self.sessions:
             player = session.player
             if player is None or player.room is None:
                 self.kick(session, "shutdown", CloseCode.GOING_AWAY)
@@ -294,6 +394,6 @@ class Presence:
     def close_all(self, reason: str) -> None:
         """``bye {reason: "shutdown"}`` and a 1001 close on every session (the shell then
         sees each connection end)."""
-        for session in list(self.sessions.open):
+        for session in self.sessions:
             session.outlet.send(Bye(reason="shutdown"))
             session.outlet.close(CloseCode.GOING_AWAY, reason)

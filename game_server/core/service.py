@@ -120,7 +120,7 @@ class GameService:
         self.sessions = Sessions(self.observer, config.flood_rate, config.flood_burst)
         self.roster = Roster(self.timers, config.forget_after)
         self.rooms = Rooms(context, self.roster, BotConfig(config.bot_strategy, config.bot_think))
-        self.lobbies = Lobbies(self.timers, self.rooms.seat)
+        self.lobbies = Lobbies(context, self.rooms.seat)
         self.lobby = self.lobbies.add(
             Lobby(DEFAULT_LOBBY, config.rules, matchmaker or InMemoryMatchmaker(config.bot_after))
         )
@@ -194,6 +194,9 @@ class GameService:
             return
         now = self._advance()
         if not self._admit(session, now):
+            return
+        if session.owner is not None:  # a cluster's: its player lives in another process
+            self.presence.forward(session, data if isinstance(data, bytes) else data.encode())
             return
         message: ClientMessage | None = None
         try:

@@ -3,12 +3,15 @@
 A session is what the service knows of a socket: its outlet, its flood guard, the lobby
 its endpoint queues in and, once it said ``hello``, its player. While a ``hello`` waits for
 its player to load from storage, what the client sends meanwhile is kept in order
-(``pending``) and handled once the player is there.
+(``pending``) and handled once the player is there. In a cluster, a session whose player
+is owned by another process has that process as its ``owner``: it forwards its frames
+there (``ports.Forwarder``) and has no player here.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import attrs
@@ -35,6 +38,8 @@ class Session:
     closed: bool = False
     # Not None while its ``hello`` waits for the player to load: what came in meanwhile.
     pending: list[ClientMessage] | None = None
+    owner: str | None = None  # the process its frames are forwarded to (a cluster's)
+    address: str | None = None  # the client's address, for logs and per-address limits
 
 
 class Sessions:
@@ -44,16 +49,20 @@ class Sessions:
         self.observer = observer
         self.flood_rate = flood_rate
         self.flood_burst = flood_burst
-        self.open: set[Session] = set()
+        self.by_id: dict[int, Session] = {}
         self._ids = itertools.count(1)
 
     def __len__(self) -> int:
-        return len(self.open)
+        return len(self.by_id)
 
-    def connect(self, outlet: Outlet, lobby: Lobby) -> Session:
+    def __iter__(self) -> Iterator[Session]:
+        """The open sessions, as they are now (closing one while iterating is fine)."""
+        return iter(list(self.by_id.values()))
+
+    def connect(self, outlet: Outlet, lobby: Lobby, address: str | None = None) -> Session:
         guard = FloodGuard(rate=self.flood_rate, burst=self.flood_burst)
-        session = Session(next(self._ids), outlet, guard, lobby)
-        self.open.add(session)
+        session = Session(next(self._ids), outlet, guard, lobby, address=address)
+        self.by_id[session.id] = session
         return session
 
     def close(self, session: Session) -> bool:
@@ -61,7 +70,7 @@ class Sessions:
         if session.closed:
             return False
         session.closed = True
-        self.open.discard(session)
+        del self.by_id[session.id]
         return True
 
     def admit(self, session: Session, now: float) -> Verdict:

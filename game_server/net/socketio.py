@@ -82,6 +82,10 @@ class LegacyOutlet:
         for frame in frames:
             self.connection.send_encoded(frame)
 
+    def send_encoded(self, data: bytes) -> None:
+        """A frame already in the demo's dialect."""
+        self.connection.send_encoded(data)
+
     def close(self, code: int, reason: str) -> None:
         self.connection.close(code, reason)
 

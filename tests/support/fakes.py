@@ -37,6 +37,10 @@ class RecordingOutlet:
         assert self.closed is None, f"send after close: {message!r}"
         self.sent.append(decode_server(encode(message)))
 
+    def send_encoded(self, data: bytes) -> None:
+        assert self.closed is None, f"send after close: {data!r}"
+        self.sent.append(decode_server(data))
+
     def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
 
