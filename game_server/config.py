@@ -23,3 +23,5 @@ class ServerConfig:
     # and pinged as raw frames. False takes its public API, as on a release it was not
     # checked on.
     fast_path: bool = True
+    redis: str | None = None  # a Redis URL: this process is one node of a cluster
+    node_id: str | None = None  # its name in the cluster (default: host-pid)

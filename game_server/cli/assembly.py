@@ -31,6 +31,15 @@ async def open_store(config: ServerConfig) -> Storage:
 def create_app(
     config: ServerConfig | None = None, *, clock: Callable[[], float] | None = None
 ) -> web.Application:
-    """The whole server's app for ``config`` (the defaults: an in-memory database)."""
+    """The whole server's app for ``config`` (the defaults: an in-memory database, one
+    process on its own)."""
     config = config or ServerConfig()
-    return net_app.create_app(config, open_store=partial(open_store, config), clock=clock)
+    plugin = None
+    if config.redis is not None:
+        # Imported only here: without --redis, a process never loads the cluster code.
+        from game_server.cluster.node import Cluster
+
+        plugin = Cluster(config.redis, node_id=config.node_id)
+    return net_app.create_app(
+        config, open_store=partial(open_store, config), plugin=plugin, clock=clock
+    )

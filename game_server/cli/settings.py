@@ -100,8 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     option(
         "--reuse-port",
         action="store_true",
-        help="SO_REUSEPORT, so several processes can share the port (each has its own "
-        "queue until a shared matchmaking backend is configured)",
+        help="SO_REUSEPORT, so several processes can share the port (with --redis they "
+        "share one queue and their players; without it each is a server of its own)",
     )
     option("--certfile", type=Path, default=None, help="TLS certificate chain (PEM): serve wss://")
     option("--keyfile", type=Path, default=None, help="TLS private key (PEM)")
@@ -149,6 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_DB,
         metavar="PATH",
         help="SQLite file for players and finished matches (:memory: keeps nothing)",
+    )
+    option(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help="a Redis URL (redis://host:port/0): this process is one node of a cluster that "
+        "shares its queue and players with every node on the same Redis (docs/cluster.md)",
+    )
+    option(
+        "--node-id",
+        default=None,
+        help="this node's name in the cluster, unique among its nodes (default: host-pid)",
     )
     option(
         "--token-secret",
@@ -286,6 +298,8 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         heartbeat=args.heartbeat or None,
         drain_seconds=args.drain_seconds,
         db=args.db,
+        redis=args.redis,
+        node_id=args.node_id,
         token_secret=args.token_secret,
         token_ttl=args.token_ttl,
         wechat=None

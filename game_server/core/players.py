@@ -159,6 +159,9 @@ class Roster:
         self.forget_after = forget_after
         self.by_id: dict[str, Player] = {}
         self._by_openid: dict[str, str] = {}
+        # A cluster's: this process owns a player from ``add`` to ``remove`` (owner keys).
+        self.on_added: Callable[[Player], None] | None = None
+        self.on_removed: Callable[[Player], None] | None = None
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -178,6 +181,8 @@ class Roster:
         self.by_id[player.id] = player
         if player.openid is not None:
             self._by_openid[player.openid] = player.id
+        if self.on_added is not None:
+            self.on_added(player)
         return player
 
     def remove(self, player: Player) -> None:
@@ -187,6 +192,8 @@ class Roster:
         del self.by_id[player.id]
         if player.openid is not None and self._by_openid.get(player.openid) == player.id:
             del self._by_openid[player.openid]
+        if self.on_removed is not None:
+            self.on_removed(player)
 
     def link_openid(self, player: Player, openid: str) -> None:
         player.openid = openid

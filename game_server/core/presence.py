@@ -103,7 +103,7 @@ class Presence:
         except InvalidToken as exc:
             raise ProtocolError(ErrorCode.INVALID_TOKEN, str(exc), message.id) from None
         known = self.roster.get(player_id)
-        if known is not None:
+        if known is not None and (known.state is not PlayerState.OFFLINE or self.forwarder is None):
             self._greet(session, known, message, now)
             return
         # Known to the token but not in memory (a restart, forgotten, or owned by another
@@ -118,6 +118,13 @@ class Presence:
             session.pending = None
             return
         if where is None:
+            known = self.roster.get(player_id)
+            if known is not None:  # an offline copy here, and the player is ours
+                pending, session.pending = session.pending or [], None
+                self._greet(session, known, message, self.advance())
+                for queued in pending:
+                    self.replay(session, queued)
+                return
             self.store.load_player(player_id, partial(self._loaded, session, message))
             return
         if isinstance(where, StoreUnavailable):

@@ -28,6 +28,8 @@ from game_server.core.match import MatchRules, Seat
 from game_server.core.matchmaker import InMemoryMatchmaker
 from game_server.core.players import Player, Roster
 from game_server.core.ports import (
+    Forwarder,
+    Locator,
     Matchmaker,
     NullObserver,
     NullStore,
@@ -101,7 +103,11 @@ class GameService:
         store: PlayerStore | None = None,
         signer: TokenSigner | None = None,
         wall_clock: Callable[[], float] = time.time,
+        locator: Locator | None = None,
+        forwarder: Forwarder | None = None,
     ) -> None:
+        """``matchmaker`` is the default lobby's queue; it, ``locator`` and ``forwarder``
+        are a cluster's (``game_server/cluster/``) when several processes serve as one."""
         self.config = config
         self.signer = signer or TokenSigner.random(TOKEN_TTL)
         self.observer: Observer = observer or NullObserver()
@@ -109,7 +115,7 @@ class GameService:
             clock=clock,
             wall_clock=wall_clock,
             timers=TimerQueue(),
-            relay=relay or LocalRelay(),
+            relay=LocalRelay() if relay is None else relay,
             store=store or NullStore(),
             observer=self.observer,
             rng=rng or random.Random(),
@@ -121,9 +127,9 @@ class GameService:
         self.roster = Roster(self.timers, config.forget_after)
         self.rooms = Rooms(context, self.roster, BotConfig(config.bot_strategy, config.bot_think))
         self.lobbies = Lobbies(context, self.rooms.seat)
-        self.lobby = self.lobbies.add(
-            Lobby(DEFAULT_LOBBY, config.rules, matchmaker or InMemoryMatchmaker(config.bot_after))
-        )
+        if matchmaker is None:  # not ``or``: an empty queue is falsy (it has a length)
+            matchmaker = InMemoryMatchmaker(config.bot_after)
+        self.lobby = self.lobbies.add(Lobby(DEFAULT_LOBBY, config.rules, matchmaker))
         self.presence = Presence(
             context,
             self.roster,
@@ -133,6 +139,8 @@ class GameService:
             self.signer,
             replay=self.handle,
             reconnect_grace=config.reconnect_grace,
+            locator=locator,
+            forwarder=forwarder,
         )
         self.rooms.on_closed = self._room_closed
         self._on_drained: Callable[[], None] | None = None

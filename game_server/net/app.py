@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
+from typing import Any
 
 import aiohttp
 import structlog
@@ -29,6 +30,7 @@ from game_server.net.appkeys import (
     HTTP_CLIENT,
     LIFECYCLE,
     METRICS,
+    PLUGIN,
     SERVICE,
     STARTED,
     STORE,
@@ -39,6 +41,7 @@ from game_server.net.appkeys import (
 from game_server.net.connection import Connection, Flusher
 from game_server.net.dialect import Dialect, NativeDialect
 from game_server.net.heartbeat import Heartbeat
+from game_server.net.plugin import Plugin
 from game_server.net.socketio import SOCKETIO_ROUTE, SocketIODialect
 from game_server.net.ticker import Ticker
 from game_server.net.web_client import add_client_routes
@@ -56,7 +59,11 @@ StoreOpener = Callable[[], Awaitable[Storage]]
 
 
 def create_app(
-    config: ServerConfig, *, open_store: StoreOpener, clock: Callable[[], float] | None = None
+    config: ServerConfig,
+    *,
+    open_store: StoreOpener,
+    plugin: Plugin | None = None,
+    clock: Callable[[], float] | None = None,
 ) -> web.Application:
     """The app for ``config``, on the store ``open_store`` opens at start-up."""
     dialects: dict[str, Dialect] = {
@@ -91,14 +98,22 @@ def create_app(
             )
         else:
             signer = TokenSigner(config.token_secret, config.token_ttl)
+        options: dict[str, Any] = {}
+        if plugin is not None:
+            await plugin.start()
+            app[PLUGIN] = plugin
+            options = plugin.service_options(config.service, clock or loop.time)
         service = GameService(
             config.service,
             clock or loop.time,
             observer=app[METRICS],
             store=store,
             signer=signer,
+            **options,
         )
         app[SERVICE] = service
+        if plugin is not None:
+            plugin.attach(service)
         for dialect in dialects.values():
             dialect.install(service)
         app[METRICS].gauges(
@@ -136,6 +151,8 @@ def create_app(
 
     async def close_store(app: web.Application) -> None:
         # After the sockets: their last writes (players' last_seen) are committed too.
+        if PLUGIN in app:
+            await app[PLUGIN].close()
         await app[STORE].close()
         if HTTP_CLIENT in app:
             await app[HTTP_CLIENT].close()
@@ -179,6 +196,8 @@ async def healthz(request: web.Request) -> web.Response:
         "store_writes_dropped": app[STORE].writes_dropped,
         "log_lines_lost": log_lines_lost(),
     }
+    if PLUGIN in app:
+        body.update(app[PLUGIN].health())
     return web.json_response(body)
 
 
@@ -188,7 +207,14 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    lifecycle = request.app[LIFECYCLE]
-    ready = lifecycle.ready and not lifecycle.draining
-    status = "ready" if ready else ("draining" if lifecycle.draining else "starting")
-    return web.json_response({"status": status}, status=200 if ready else 503)
+    app = request.app
+    lifecycle = app[LIFECYCLE]
+    if lifecycle.draining:
+        status = "draining"
+    elif not lifecycle.ready:
+        status = "starting"
+    elif PLUGIN in app and not app[PLUGIN].ready:
+        status = "degraded"  # a cluster whose Redis is unreachable: no new joins here
+    else:
+        status = "ready"
+    return web.json_response({"status": status}, status=200 if status == "ready" else 503)

@@ -11,6 +11,7 @@ from game_server.core.ports import Storage
 from game_server.core.service import GameService
 from game_server.net.connection import Connection, Flusher
 from game_server.net.heartbeat import Heartbeat
+from game_server.net.plugin import Plugin
 from game_server.net.ticker import Ticker
 from game_server.ops.metrics import PrometheusObserver
 from game_server.wechat.client import WeChatClient
@@ -36,3 +37,4 @@ CONFIG = web.AppKey("config", ServerConfig)
 STARTED = web.AppKey("started", float)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 METRICS = web.AppKey("metrics", PrometheusObserver)
+PLUGIN = web.AppKey("plugin", Plugin)  # a cluster, when one is configured

@@ -1,0 +1,529 @@
+"""One process of a cluster: its heartbeat, the players it owns, and its mailbox.
+
+Every player is owned by exactly one process at a time: the one whose game service holds
+its state (``owner:{player}`` in Redis says which). A player's connection may live on
+another process (its gateway): the gateway forwards the player's frames to the owner, and
+the owner's messages for it come back through a ``RemoteOutlet``. So the game service
+runs every match with local players only, and the cluster moves players, not matches:
+
+- **hello** with a token for a player this process does not own: ``locate`` asks Redis
+  (one script: the live owner, or this process claims it); elsewhere, the session starts
+  forwarding (``Forwarder``).
+- **pairing** across processes: the joiner's process hosts the match; the partner's
+  process hands the partner over (``handover?`` / ``handover``), and its connection's
+  gateway is re-pointed at the new owner.
+- **a process dies** (its heartbeat key expires): the others sweep its queue tickets,
+  give its players' connections here back to the players (closed with 1012, so they
+  reconnect and are located afresh), and give players whose gateway it was their grace.
+  Match takeover from checkpoints is ``cluster/journal.py``'s.
+- **Redis goes away**: matches between players of one process play on; joins answer
+  ``unavailable``; when Redis is back, this process re-asserts what it owns (heartbeat,
+  owner keys, queue tickets) in case it restarted empty, and judges nobody dead until a
+  whole heartbeat TTL has passed with Redis reachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import socket
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import attrs
+import orjson
+import structlog
+
+from game_server.cluster.keys import HEARTBEAT, NODE_TTL, Keys
+from game_server.cluster.link import Lua, RedisLink
+from game_server.cluster.mailbox import Mailbox
+from game_server.cluster.queue import SharedQueue
+from game_server.core.lobbies import DEFAULT_LOBBY
+from game_server.core.players import Player
+from game_server.core.ports import LocateDone, StoreUnavailable
+from game_server.core.presence import PlayerSnapshot
+from game_server.core.records import PlayerRecord
+from game_server.core.scoring import PlayerStats
+from game_server.core.service import GameService, ServiceConfig
+from game_server.core.sessions import Session
+from protocol import ServerMessage, encode
+
+log = structlog.get_logger("game_server.cluster")
+
+HANDOVER_PATIENCE = 5.0  # seconds between checks that a hand-over's process still lives
+MOVED_KEEP = 30.0  # seconds frames for a handed-over connection are passed on
+CLOSE_SERVICE_RESTART = 1012  # RFC 6455: the player's process restarted; reconnect
+
+# KEYS: owner:{player}. ARGV: this process, the prefix of process keys. The live owner if
+# it is another process; otherwise this process claims the player and gets nil.
+LOCATE = """
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. owner) == 1 then
+  return owner
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return false
+"""
+
+# KEYS: owner:{player}. ARGV: this process. Deletes the key if this process holds it.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+def default_node_id() -> str:
+    """Readable and unique on a host: the host name and the process id."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class RemoteOutlet:
+    """A session's outlet on the owner when the connection lives on another process."""
+
+    __slots__ = ("cluster", "node", "session_id")
+
+    def __init__(self, cluster: Cluster, node: str, session_id: int) -> None:
+        self.cluster = cluster
+        self.node = node
+        self.session_id = session_id
+
+    def send(self, message: ServerMessage) -> None:
+        self.cluster.observer_out(message.TYPE)
+        self.cluster.mailbox.post(self.node, ["out", self.session_id], encode(message))
+
+    def send_encoded(self, data: bytes) -> None:
+        self.cluster.mailbox.post(self.node, ["out", self.session_id], data)
+
+    def close(self, code: int, reason: str) -> None:
+        self.cluster.mailbox.post(self.node, ["close", self.session_id, int(code), reason])
+
+
+class Cluster:
+    """This process's part in a cluster; see the module docstring."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        node_id: str | None = None,
+        prefix: str = "rps:",
+        public: dict[str, Any] | None = None,
+    ) -> None:
+        self.node_id = node_id or default_node_id()
+        self.keys = Keys(prefix)
+        self.link = RedisLink(url)
+        self.mailbox = Mailbox(self.link, self.node_id, self.keys.inbox)
+        self.public = public or {}  # what the heartbeat says about this process
+        self.service: GameService | None = None
+        self.queues: dict[str, SharedQueue] = {}
+        # Owner side: sessions whose connection lives elsewhere, by (gateway, its session).
+        self.remote: dict[tuple[str, int], Session] = {}
+        self._remote_key: dict[int, tuple[str, int]] = {}  # our session id -> (gateway, id)
+        # Connections handed over lately: (gateway, id) -> (new owner, until).
+        self._moved: dict[tuple[str, int], tuple[str, float]] = {}
+        self._handovers: dict[int, tuple[str, Callable[[bool], None]]] = {}
+        self._handover_ids = itertools.count(1)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._reachable_since = 0.0  # monotonic: Redis reachable without a break since
+        self.dead_nodes_seen = 0
+        self.resets = 0
+        self.observer_out: Callable[[str], None] = lambda kind: None
+        self._locate = Lua(LOCATE)
+        self._release = Lua(RELEASE)
+        handlers = self.mailbox.handlers
+        handlers["open"] = self._on_open
+        handlers["in"] = self._on_in
+        handlers["fwd"] = self._on_fwd
+        handlers["gone"] = self._on_gone
+        handlers["out"] = self._on_out
+        handlers["close"] = self._on_close
+        handlers["repoint"] = self._on_repoint
+        handlers["handover?"] = self._on_handover_request
+        handlers["handover"] = self._on_handover
+        handlers["handover-refused"] = self._on_handover_refused
+        self.mailbox.on_gap = self.reset_link
+        self.mailbox.on_lost = self.reset_link
+        self.link.on_reconnect.append(self._reassert)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.link.start()
+        self._reachable_since = time.monotonic()
+        await self.link.call(self._announce)
+        await self.mailbox.start()
+        self._tasks = [
+            asyncio.create_task(self._every(HEARTBEAT, self._beat), name="cluster-heartbeat"),
+            asyncio.create_task(self._every(HEARTBEAT, self._scan), name="cluster-scan"),
+        ]
+        log.info("cluster_joined", node=self.node_id)
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.link.call(self._retire), 2.0)
+        await self.mailbox.close()
+        await self.link.close()
+
+    def attach(self, service: GameService) -> None:
+        """Plug into the game service made with ``service_options``."""
+        self.service = service
+        self.observer_out = service.observer.message_out
+        service.roster.on_added = self._owned
+        service.roster.on_removed = self._released
+
+    def service_options(self, config: ServiceConfig, clock: Callable[[], float]) -> dict[str, Any]:
+        """The game service's shared queue (the native lobby's; the 2016 dialect's lobby
+        stays this process's own), locator and forwarder."""
+        queue = self.queues[DEFAULT_LOBBY] = SharedQueue(
+            self, DEFAULT_LOBBY, config.bot_after, clock
+        )
+        return {"matchmaker": queue, "locator": self, "forwarder": self}
+
+    def later(self, delay: float, callback: Callable[[], None]) -> None:
+        asyncio.get_running_loop().call_later(delay, callback)
+
+    @property
+    def ready(self) -> bool:
+        return self.link.available
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "node": self.node_id,
+            "redis": "ok" if self.link.available else "unreachable",
+            "relayed_out": self.mailbox.sent,
+            "relayed_in": self.mailbox.received,
+            "relay_gaps": self.mailbox.gaps,
+            "remote_sessions": len(self.remote),
+            "handovers": sum(queue.handovers for queue in self.queues.values()),
+            "links_reset": self.resets,
+        }
+
+    def _announce(self, pipe: Any) -> Any:
+        info = orjson.dumps({"started": time.time(), **self.public})
+        pipe.set(self.keys.node(self.node_id), info, px=int(NODE_TTL * 1000))
+        return pipe.sadd(self.keys.nodes, self.node_id)
+
+    def _retire(self, pipe: Any) -> Any:
+        pipe.delete(self.keys.node(self.node_id))
+        return pipe.srem(self.keys.nodes, self.node_id)
+
+    async def _every(self, seconds: float, job: Callable[[], None]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                job()
+            except Exception:
+                log.exception("cluster_job_failed")
+
+    def _beat(self) -> None:
+        self.link.submit(self._announce)
+        for queue in self.queues.values():
+            queue.audit()
+        now = time.monotonic()
+        for key, (_, until) in list(self._moved.items()):
+            if until < now:
+                del self._moved[key]
+
+    # ------------------------------------------------------------ owning players
+
+    def locate(self, player_id: str, done: LocateDone) -> None:
+        """The ``Locator`` port: the live owner, or None once this process claimed it."""
+        keys = [self.keys.owner(player_id)]
+        args = [self.node_id, self.keys.node_prefix]
+
+        def located(reply: Any) -> None:
+            if isinstance(reply, Exception):
+                done(StoreUnavailable(f"the cluster cannot be asked: {reply}"))
+            elif reply is None:
+                done(None)
+            else:
+                done(reply.decode() if isinstance(reply, bytes) else str(reply))
+
+        if not self.link.available:
+            done(StoreUnavailable("the cluster cannot be asked right now"))
+            return
+        self.link.submit(lambda pipe: self._locate.add(pipe, keys, args), located)
+
+    def _owned(self, player: Player) -> None:
+        key = self.keys.owner(player.id)
+        self.link.submit(lambda pipe: pipe.set(key, self.node_id))
+
+    def _released(self, player: Player) -> None:
+        keys = [self.keys.owner(player.id)]
+        args = [self.node_id]
+        self.link.submit(lambda pipe: self._release.add(pipe, keys, args))
+
+    # ------------------------------------------------------------ Forwarder (gateway side)
+
+    def begin(self, session: Session, owner: str, frames: list[bytes]) -> None:
+        post = self.mailbox.post
+        post(owner, ["open", session.id, session.lobby.name, session.address])
+        for frame in frames:
+            post(owner, ["in", session.id], frame)
+
+    def forward(self, session: Session, data: bytes) -> None:
+        assert session.owner is not None
+        self.mailbox.post(session.owner, ["in", session.id], data)
+
+    def closed(self, session: Session) -> None:
+        assert session.owner is not None
+        self.mailbox.post(session.owner, ["gone", session.id])
+
+    def _on_out(self, sender: str, message: list[Any], frame: bytes | None) -> None:
+        session = self._service.sessions.by_id.get(message[1])
+        if session is not None and session.owner == sender and frame is not None:
+            session.outlet.send_encoded(frame)
+
+    def _on_close(self, sender: str, message: list[Any], frame: bytes | None) -> None:
+        _, session_id, code, reason = message
+        session = self._service.sessions.by_id.get(session_id)
+        if session is not None and session.owner == sender:
+            session.outlet.close(code, reason)
+
+    def _on_repoint(self, sender: str, message: list[Any], frame: bytes | None) -> None:
+        session = self._service.sessions.by_id.get(message[1])
+        if session is not None and session.owner is not None:
+            session.owner = message[2]
+
+    # ------------------------------------------------------------ the owner's side
+
+    def _remote_session(self, gateway: str, session_id: int, lobby: str, address: Any) -> Session:
+        service = self._service
+        session = service.connect(RemoteOutlet(self, gateway, session_id), lobby)
+        session.address = address
+        self.remote[gateway, session_id] = session
+        self._remote_key[session.id] = (gateway, session_id)
+        return session
+
+    def _on_open(self, sender: str, message: list[Any], frame: bytes | None) -> None:
+        _, session_id, lobby, address = message
+        self._remote_session(sender, session_id, lobby, address)
+
+    def _on_in(self, sender: str, message: list[Any], frame: bytes | None) -> None:
+        self._incoming(sender, message[1], frame)
+
+    def _on_fwd(self, sender: str, message: list[Any], frame: bytes | None) -> None:
+        _, gateway, session_id = message
+        if frame is None:
+            self._gone(gateway, session_id)
+        else:
+            self._incoming(gateway, session_id, frame)
+
+    def _incoming(self, gateway: str, session_id: int, frame: bytes | None) -> None:
+        key = (gateway, session_id)
+        session = self.remote.get(key)
+        if session is not None and frame is not None:
+            self._service.receive(session, frame)
+            return
+        moved = self._moved.get(key)
+        if moved is not None:  # handed over a moment ago: pass it on
+            self.mailbox.post(moved[0], ["fwd", gateway, session_id], frame)
+
+    def _on_gone(self, sender: str, message: list[Any], frame: bytes | None) -> None:
+        self._gone(sender, message[1])
+
+    def _gone(self, gateway: str, session_id: int) -> None:
+        key = (gateway, session_id)
+        session = self.remote.pop(key, None)
+        if session is not None:
+            self._remote_key.pop(session.id, None)
+            self._service.disconnect(session)
+            return
+        moved = self._moved.get(key)
+        if moved is not None:
+            self.mailbox.post(moved[0], ["fwd", gateway, session_id], None)
+
+    # ------------------------------------------------------------ hand-overs
+
+    def request_handover(
+        self, node: str, player_id: str, lobby: str, done: Callable[[bool], None]
+    ) -> None:
+        """Ask ``node`` for a queued player this process paired; ``done(True)`` once it is
+        adopted here, ``done(False)`` if the node refused (or died)."""
+        request = next(self._handover_ids)
+        self._handovers[request] = (node, done)
+        self.mailbox.post(node, ["handover?", request, player_id, lobby])
+        self.later(HANDOVER_PATIENCE, lambda: self._handover_patience(request))
+
+    def _handover_patience(self, request: int) -> None:
+        pending = self._handovers.get(request)
+        if pending is None:
+            return
+        node, _ = pending
+        key = self.keys.node(node)
+
+        def checked(reply: Any) -> None:
+            if request not in self._handovers:
+                return
+            if reply == 1 or isinstance(reply, Exception):
+                self.later(HANDOVER_PATIENCE, lambda: self._handover_patience(request))
+            else:
+                _, done = self._handovers.pop(request)
+                done(False)  # its process died: the partner is gone with it
+
+        self.link.submit(lambda pipe: pipe.exists(key), checked)
+
+    def _on_handover_request(self, sender: str, message: list[Any], frame: bytes | None) -> None:
+        _, request, player_id, lobby = message
+        service = self._service
+        queue = self.queues.get(lobby)
+        snapshot = None
+        if queue is not None and queue.hand_over(player_id):
+            snapshot = service.presence.export(player_id, new_owner=sender)
+        if snapshot is None:
+            self.mailbox.post(sender, ["handover-refused", request])
+            return
+        gateway: list[Any] | None = None
+        if snapshot.session_id is not None:
+            session = service.sessions.by_id[snapshot.session_id]
+            remote = self._remote_key.pop(session.id, None)
+            if remote is None:
+                gateway = [self.node_id, session.id]  # its connection is here
+            else:
+                # Its connection is on a third process: that one is re-pointed by the new
+                # owner; what it sends here meanwhile is passed on.
+                del self.remote[remote]
+                service.sessions.close(session)
+                self._moved[remote] = (sender, time.monotonic() + MOVED_KEEP)
+                gateway = list(remote)
+        self.mailbox.post(sender, ["handover", request, _snapshot_json(snapshot), gateway])
+
+    def _on_handover(self, sender: str, message: list[Any], frame: bytes | None) -> None:
+        _, request, raw, gateway = message
+        pending = self._handovers.pop(request, None)
+        snapshot = _snapshot_from(raw)
+        service = self._service
+        session: Session | None = None
+        if gateway is not None:
+            node, session_id = gateway
+            if node == self.node_id:
+                session = service.sessions.by_id.get(session_id)
+                if session is not None:
+                    session.owner = None  # its connection is here: a local session again
+            else:
+                session = self._remote_session(node, session_id, snapshot.lobby, None)
+                if node != sender:
+                    self.mailbox.post(node, ["repoint", session_id, self.node_id])
+        service.presence.adopt(snapshot, session, service.clock())
+        if pending is not None:
+            pending[1](True)
+        else:
+            # We had given up on it (its process seemed dead): it queues here again.
+            queue = self.queues[snapshot.lobby]
+            queue.adopted_late(snapshot.record.id)
+
+    def _on_handover_refused(self, sender: str, message: list[Any], frame: bytes | None) -> None:
+        pending = self._handovers.pop(message[1], None)
+        if pending is not None:
+            pending[1](False)
+
+    # ------------------------------------------------------------ failures
+
+    def reset_link(self, node: str) -> None:
+        """Messages between this process and ``node`` were lost: what they shared starts
+        over. Connections here that forward to it are closed (their players reconnect and
+        get the truth: ``hi``, then ``resume``), and sessions whose connection is there
+        are given their grace."""
+        self.resets += 1
+        log.warning("cluster_link_reset", node=node)
+        service = self._service
+        for session in service.sessions:
+            if session.owner == node:
+                session.outlet.close(CLOSE_SERVICE_RESTART, "reconnect")
+        for key, session in list(self.remote.items()):
+            if key[0] == node:
+                session.outlet.close(CLOSE_SERVICE_RESTART, "reconnect")
+                del self.remote[key]
+                self._remote_key.pop(session.id, None)
+                service.disconnect(session)
+
+    def _scan(self) -> None:
+        """Find processes whose heartbeat stopped, and clean up after them."""
+        if not self.link.available or time.monotonic() - self._reachable_since < NODE_TTL:
+            return  # after an outage every heartbeat looks stale: wait one TTL first
+
+        def members(reply: Any) -> None:
+            if isinstance(reply, Exception):
+                return
+            others = [_text(node) for node in reply if _text(node) != self.node_id]
+            for node in others:
+                self.link.submit(partial(_exists, self.keys.node(node)), partial(self._judge, node))
+
+        self.link.submit(lambda pipe: pipe.smembers(self.keys.nodes), members)
+
+    def _judge(self, node: str, alive: Any) -> None:
+        if alive == 0:
+            self._dead(node)
+
+    def _dead(self, node: str) -> None:
+        self.dead_nodes_seen += 1
+        log.warning("cluster_node_dead", node=node)
+        for queue in self.queues.values():
+            queue.sweep(node)
+        self.reset_link(node)
+        self.link.submit(lambda pipe: pipe.srem(self.keys.nodes, node))
+        self.link.submit(lambda pipe: pipe.delete(self.keys.inbox(node)))
+
+    def _reassert(self) -> None:
+        """Redis is back, perhaps restarted empty: say again what this process owns."""
+        self._reachable_since = time.monotonic()
+        log.info("cluster_reassert", players=len(self._service.roster))
+        self.link.submit(self._announce)
+        for player in list(self._service.roster.by_id.values()):
+            self._owned(player)
+        for queue in self.queues.values():
+            queue.reassert()
+
+    @property
+    def _service(self) -> GameService:
+        assert self.service is not None, "attach() the cluster to the service first"
+        return self.service
+
+
+def _exists(key: str, pipe: Any) -> Any:
+    return pipe.exists(key)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _snapshot_json(snapshot: PlayerSnapshot) -> dict[str, Any]:
+    record = snapshot.record
+    return {
+        "id": record.id,
+        "name": record.name,
+        "created_at": record.created_at,
+        "last_seen": record.last_seen,
+        "avatar": record.avatar,
+        "openid": record.openid,
+        "unionid": record.unionid,
+        "stats": attrs.asdict(record.stats),
+        "lobby": snapshot.lobby,
+        "away_left": snapshot.away_left,
+    }
+
+
+def _snapshot_from(raw: dict[str, Any]) -> PlayerSnapshot:
+    record = PlayerRecord(
+        id=raw["id"],
+        name=raw["name"],
+        created_at=raw["created_at"],
+        last_seen=raw["last_seen"],
+        avatar=raw["avatar"],
+        openid=raw["openid"],
+        unionid=raw["unionid"],
+        stats=PlayerStats(**raw["stats"]),
+    )
+    return PlayerSnapshot(record, raw["lobby"], None, raw["away_left"])

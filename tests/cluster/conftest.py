@@ -1,0 +1,88 @@
+"""Cluster nodes in one event loop, on a real redis-server: each a game service with its
+``Cluster``, clients as recording outlets. The processes-and-sockets version of the same
+is in tests/system/test_cluster_processes.py."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import attrs
+import pytest
+
+from game_server.cluster.node import Cluster
+from game_server.core.match import MatchRules
+from game_server.core.service import GameService, ServiceConfig
+from game_server.core.tokens import TokenSigner
+from game_server.net.ticker import Ticker
+from tests.support.redis import RedisServer, start_redis
+from tests.support.service import Client, connect
+
+SECRET = b"a cluster's shared token secret"
+RULES = MatchRules(best_of=3, round_seconds=2.0, round_pause=0.0)
+_prefixes = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    yield from start_redis()
+
+
+@attrs.define
+class Node:
+    cluster: Cluster
+    service: GameService
+    ticker: Ticker
+
+    def client(self) -> Client:
+        return connect(self.service)
+
+    async def close(self) -> None:
+        self.ticker.stop()
+        await self.cluster.close()
+
+
+NodeFactory = Callable[..., "asyncio.Future[Node]"]
+
+
+@pytest.fixture
+async def nodes(redis_server: RedisServer) -> AsyncIterator[Callable[..., Any]]:
+    """``await nodes(name, **service_config)``: a node of one cluster (a fresh key prefix
+    per test, so tests never see each other's keys)."""
+    prefix = f"test{next(_prefixes)}-{random.getrandbits(32):x}:"
+    made: list[Node] = []
+
+    async def make(name: str, **overrides: Any) -> Node:
+        loop = asyncio.get_running_loop()
+        config = ServiceConfig(
+            **{"rules": RULES, "bot_after": 60.0, "bot_think": (0.0, 0.0), **overrides}
+        )
+        cluster = Cluster(redis_server.url, node_id=name, prefix=prefix)
+        await cluster.start()
+        service = GameService(
+            config,
+            loop.time,
+            signer=TokenSigner(SECRET, 3600),
+            rng=random.Random(name),
+            **cluster.service_options(config, loop.time),
+        )
+        cluster.attach(service)
+        node = Node(cluster, service, Ticker(service, loop))
+        made.append(node)
+        return node
+
+    yield make
+    for node in made:
+        await node.close()
+
+
+async def until(check: Callable[[], Any], within: float = 5.0) -> None:
+    """Wait for ``check()`` to hold (messages between nodes take a moment)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {check}")
+        await asyncio.sleep(0.005)
