@@ -3,9 +3,10 @@ across nodes, on a real redis-server."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from protocol import Hi, Movement, MovementKind, Queued, Result, Start
+from protocol import Bye, Hi, Movement, MovementKind, Queued, Result, Resume, Start
 from tests.cluster.conftest import until
 
 
@@ -47,3 +48,93 @@ async def test_players_on_two_nodes_are_paired_and_play_a_full_match(nodes: Any)
     assert final.match_over
     assert final.total_score == 1
     assert bob.outlet.last(Result).winner is not None
+
+
+async def pair_across(nodes: Any) -> tuple[Any, Any, Any, Any]:
+    """Bob waits on b, Ann joins on a: their match runs on a. Returns a, b, ann, bob."""
+    a, b = await nodes("a"), await nodes("b")
+    bob = b.client()
+    bob.hello(name="Bob")
+    bob.say(type="join", bot="never")
+    bob_id = bob.outlet.last(Hi).player_id
+    queue = b.cluster.queues["native"]
+    await until(lambda: bob_id in queue.tickets and queue.tickets[bob_id].state.value == "waiting")
+    ann = a.client()
+    ann.hello(name="Ann")
+    ann.say(type="join", bot="never")
+    await until(lambda: ann.outlet.of(Start) and bob.outlet.of(Start))
+    return a, b, ann, bob
+
+
+async def test_faces_and_movements_cross_nodes(nodes: Any) -> None:
+    _, _, ann, bob = await pair_across(nodes)
+    bob.say(type="face", face=3)
+    await until(lambda: any(m.kind is MovementKind.FACE for m in ann.outlet.of(Movement)))
+    face = next(m for m in ann.outlet.of(Movement) if m.kind is MovementKind.FACE)
+    assert face.face == 3
+    ann.say(type="face", face=2)
+    await until(lambda: any(m.kind is MovementKind.FACE for m in bob.outlet.of(Movement)))
+    ann.choose("paper")
+    await until(lambda: any(m.kind is MovementKind.CHOICE for m in bob.outlet.of(Movement)))
+
+
+async def test_a_player_resumes_on_a_third_node(nodes: Any) -> None:
+    a, b, ann, bob = await pair_across(nodes)
+    c = await nodes("c")
+    token = bob.outlet.last(Hi).token
+    match_id = bob.outlet.last(Start).match_id
+    b.service.disconnect(bob.session)  # its socket on b is gone
+    await until(lambda: any(m.kind is MovementKind.LEFT for m in ann.outlet.of(Movement)))
+    again = c.client()
+    again.say(type="hello", token=token)
+    await until(lambda: again.outlet.of(Resume))
+    assert again.outlet.sent[0].player_id == bob.outlet.last(Hi).player_id  # hi, then resume
+    assert again.outlet.last(Resume).match_id == match_id
+    await until(lambda: any(m.kind is MovementKind.BACK for m in ann.outlet.of(Movement)))
+    # Bob plays on from c: his choice reaches the match on a.
+    again.say(type="choice", match_id=match_id, round=1, choice="rock")
+    await until(lambda: sum(m.kind is MovementKind.CHOICE for m in ann.outlet.of(Movement)) == 1)
+    assert a.cluster.remote  # bob's connection on c, seen from a
+
+
+async def test_a_second_connection_on_another_node_replaces_the_first(nodes: Any) -> None:
+    _, _, ann, bob = await pair_across(nodes)
+    c = await nodes("c")
+    token = bob.outlet.last(Hi).token
+    second = c.client()
+    second.say(type="hello", token=token)
+    await until(lambda: second.outlet.of(Resume))
+    await until(lambda: bob.outlet.closed is not None)
+    assert bob.outlet.last(Bye).reason == "replaced"
+    assert bob.outlet.closed[0] == 1000
+    # Replaced, not gone: the opponent never saw Bob leave.
+    assert not any(m.kind is MovementKind.LEFT for m in ann.outlet.of(Movement))
+
+
+async def test_a_lone_waiter_gets_a_house_bot_after_the_wait(nodes: Any) -> None:
+    a = await nodes("a", bot_after=0.2)
+    ann = a.client()
+    ann.hello(name="Ann")
+    ann.say(type="join")
+    await until(lambda: ann.outlet.of(Start))
+    assert ann.outlet.last(Start).opponent.bot
+
+
+async def test_leaving_the_queue_takes_the_ticket_out_for_every_node(nodes: Any) -> None:
+    a, b = await nodes("a"), await nodes("b")
+    bob = b.client()
+    bob.hello(name="Bob")
+    bob.say(type="join", bot="never")
+    bob_id = bob.outlet.last(Hi).player_id
+    queue = b.cluster.queues["native"]
+    await until(lambda: bob_id in queue.tickets and queue.tickets[bob_id].state.value == "waiting")
+    bob.say(type="leave")
+    await until(lambda: not queue.tickets)
+    await asyncio.sleep(0.05)  # the LEAVE script ran
+    ann = a.client()
+    ann.hello(name="Ann")
+    ann.say(type="join", bot="never")
+    await until(lambda: ann.outlet.of(Queued))
+    await asyncio.sleep(0.2)
+    assert not ann.outlet.of(Start)  # nobody to play: Bob left
+    assert a.cluster.queues["native"].size == 1  # Ann alone in the shared queue
