@@ -62,7 +62,9 @@ class Mailbox:
         self._outgoing: dict[str, tuple[list[list[Any]], list[bytes]]] = {}
         self._flush_scheduled = False
         self._reader_task: asyncio.Task[None] | None = None
-        self._last_id = "$"
+        # From the start of the stream, which ``start`` empties: "$" would skip whatever
+        # arrives between the start and the first XREAD.
+        self._last_id = "0-0"
 
     # ------------------------------------------------------------ sending
 
@@ -103,6 +105,9 @@ class Mailbox:
     # ------------------------------------------------------------ receiving
 
     async def start(self) -> None:
+        """Start reading; mail left for an earlier process of the same name is dropped
+        (its sessions are not this process's)."""
+        await self.link.call(lambda pipe: pipe.delete(self.inbox_key(self.node_id)))
         self._reader_task = asyncio.create_task(self._read(), name="mailbox-reader")
 
     async def close(self) -> None:

@@ -88,6 +88,17 @@ class RoundRecord:
     seconds: float = 0.0  # from start to resolution
 
 
+@attrs.frozen
+class MatchState:
+    """What a match has settled so far: its resolved rounds. Enough to carry the match on
+    elsewhere (a cluster's takeover) from the round after the last one resolved."""
+
+    round: int  # rounds resolved
+    wins: tuple[int, int]
+    missed: tuple[int, int]  # rounds each seat has missed in a row
+    history: tuple[RoundRecord, ...]
+
+
 class Phase(enum.Enum):
     READY = "ready"
     CHOOSING = "choosing"
@@ -151,6 +162,35 @@ class Match:
         if ids[1] == player_id:
             return 1
         raise KeyError(player_id)
+
+    def state(self) -> MatchState:
+        """The resolved rounds (a round in progress is not part of it)."""
+        resolved = len(self.history)
+        return MatchState(
+            round=resolved,
+            wins=(self.wins[0], self.wins[1]),
+            missed=(self._missed[0], self._missed[1]),
+            history=tuple(self.history),
+        )
+
+    @classmethod
+    def carried_on(
+        cls,
+        match_id: str,
+        seats: tuple[Seat, Seat],
+        rules: MatchRules,
+        state: MatchState,
+        now: float,
+    ) -> Match:
+        """A match taken over from ``state``: the round after the last one resolved is
+        open, with a fresh deadline (its players are sent ``resume``, not ``start``)."""
+        match = cls(match_id, seats, rules)
+        match.round = state.round
+        match.wins = list(state.wins)
+        match._missed = list(state.missed)
+        match.history = list(state.history)
+        match._start_round(now)
+        return match
 
     def resume_for(self, seat: int, now: float) -> Resume:
         """Everything a reconnecting seat needs to carry on from here."""
@@ -243,6 +283,17 @@ class Match:
     def _movement(self, kind: MovementKind, face: int | None = None) -> Movement:
         return Movement(match_id=self.match_id, round=self.round, kind=kind, face=face)
 
+    def start_for(self, side: int) -> Start:
+        """The ``start`` of the open round as ``side`` was (or would have been) sent it."""
+        return Start(
+            match_id=self.match_id,
+            round=self.round,
+            best_of=self.rules.best_of,
+            round_ms=self._round_ms,
+            opponent=self._opponents[side],
+            score=self._score(side),
+        )
+
     def _start_round(self, now: float) -> list[Send]:
         self.round += 1
         self.phase = Phase.CHOOSING
@@ -250,20 +301,7 @@ class Match:
         self._final = [False, False]
         self._deadline = now + self.rules.round_seconds
         self._round_started = now
-        return [
-            Send(
-                side,
-                Start(
-                    match_id=self.match_id,
-                    round=self.round,
-                    best_of=self.rules.best_of,
-                    round_ms=self._round_ms,
-                    opponent=self._opponents[side],
-                    score=self._score(side),
-                ),
-            )
-            for side in (0, 1)
-        ]
+        return [Send(side, self.start_for(side)) for side in (0, 1)]
 
     def _resolve_round(self, now: float) -> list[Send]:
         mine, theirs = self._choices

@@ -138,6 +138,26 @@ class Forwarder(Protocol):
         ...
 
 
+class Journal(Protocol):
+    """Keeps each running match's progress where another process can carry it on if this
+    one dies (a cluster's). Told at the start, at every resolved round, when a player's
+    connection moves, and at the end."""
+
+    def checkpoint(self, room: Any) -> None: ...
+
+    def finished(self, room: Any) -> None: ...
+
+
+class NullJournal:
+    """One process on its own: a match dies with it, so nothing is kept."""
+
+    def checkpoint(self, room: Any) -> None:
+        pass
+
+    def finished(self, room: Any) -> None:
+        pass
+
+
 class StoreUnavailable(Exception):
     """Storage could not answer (disk full, I/O error, database locked): try again later.
 

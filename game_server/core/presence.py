@@ -224,6 +224,7 @@ class Presence:
             session.outlet.send(self.rooms.resume_for(player, now))
             if was_away:
                 self.rooms.tell_opponent(player, MovementKind.BACK)
+            self.rooms.connection_moved(player)
         elif player.lobby is not None and (was_away or replaced):
             session.outlet.send(Queued(waiting=len(player.lobby.matchmaker)))
         log.info(
@@ -318,6 +319,34 @@ class Presence:
             player.away_timer = self.timers.call_at(now + left, partial(self.grace_over, player))
         return player
 
+    def adopt_seated(
+        self, record: PlayerRecord, session: Session | None, room: Room, away_for: float, now: float
+    ) -> Player:
+        """Take over a player seated in a match carried on here (a cluster's takeover):
+        connected through ``session``, or away for ``away_for`` seconds of grace."""
+        player = self.roster.get(record.id)
+        if player is not None:  # an offline copy of it here: the match's is newer
+            self.roster.remove(player)
+        player = self.roster.add(Player.from_record(record))
+        self.roster.online(player)
+        player.move(PlayerEvent.HELLO)
+        player.move(PlayerEvent.JOIN)
+        player.move(PlayerEvent.SEAT)
+        player.room = room
+        room.humans.append(player)
+        if session is None:
+            player.move(PlayerEvent.DROP)
+            player.away_timer = self.timers.call_at(
+                now + away_for, partial(self.grace_over, player)
+            )
+        else:
+            player.session = session
+            session.player = player
+            session.owner = None
+            self.online += 1
+            self.relay.attach(player.id, session.outlet)
+        return player
+
     # ------------------------------------------------------------ going away
 
     def disconnect(self, session: Session, now: float, *, keep_seat: bool = True) -> None:
@@ -349,6 +378,7 @@ class Presence:
         else:
             player.away_timer = self.timers.call_at(now + grace, partial(self.grace_over, player))
             self.rooms.tell_opponent(player, MovementKind.LEFT)
+            self.rooms.connection_moved(player)
         log.info("player_disconnected", player_id=player.id, session=session.id)
 
     def kick(self, session: Session, reason: str, code: int) -> None:

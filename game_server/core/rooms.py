@@ -21,7 +21,7 @@ from game_server.core.context import Context
 from game_server.core.house_bot import BOT_NAMES, HouseBot, PlannedChoice
 from game_server.core.match import Match, Seat, Send
 from game_server.core.players import PlayerEvent, PlayerState
-from game_server.core.ports import Pairing
+from game_server.core.ports import Journal, NullJournal, Pairing
 from game_server.core.records import MatchRecord, PlayerResult, RoundRow, SeatRow
 from game_server.core.scoring import PlayerStats, points_won
 from game_server.core.strategies import make_strategy
@@ -68,6 +68,7 @@ class Rooms:
         self.wall_clock = context.wall_clock
         self.by_id: dict[str, Room] = {}
         self.finished = 0
+        self.journal: Journal = NullJournal()
         # Called once a room has closed and its humans are free again (the service then
         # sends them away if it is draining).
         self.on_closed: Callable[[Room, float], None] = lambda room, now: None
@@ -111,6 +112,7 @@ class Rooms:
                 bot=room.bot is not None,
             )
             self.deliver(room, match.begin(now), now)
+            self.journal.checkpoint(room)
             for human in humans:
                 if human.state is PlayerState.AWAY_PLAYING:
                     # Paired while away (queued, then dropped): its opponent should know.
@@ -120,17 +122,53 @@ class Rooms:
     def _seat_for(player: Player) -> Seat:
         return Seat(player.id, player.name, player.stats, avatar=player.avatar)
 
-    def _make_bot(self, lobby: Lobby) -> HouseBot:
+    def _make_bot(
+        self,
+        lobby: Lobby,
+        player_id: str | None = None,
+        name: str | None = None,
+        strategy: str | None = None,
+    ) -> HouseBot:
         seed = self.rng.getrandbits(64)
-        strategy = make_strategy(self.bots.strategy, random.Random(seed))
         return HouseBot(
-            player_id=self.new_id("bot_"),
-            name=self.rng.choice(BOT_NAMES),
-            strategy=strategy,
+            player_id=player_id or self.new_id("bot_"),
+            name=name or self.rng.choice(BOT_NAMES),
+            strategy=make_strategy(strategy or self.bots.strategy, random.Random(seed)),
             think=self.bots.think,
             rng=random.Random(seed + 1),
             changes=lobby.bot_changes,
         )
+
+    def carry_on(
+        self,
+        lobby: Lobby,
+        match: Match,
+        started_at: float,
+        bot_strategy: str | None,
+        now: float,
+    ) -> Room:
+        """Host a match taken over from a process that died (``Match.carried_on``), with
+        the house bot in its seat if it had one, playing a strategy of the same name (what
+        it had learnt died with the other process). Its humans are seated next, with
+        ``Presence.adopt_seated``."""
+        bot = bot_seat = None
+        for index, seat in enumerate(match.seats):
+            if seat.bot:
+                bot_seat = index
+                bot = self._make_bot(lobby, seat.player_id, seat.name, bot_strategy)
+        room = Room(match, [], started_at, bot, bot_seat)
+        room.rounds_reported = len(match.history)
+        self.by_id[match.match_id] = room
+        if bot is not None and bot_seat is not None:
+            # The bot plays the open round as if it had just been told it started.
+            start = match.start_for(bot_seat)
+            plan = bot.on_message(start, now)
+            if plan is not None:
+                room.bot_timer = self.timers.call_at(
+                    plan.when, partial(self._bot_plays, room, plan)
+                )
+        self._arm(room)
+        return room
 
     # ------------------------------------------------------------ playing
 
@@ -173,6 +211,11 @@ class Rooms:
         away = opponent is not None and opponent.away
         return attrs.evolve(match.resume_for(seat, now), opponent_away=away)
 
+    def connection_moved(self, player: Player) -> None:
+        """A seated player's connection came, went or moved: the journal keeps up."""
+        if player.room is not None:
+            self.journal.checkpoint(player.room)
+
     def tell_opponent(self, player: Player, kind: MovementKind) -> None:
         """Its opponent's connection comes and goes: ``movement left`` / ``back``."""
         room = player.room
@@ -198,13 +241,16 @@ class Rooms:
             else:
                 deliver(match.player_ids[seat], message)
         history = match.history
+        resolved = room.rounds_reported < len(history)
         while room.rounds_reported < len(history):
             self.observer.round_resolved(history[room.rounds_reported].seconds)
             room.rounds_reported += 1
         if match.over:
             self._close(room, now)
-        else:
-            self._arm(room)
+            return
+        if resolved:
+            self.journal.checkpoint(room)
+        self._arm(room)
 
     def _bot_plays(self, room: Room, plan: PlannedChoice, now: float) -> None:
         room.bot_timer = None
@@ -253,6 +299,7 @@ class Rooms:
         del self.by_id[match.match_id]
         self.finished += 1
         self.store.record_match(self._record(room))
+        self.journal.finished(room)
         reason = match.reason.value if match.reason else ""
         self.observer.match_finished(reason, room.bot is not None)
         log.info(
