@@ -38,6 +38,7 @@ import attrs
 import orjson
 import structlog
 
+from game_server.cluster.journal import MatchJournal
 from game_server.cluster.keys import HEARTBEAT, NODE_TTL, Keys
 from game_server.cluster.link import Lua, RedisLink
 from game_server.cluster.mailbox import Mailbox
@@ -47,6 +48,7 @@ from game_server.core.players import Player
 from game_server.core.ports import LocateDone, StoreUnavailable
 from game_server.core.presence import PlayerSnapshot
 from game_server.core.records import PlayerRecord
+from game_server.core.rooms import Room
 from game_server.core.scoring import PlayerStats
 from game_server.core.service import GameService, ServiceConfig
 from game_server.core.sessions import Session
@@ -58,12 +60,13 @@ HANDOVER_PATIENCE = 5.0  # seconds between checks that a hand-over's process sti
 MOVED_KEEP = 30.0  # seconds frames for a handed-over connection are passed on
 CLOSE_SERVICE_RESTART = 1012  # RFC 6455: the player's process restarted; reconnect
 
-# KEYS: owner:{player}. ARGV: this process, the prefix of process keys. The live owner if
-# it is another process; otherwise this process claims the player and gets nil.
+# KEYS: owner:{player}. ARGV: this process, the prefix of process keys. {owner, 1} if
+# another live process owns the player; {owner, 0} if a dead one did (its matches must be
+# taken over first: the player may be in one); otherwise this process claims it: nil.
 LOCATE = """
 local owner = redis.call('GET', KEYS[1])
-if owner and owner ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. owner) == 1 then
-  return owner
+if owner and owner ~= ARGV[1] then
+  return {owner, redis.call('EXISTS', ARGV[2] .. owner)}
 end
 redis.call('SET', KEYS[1], ARGV[1])
 return false
@@ -114,8 +117,14 @@ class Cluster:
         node_id: str | None = None,
         prefix: str = "rps:",
         public: dict[str, Any] | None = None,
+        heartbeat: float = HEARTBEAT,
+        node_ttl: float = NODE_TTL,
     ) -> None:
+        """``heartbeat`` and ``node_ttl``: how often this process says it lives, and how
+        long a silent one is given before it counts as dead (tests shorten both)."""
         self.node_id = node_id or default_node_id()
+        self.heartbeat = heartbeat
+        self.node_ttl = node_ttl
         self.keys = Keys(prefix)
         self.link = RedisLink(url)
         self.mailbox = Mailbox(self.link, self.node_id, self.keys.inbox)
@@ -134,6 +143,9 @@ class Cluster:
         self.dead_nodes_seen = 0
         self.resets = 0
         self.observer_out: Callable[[str], None] = lambda kind: None
+        self.journal = MatchJournal(self)
+        self.wall_clock: Callable[[], float] = time.time
+        self._dead_handled: dict[str, float] = {}  # dead process -> when it was handled
         self._locate = Lua(LOCATE)
         self._release = Lua(RELEASE)
         handlers = self.mailbox.handlers
@@ -159,8 +171,8 @@ class Cluster:
         await self.link.call(self._announce)
         await self.mailbox.start()
         self._tasks = [
-            asyncio.create_task(self._every(HEARTBEAT, self._beat), name="cluster-heartbeat"),
-            asyncio.create_task(self._every(HEARTBEAT, self._scan), name="cluster-scan"),
+            asyncio.create_task(self._every(self.heartbeat, self._beat), name="cluster-heartbeat"),
+            asyncio.create_task(self._every(self.heartbeat, self._scan), name="cluster-scan"),
         ]
         log.info("cluster_joined", node=self.node_id)
 
@@ -181,6 +193,8 @@ class Cluster:
         self.observer_out = service.observer.message_out
         service.roster.on_added = self._owned
         service.roster.on_removed = self._released
+        service.rooms.journal = self.journal
+        self.wall_clock = service.context.wall_clock
 
     def service_options(self, config: ServiceConfig, clock: Callable[[], float]) -> dict[str, Any]:
         """The game service's shared queue (the native lobby's; the 2016 dialect's lobby
@@ -207,11 +221,14 @@ class Cluster:
             "remote_sessions": len(self.remote),
             "handovers": sum(queue.handovers for queue in self.queues.values()),
             "links_reset": self.resets,
+            "takeovers": self.journal.takeovers,
+            "matches_abandoned": self.journal.abandoned,
+            "dead_nodes_seen": self.dead_nodes_seen,
         }
 
     def _announce(self, pipe: Any) -> Any:
         info = orjson.dumps({"started": time.time(), **self.public})
-        pipe.set(self.keys.node(self.node_id), info, px=int(NODE_TTL * 1000))
+        pipe.set(self.keys.node(self.node_id), info, px=int(self.node_ttl * 1000))
         return pipe.sadd(self.keys.nodes, self.node_id)
 
     def _retire(self, pipe: Any) -> Any:
@@ -247,8 +264,14 @@ class Cluster:
                 done(StoreUnavailable(f"the cluster cannot be asked: {reply}"))
             elif reply is None:
                 done(None)
+            elif int(reply[1]) == 1:
+                done(_text(reply[0]))
+            elif not self._may_judge():
+                done(StoreUnavailable("the player's process is not answering; try again"))
             else:
-                done(reply.decode() if isinstance(reply, bytes) else str(reply))
+                # Its owner died: take its matches over (the player may be in one), then ask
+                # again: the player is a new host's now, or this process may claim it.
+                self._dead(_text(reply[0]), then=lambda: self.locate(player_id, done))
 
         if not self.link.available:
             done(StoreUnavailable("the cluster cannot be asked right now"))
@@ -344,6 +367,38 @@ class Cluster:
         if moved is not None:
             self.mailbox.post(moved[0], ["fwd", gateway, session_id], None)
 
+    def gateway_of(self, session: Session | None) -> list[Any] | None:
+        """Where a session's connection is: [process, its session id there]."""
+        if session is None:
+            return None
+        remote = self._remote_key.get(session.id)
+        return list(remote) if remote is not None else [self.node_id, session.id]
+
+    def reattach(self, gateway: list[Any] | None, lobby: str, dead: str) -> Session | None:
+        """A taken-over player's connection, as a session here: still open here, or on a
+        live process (re-pointed at this one); None if it died with ``dead``."""
+        if gateway is None:
+            return None
+        node, session_id = gateway
+        if node == self.node_id:
+            session = self._service.sessions.by_id.get(session_id)
+            return session if session is not None and session.player is None else None
+        if node == dead:
+            return None
+        session = self._remote_session(node, session_id, lobby, None)
+        self.mailbox.post(node, ["repoint", session_id, self.node_id])
+        return session
+
+    def abandon(self, room: Room) -> None:
+        """Another process took this match over: drop this copy; its players' connections
+        are closed, and they reconnect to the new host (``resume``)."""
+        service = self._service
+        for human in service.rooms.abandon(room):
+            session = human.session
+            if session is not None:
+                session.outlet.close(CLOSE_SERVICE_RESTART, "reconnect")
+            service.roster.remove(human)
+
     # ------------------------------------------------------------ hand-overs
 
     def request_handover(
@@ -430,28 +485,36 @@ class Cluster:
 
     # ------------------------------------------------------------ failures
 
-    def reset_link(self, node: str) -> None:
-        """Messages between this process and ``node`` were lost: what they shared starts
-        over. Connections here that forward to it are closed (their players reconnect and
-        get the truth: ``hi``, then ``resume``), and sessions whose connection is there
-        are given their grace."""
+    def reset_link(self, node: str, *, grace: float = 0.0) -> None:
+        """Messages between this process and ``node`` were lost (or it died): what they
+        shared starts over. Sessions whose connection is there get their grace. Connections
+        here that forward to it are closed (their players reconnect and get the truth:
+        ``hi``, then ``resume``) after ``grace`` seconds, unless a new owner re-pointed
+        them meanwhile (a takeover)."""
         self.resets += 1
         log.warning("cluster_link_reset", node=node)
         service = self._service
-        for session in service.sessions:
-            if session.owner == node:
-                session.outlet.close(CLOSE_SERVICE_RESTART, "reconnect")
         for key, session in list(self.remote.items()):
             if key[0] == node:
-                session.outlet.close(CLOSE_SERVICE_RESTART, "reconnect")
                 del self.remote[key]
                 self._remote_key.pop(session.id, None)
                 service.disconnect(session)
+        forwarding = [session for session in service.sessions if session.owner == node]
+        if grace <= 0:
+            self._close_forwarding(node, forwarding)
+        else:
+            self.later(grace, lambda: self._close_forwarding(node, forwarding))
+
+    @staticmethod
+    def _close_forwarding(node: str, sessions: list[Session]) -> None:
+        for session in sessions:
+            if session.owner == node and not session.closed:
+                session.outlet.close(CLOSE_SERVICE_RESTART, "reconnect")
 
     def _scan(self) -> None:
         """Find processes whose heartbeat stopped, and clean up after them."""
-        if not self.link.available or time.monotonic() - self._reachable_since < NODE_TTL:
-            return  # after an outage every heartbeat looks stale: wait one TTL first
+        if not self._may_judge():
+            return
 
         def members(reply: Any) -> None:
             if isinstance(reply, Exception):
@@ -466,14 +529,28 @@ class Cluster:
         if alive == 0:
             self._dead(node)
 
-    def _dead(self, node: str) -> None:
+    def _may_judge(self) -> bool:
+        """Whether a missing heartbeat means death: not until Redis has been reachable for
+        a whole heartbeat lifetime (after an outage every heartbeat looks stale)."""
+        return self.link.available and time.monotonic() - self._reachable_since >= self.node_ttl
+
+    def _dead(self, node: str, then: Callable[[], None] | None = None) -> None:
+        """``node`` died: sweep its tickets, take its matches over, and let go of what this
+        process shared with it. Done once per node (a second call only waits for the
+        takeovers to be tried)."""
+        if node in self._dead_handled:
+            if then is not None:
+                self.journal.take_over(node, then)
+            return
+        self._dead_handled[node] = time.monotonic()
         self.dead_nodes_seen += 1
         log.warning("cluster_node_dead", node=node)
         for queue in self.queues.values():
             queue.sweep(node)
-        self.reset_link(node)
+        # Connections here forwarding to it wait for a takeover to re-point them.
+        self.reset_link(node, grace=2 * self.heartbeat)
+        self.journal.take_over(node, then)
         self.link.submit(lambda pipe: pipe.srem(self.keys.nodes, node))
-        self.link.submit(lambda pipe: pipe.delete(self.keys.inbox(node)))
 
     def _reassert(self) -> None:
         """Redis is back, perhaps restarted empty: say again what this process owns."""

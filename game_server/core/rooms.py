@@ -41,6 +41,7 @@ class Room:
     match: Match
     humans: list[Player]
     started_at: float  # Unix seconds
+    lobby: str
     bot: HouseBot | None = None
     bot_seat: int | None = None
     timer: Timer | None = None
@@ -90,12 +91,13 @@ class Rooms:
                 bot = self._make_bot(lobby)
                 bot_seat = Seat(bot.player_id, bot.name, PlayerStats(), bot=True)
                 match = Match(self.new_id("m_"), (self._seat_for(first), bot_seat), lobby.rules)
-                room = Room(match, humans, self.wall_clock(), bot, 1)
+                room = Room(match, humans, self.wall_clock(), lobby.name, bot, 1)
             else:
                 second = self.roster.by_id[pairing.second]
                 humans.append(second)
                 seats = (self._seat_for(first), self._seat_for(second))
-                room = Room(Match(self.new_id("m_"), seats, lobby.rules), humans, self.wall_clock())
+                match = Match(self.new_id("m_"), seats, lobby.rules)
+                room = Room(match, humans, self.wall_clock(), lobby.name)
             for human in humans:
                 human.lobby = None
                 human.room = room
@@ -156,7 +158,7 @@ class Rooms:
             if seat.bot:
                 bot_seat = index
                 bot = self._make_bot(lobby, seat.player_id, seat.name, bot_strategy)
-        room = Room(match, [], started_at, bot, bot_seat)
+        room = Room(match, [], started_at, lobby.name, bot, bot_seat)
         room.rounds_reported = len(match.history)
         self.by_id[match.match_id] = room
         if bot is not None and bot_seat is not None:
@@ -280,6 +282,21 @@ class Rooms:
             self.deliver(room, room.match.tick(now), now)
 
     # ------------------------------------------------------------ the end
+
+    def abandon(self, room: Room) -> list[Player]:
+        """Stop hosting a match another process has taken over (a cluster's): no message,
+        no record, nothing settled here. Returns its humans, for the caller to let go."""
+        if room.closed:
+            return []
+        room.closed = True
+        self.timers.cancel(room.timer)
+        self.timers.cancel(room.bot_timer)
+        del self.by_id[room.match.match_id]
+        for human in room.humans:
+            self.timers.cancel(human.away_timer)
+            human.away_timer = None
+            human.room = None
+        return room.humans
 
     def _close(self, room: Room, now: float) -> None:
         if room.closed:

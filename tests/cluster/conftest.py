@@ -37,12 +37,27 @@ class Node:
     service: GameService
     ticker: Ticker
 
+    crashed: bool = False
+
     def client(self) -> Client:
         return connect(self.service)
 
-    async def close(self) -> None:
+    async def crash(self) -> None:
+        """Die as a killed process does: no goodbye in Redis, nothing driven any more."""
+        self.crashed = True
         self.ticker.stop()
-        await self.cluster.close()
+        cluster = self.cluster
+        for task in cluster._tasks:
+            task.cancel()
+        await cluster.mailbox.close()
+        if cluster.link._task is not None:
+            cluster.link._task.cancel()
+        await cluster.link.redis.aclose()
+
+    async def close(self) -> None:
+        if not self.crashed:
+            self.ticker.stop()
+            await self.cluster.close()
 
 
 NodeFactory = Callable[..., "asyncio.Future[Node]"]
@@ -60,7 +75,10 @@ async def nodes(redis_server: RedisServer) -> AsyncIterator[Callable[..., Any]]:
         config = ServiceConfig(
             **{"rules": RULES, "bot_after": 60.0, "bot_think": (0.0, 0.0), **overrides}
         )
-        cluster = Cluster(redis_server.url, node_id=name, prefix=prefix)
+        # Heartbeats every 0.1 s, dead after 0.6 s of silence: takeovers within a second.
+        cluster = Cluster(
+            redis_server.url, node_id=name, prefix=prefix, heartbeat=0.1, node_ttl=0.6
+        )
         await cluster.start()
         service = GameService(
             config,

@@ -138,3 +138,37 @@ async def test_leaving_the_queue_takes_the_ticket_out_for_every_node(nodes: Any)
     await asyncio.sleep(0.2)
     assert not ann.outlet.of(Start)  # nobody to play: Bob left
     assert a.cluster.queues["native"].size == 1  # Ann alone in the shared queue
+
+
+async def test_the_host_dies_and_a_survivor_finishes_the_match(nodes: Any) -> None:
+    a, b, ann, bob = await pair_across(nodes)  # hosted on a; Bob's connection on b
+    c = await nodes("c")
+    match_id = ann.outlet.last(Start).match_id
+    # Round 1 is played on a and resolved (and checkpointed) there.
+    ann.choose("rock")
+    bob.choose("scissors")
+    await until(lambda: len(bob.outlet.of(Result)) == 1)
+    await until(lambda: bob.outlet.last(Start).round == 2)
+    ann_token = ann.outlet.last(Hi).token
+    await a.crash()  # Ann's connection dies with it
+    # A survivor takes the match over: Bob, still connected, is told where it stands.
+    await until(lambda: bob.outlet.of(Resume), within=5.0)
+    resume = bob.outlet.last(Resume)
+    assert (resume.match_id, resume.round) == (match_id, 2)
+    assert resume.score.opponent == 1  # round 1 was Ann's
+    assert resume.opponent_away
+    host = next(node for node in (b, c) if match_id in node.service.rooms.by_id)
+    assert sum(match_id in node.service.rooms.by_id for node in (b, c)) == 1
+    # Ann comes back on c within the grace, and plays on.
+    again = c.client()
+    again.say(type="hello", token=ann_token)
+    await until(lambda: again.outlet.of(Resume))
+    assert again.outlet.last(Resume).round == 2
+    again.say(type="choice", match_id=match_id, round=2, choice="paper")
+    bob.say(type="choice", match_id=match_id, round=2, choice="rock")
+    await until(lambda: any(r.match_over for r in again.outlet.of(Result)))
+    final = next(r for r in again.outlet.of(Result) if r.match_over)
+    assert final.score.you == 2
+    assert any(r.match_over for r in bob.outlet.of(Result))
+    assert host.cluster.journal.takeovers == 1
+    assert not host.service.rooms.by_id  # over, and recorded by the host that finished it

@@ -1,0 +1,294 @@
+"""A match outlives its host: checkpoints in Redis, and their takeover by a survivor.
+
+The host writes each running match to ``m:{match}`` (a hash: ``host``, ``humans``,
+``data``) at its start, at every resolved round and whenever a player's connection comes,
+goes or moves, and lists it in ``hosted:{host}``. What is kept is what the rules need to
+carry the match on from the last resolved round: its rules, its seats (each human's
+profile and totals, the house bot's strategy), the rounds resolved (hands, outcomes, the
+score, rounds missed in a row) and where each human's connection is.
+
+When a host dies, any survivor may take its matches over (``TAKEOVER``: one script that
+checks the host is dead and makes itself the host, so exactly one survivor wins each
+match). The survivor seats both players with itself as their owner, re-points their
+connections (a connection on a live process keeps its socket: that process forwards to
+the new host from now on) and opens the round after the last one resolved, with a fresh
+deadline; connected players are sent ``resume``. A player whose connection died with the
+host gets the reconnect grace, and ``resume`` when it comes back to any process. The
+match then ends as any other, and is recorded once, by whoever finishes it.
+
+A host that finds its checkpoint taken (it was cut off from Redis for longer than a
+heartbeat's lifetime and a survivor took over) abandons its copy of the match silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import orjson
+import structlog
+
+from game_server.cluster.link import Lua
+from game_server.core.match import Match, MatchRules, MatchState, RoundRecord, Seat
+from game_server.core.records import PlayerRecord
+from game_server.core.rooms import Room
+from game_server.core.scoring import PlayerStats
+from protocol import Choice, MovementKind, Outcome
+
+if TYPE_CHECKING:
+    from game_server.cluster.node import Cluster
+
+log = structlog.get_logger("game_server.cluster")
+
+# KEYS: m:{match}, hosted:{me}. ARGV: me, match id, humans (comma-separated), data.
+# 0 if another process hosts the match now (it was taken over): stop hosting it.
+CHECKPOINT = """
+local host = redis.call('HGET', KEYS[1], 'host')
+if host and host ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'host', ARGV[1], 'humans', ARGV[3], 'data', ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[2])
+return 1
+"""
+
+# KEYS: m:{match}, hosted:{me}. ARGV: me, match id.
+FINISH = """
+if redis.call('HGET', KEYS[1], 'host') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('SREM', KEYS[2], ARGV[2])
+return 1
+"""
+
+# KEYS: m:{match}, hosted:{dead}, hosted:{me}. ARGV: me, match id, the prefix of process
+# keys, the prefix of owner keys. The checkpoint's data if this process took it over.
+TAKEOVER = """
+local host = redis.call('HGET', KEYS[1], 'host')
+if not host then
+  redis.call('SREM', KEYS[2], ARGV[2])
+  return false
+end
+if host == ARGV[1] or redis.call('EXISTS', ARGV[3] .. host) == 1 then return false end
+redis.call('HSET', KEYS[1], 'host', ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[2])
+local humans = redis.call('HGET', KEYS[1], 'humans')
+for id in string.gmatch(humans or '', '[^,]+') do
+  redis.call('SET', ARGV[4] .. id, ARGV[1])
+end
+return redis.call('HGET', KEYS[1], 'data')
+"""
+
+
+class MatchJournal:
+    """The ``Journal`` port in cluster mode; see the module docstring."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.takeovers = 0  # matches this process took over
+        self.abandoned = 0  # matches it stopped hosting because another took them
+        self._checkpoint = Lua(CHECKPOINT)
+        self._finish = Lua(FINISH)
+        self._takeover = Lua(TAKEOVER)
+
+    # ------------------------------------------------------------ Journal
+
+    def checkpoint(self, room: Room) -> None:
+        cluster = self.cluster
+        keys = cluster.keys
+        match_id = room.match.match_id
+        data = orjson.dumps(self._describe(room))
+        humans = ",".join(human.id for human in room.humans)
+        args = [cluster.node_id, match_id, humans, data]
+        redis_keys = [keys.match(match_id), keys.hosted(cluster.node_id)]
+        cluster.link.submit(
+            lambda pipe: self._checkpoint.add(pipe, redis_keys, args),
+            partial(self._checkpointed, room),
+        )
+
+    def finished(self, room: Room) -> None:
+        cluster = self.cluster
+        match_id = room.match.match_id
+        redis_keys = [cluster.keys.match(match_id), cluster.keys.hosted(cluster.node_id)]
+        args = [cluster.node_id, match_id]
+        cluster.link.submit(lambda pipe: self._finish.add(pipe, redis_keys, args))
+
+    def _checkpointed(self, room: Room, reply: Any) -> None:
+        if reply == 0 and not room.closed:
+            self.abandoned += 1
+            log.warning("match_taken_over_elsewhere", match_id=room.match.match_id)
+            self.cluster.abandon(room)
+
+    def _describe(self, room: Room) -> dict[str, Any]:
+        match = room.match
+        rules = match.rules
+        state = match.state()
+        humans = []
+        for human in room.humans:
+            record = human.record(self.cluster.wall_clock())
+            humans.append(
+                {
+                    **record_json(record),
+                    "gateway": self.cluster.gateway_of(human.session),
+                }
+            )
+        return {
+            "id": match.match_id,
+            "lobby": room.lobby,
+            "rules": [rules.best_of, rules.round_seconds, rules.round_pause, rules.afk_rounds],
+            "started_at": room.started_at,
+            "seats": [
+                {"id": seat.player_id, "name": seat.name, "avatar": seat.avatar, "bot": seat.bot}
+                for seat in match.seats
+            ],
+            "bot_strategy": None if room.bot is None else room.bot.strategy.name,
+            "round": state.round,
+            "wins": state.wins,
+            "missed": state.missed,
+            "history": [
+                [
+                    r.round,
+                    None if r.choices[0] is None else r.choices[0].value,
+                    None if r.choices[1] is None else r.choices[1].value,
+                    r.outcome.value,
+                    r.seconds,
+                ]
+                for r in state.history
+            ],
+            "humans": humans,
+        }
+
+    # ------------------------------------------------------------ taking over
+
+    def take_over(self, dead: str, then: Callable[[], None] | None = None) -> None:
+        """Try to take over every match ``dead`` hosted; ``then`` once all were tried."""
+        cluster = self.cluster
+        hosted = cluster.keys.hosted(dead)
+
+        def listed(reply: Any) -> None:
+            if isinstance(reply, Exception):
+                if then is not None:
+                    then()
+                return
+            match_ids = sorted(_text(m) for m in reply)
+            if not match_ids:
+                if then is not None:
+                    then()
+                return
+            for index, match_id in enumerate(match_ids):
+                last = index == len(match_ids) - 1
+                redis_keys = [
+                    cluster.keys.match(match_id),
+                    hosted,
+                    cluster.keys.hosted(cluster.node_id),
+                ]
+                args = [
+                    cluster.node_id,
+                    match_id,
+                    cluster.keys.node_prefix,
+                    cluster.keys.owner_prefix,
+                ]
+                cluster.link.submit(
+                    partial(self._takeover.add, keys=redis_keys, args=args),
+                    partial(self._claimed, dead, then if last else None),
+                )
+
+        cluster.link.submit(lambda pipe: pipe.smembers(hosted), listed)
+
+    def _claimed(self, dead: str, then: Callable[[], None] | None, reply: Any) -> None:
+        try:
+            if reply is not None and not isinstance(reply, Exception):
+                self._carry_on(orjson.loads(reply), dead)
+        except Exception:
+            log.exception("takeover_failed")
+        if then is not None:
+            then()
+
+    def _carry_on(self, data: dict[str, Any], dead: str) -> None:
+        cluster = self.cluster
+        service = cluster.service
+        assert service is not None
+        now = service.clock()
+        lobby = service.lobbies[data["lobby"]]
+        rules = MatchRules(*data["rules"])
+        humans = {human["id"]: human for human in data["humans"]}
+        stats: dict[str, PlayerStats] = {}
+        seats = []
+        for seat in data["seats"]:
+            human = humans.get(seat["id"])
+            stats[seat["id"]] = PlayerStats(**human["stats"]) if human else PlayerStats()
+            seats.append(
+                Seat(seat["id"], seat["name"], stats[seat["id"]], seat["avatar"], seat["bot"])
+            )
+        state = MatchState(
+            round=data["round"],
+            wins=(data["wins"][0], data["wins"][1]),
+            missed=(data["missed"][0], data["missed"][1]),
+            history=tuple(
+                RoundRecord(
+                    r[0],
+                    (
+                        None if r[1] is None else Choice(r[1]),
+                        None if r[2] is None else Choice(r[2]),
+                    ),
+                    Outcome(r[3]),
+                    r[4],
+                )
+                for r in data["history"]
+            ),
+        )
+        match = Match.carried_on(data["id"], (seats[0], seats[1]), rules, state, now)
+        room = service.rooms.carry_on(lobby, match, data["started_at"], data["bot_strategy"], now)
+        connected = []
+        for seat in data["seats"]:
+            human = humans.get(seat["id"])
+            if human is None:
+                continue
+            session = cluster.reattach(human["gateway"], data["lobby"], dead)
+            grace = service.config.reconnect_grace
+            player = service.presence.adopt_seated(record_from(human), session, room, grace, now)
+            player.stats = stats[player.id]
+            if session is not None:
+                connected.append(player)
+        self.takeovers += 1
+        log.warning("match_taken_over", match_id=match.match_id, round=match.round)
+        for player in connected:
+            assert player.session is not None
+            player.session.outlet.send(service.rooms.resume_for(player, now))
+        for player in room.humans:
+            if player.away:
+                service.rooms.tell_opponent(player, MovementKind.LEFT)
+        self.checkpoint(room)
+
+
+def record_json(record: PlayerRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "name": record.name,
+        "created_at": record.created_at,
+        "last_seen": record.last_seen,
+        "avatar": record.avatar,
+        "openid": record.openid,
+        "unionid": record.unionid,
+        "stats": attrs.asdict(record.stats),
+    }
+
+
+def record_from(raw: dict[str, Any]) -> PlayerRecord:
+    return PlayerRecord(
+        id=raw["id"],
+        name=raw["name"],
+        created_at=raw["created_at"],
+        last_seen=raw["last_seen"],
+        avatar=raw["avatar"],
+        openid=raw["openid"],
+        unionid=raw["unionid"],
+        stats=PlayerStats(**raw["stats"]),
+    )
+
+
+def _hand(value: str | None) -> Choice | None:
+    return None if value is None else Choice(value)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
