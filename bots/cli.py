@@ -97,7 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
         "allowed reconnects. Ctrl-C stops early and prints the summary so far.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    soak.add_argument("--url", default=DEFAULT_URL)
+    soak.add_argument(
+        "--url",
+        action="append",
+        default=None,
+        help=f"a server (default {DEFAULT_URL}); repeat it for the nodes of a cluster: the "
+        "clients are spread over them round-robin",
+    )
     soak.add_argument("--clients", type=positive_int, default=10, help="bot clients at once")
     soak.add_argument(
         "--duration", type=positive_float, default=None, help="stop after this many seconds"
@@ -240,8 +246,10 @@ def _soak_main(args: argparse.Namespace) -> int:
     if args.duration is None and args.matches is None:
         parser.error("soak needs --duration, --matches or both, so that the run is bounded")
     try:
+        urls = args.url or [DEFAULT_URL]
         config = SoakConfig(
-            url=args.url,
+            url=urls[0],
+            more_urls=tuple(urls[1:]),
             clients=args.clients,
             duration=args.duration,
             matches=args.matches,

@@ -50,6 +50,7 @@ from protocol import (
     ProtocolError,
     Queued,
     Result,
+    Resume,
     ServerMessage,
     Start,
     Winner,
@@ -91,6 +92,9 @@ _PAIRED_REASON = {
 }
 # A join answered with one of these gets no ``queued``: the server thinks we still play.
 _JOIN_REFUSED = frozenset({ErrorCode.ALREADY_IN_MATCH, ErrorCode.ALREADY_QUEUED})
+# After hi on a reconnect, how long to wait for the resume (or queued) that follows it if
+# the player still has a match (or a queue entry): the server sends them in the same turn.
+_FOLLOW_UP_SECONDS = 1.0
 
 
 class ProtocolViolation(ConnectionError):
@@ -138,6 +142,8 @@ class BotReport:
     error_codes: dict[str, int] = attrs.Factory(dict)
     bot_matches: int = 0  # finished matches against a house bot
     bye_reason: str | None = None  # the last bye the server sent
+    resumes: int = 0  # resume messages: after a reconnect, or a takeover of the match
+    abandoned: int = 0  # matches started whose final result never came (seen by this side)
 
 
 # ---------------------------------------------------------------- rule checks
@@ -220,6 +226,31 @@ class MatchChecker:
         self.resolved = False
         self.chosen = None
         self.movement_seen = False
+
+    def resume(self, m: Resume) -> None:
+        """Where the match stands after a reconnect or a takeover by another process."""
+        v = self._violation
+        mid = m.match_id
+        if self.match_id is None:
+            self.match_id, self.opponent_id, self.best_of = mid, m.opponent.id, m.best_of
+        elif mid != self.match_id or self.over:
+            v(f"resume of {mid} while playing {self.match_id}")
+        elif m.opponent.id != self.opponent_id:
+            v(f"{mid}: resumed against {m.opponent.id}, not {self.opponent_id}")
+        if m.round < self.round:
+            v(f"{mid}: resumed at round {m.round} after round {self.round}")
+        if m.score.you != self.wins or m.score.opponent != self.losses:
+            v(
+                f"{mid}: resume of round {m.round} says {m.score.you}-{m.score.opponent},"
+                f" results say {self.wins}-{self.losses}"
+            )
+        if m.round != self.round or m.deadline_ms > 0:
+            # A new round, or one opened again with a fresh deadline (a takeover): what we
+            # chose before is what the server says we chose.
+            self.round = m.round
+            self.resolved = m.deadline_ms == 0
+            self.chosen = m.choice
+            self.movement_seen = False
 
     def movement(self, m: Movement) -> None:
         v = self._violation
@@ -484,6 +515,10 @@ class BotClient:
         self.last_activity = clock()  # the last frame sent or received
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._match_pending = False  # a join is out: a drop now may forfeit a match
+        self._started = False  # the pending match has begun (we saw its start)
+        # What the server said after hi on a reconnect: the match goes on (resume), or we
+        # are still queued; the next _play_one_match picks it up instead of joining.
+        self._follow_up: Resume | Queued | None = None
 
     @property
     def connected(self) -> bool:
@@ -572,6 +607,12 @@ class BotClient:
         if len(report.errors) < self.max_texts:
             report.errors.append(f"{code}: {error.message}")
 
+    async def _receive_within(self, seconds: float) -> ServerMessage | None:
+        try:
+            return await asyncio.wait_for(self._receive(), seconds)
+        except TimeoutError:
+            return None
+
     async def _hello(self) -> None:
         await self._send(Hello(name=self.name, token=self.token))
         reply = await self._receive()
@@ -588,15 +629,25 @@ class BotClient:
             if hi.player_id != self.report.player_id:
                 self.checker.new_player()  # the token was forgotten: a new player, 0/0
             elif self._match_pending:
-                # Back within the reconnect grace, the seat or queue entry is still ours
-                # (the server follows hi with resume or queued). A bot does not pick up
-                # a half-played match: it leaves it, and the totals are unknown from here.
-                await self._send(Leave(id="rejoin"))
-                while not isinstance(message := await self._receive(), Left):
-                    if isinstance(message, Error):
-                        self._error(message)
-                self.checker.forget_totals()
-        self._match_pending = False
+                # Back within the reconnect grace: the server follows hi with resume (the
+                # match goes on, perhaps on another process) or queued (still waiting).
+                follow = await self._receive_within(_FOLLOW_UP_SECONDS)
+                if isinstance(follow, Resume | Queued):
+                    self._follow_up = follow
+                else:
+                    # The match ended while we were away (forfeited past the grace), or
+                    # something else came: leave whatever is left; totals unknown now.
+                    if isinstance(follow, Error):
+                        self._error(follow)
+                    if self._started:
+                        self.report.abandoned += 1
+                    await self._send(Leave(id="rejoin"))
+                    while not isinstance(message := await self._receive(), Left):
+                        if isinstance(message, Error):
+                            self._error(message)
+                    self.checker.forget_totals()
+        if self._follow_up is None:
+            self._match_pending = False
         self.report.player_id = hi.player_id
         self.token = hi.token
         self.phase = Phase.IDLE
@@ -625,20 +676,43 @@ class BotClient:
         mode = self.mode
         if self.house_share and self.rng.random() < self.house_share:
             mode = BotMode.NOW
-        self._match_pending = True
-        self.phase = Phase.QUEUED
-        joined_at = clock()
-        await self._send(Join(bot=mode))
-        await self._await_queued()
-        checker.joined()
-        started = False
-        opponent_bot = False
+        follow, self._follow_up = self._follow_up, None
+        started = self._started and isinstance(follow, Resume)
+        opponent_bot = isinstance(follow, Resume) and follow.opponent.bot
+        if follow is None:
+            self._match_pending = True
+            self._started = False
+            self.phase = Phase.QUEUED
+            joined_at = clock()
+            await self._send(Join(bot=mode))
+            await self._await_queued()
+            checker.joined()
+        else:
+            # Picking up after a reconnect: the match (or the queue entry) is still ours.
+            joined_at = clock()
+            self.phase = Phase.PLAYING if isinstance(follow, Resume) else Phase.QUEUED
         chosen_at: float | None = None
+        pending: list[ServerMessage] = [follow] if isinstance(follow, Resume) else []
         while True:
-            message = await self._receive()
-            if isinstance(message, Start):
+            message = pending.pop() if pending else await self._receive()
+            if isinstance(message, Resume):
+                report.resumes += 1
                 if not started:
-                    started = True
+                    started = self._started = True
+                    self.phase = Phase.PLAYING
+                    opponent_bot = message.opponent.bot
+                checker.resume(message)
+                if message.deadline_ms > 0 and message.choice is None:
+                    await self._think(message.round_ms)
+                    choice = self.strategy.next_choice()
+                    checker.chose(choice)
+                    chosen_at = clock()
+                    await self._send(
+                        MakeChoice(match_id=message.match_id, round=message.round, choice=choice)
+                    )
+            elif isinstance(message, Start):
+                if not started:
+                    started = self._started = True
                     self.phase = Phase.PLAYING
                     self._start_latency.append(clock() - joined_at)
                     opponent_bot = message.opponent.bot
@@ -687,6 +761,7 @@ class BotClient:
         report = self.report
         report.matches += 1
         self._match_pending = False
+        self._started = False
         self.phase = Phase.IDLE
         if opponent_bot:
             report.bot_matches += 1

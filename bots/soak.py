@@ -62,6 +62,9 @@ class SoakConfig:
     """One soak run. At least one of ``duration`` (seconds) and ``matches`` is required."""
 
     url: str = DEFAULT_URL
+    # More servers (the nodes of a cluster): the clients are spread over ``url`` and these,
+    # round-robin. The cross-checks work the same, whichever node each side talks to.
+    more_urls: tuple[str, ...] = ()
     clients: int = 10
     duration: float | None = None
     matches: int | None = None  # distinct matches across all clients
@@ -75,6 +78,10 @@ class SoakConfig:
     stall_timeout: float = 30.0  # a busy client that hears nothing this long is stalled
     grace: float = 2.0  # after the stop, seconds for matches in flight to finish
     ledger_ttl: float = 30.0  # seconds a round waits for its other side
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return (self.url, *self.more_urls)
 
     def __attrs_post_init__(self) -> None:
         if self.duration is None and self.matches is None:
@@ -204,6 +211,8 @@ class SoakSummary:
     errors_by_code: dict[str, int]
     rounds_cross_checked: int
     unpaired_rounds: int  # one side only, dropped after the timeout
+    resumes: int = 0  # resume messages the clients got (reconnects, takeovers)
+    abandoned: int = 0  # started matches a client never saw the end of
 
     @property
     def matches_per_second(self) -> float:
@@ -255,6 +264,10 @@ class SoakSummary:
             f"  clients failed {self.clients_failed}"
         )
         lines += [f"  {text}" for text in self.failure_samples[:5]]
+        lines.append(
+            f"continuity    resumes {self.resumes}  matches abandoned {self.abandoned}"
+            " (started, final result never seen)"
+        )
         codes = "  ".join(f"{code} {n}" for code, n in sorted(self.errors_by_code.items()))
         lines.append(f"errors        {self.errors}" + (f"  ({codes})" if codes else ""))
         lines.append(f"violations    {self.violations}")
@@ -297,8 +310,9 @@ class _Soak:
         seed_rng = random.Random(None if config.seed is None else config.seed * 1_000_003 + index)
         rng = random.Random(seed_rng.getrandbits(64))
         strategy = config.strategies[index % len(config.strategies)]
+        urls = config.urls
         client = BotClient(
-            config.url,
+            urls[index % len(urls)],
             strategy=make_strategy(strategy, rng),
             name=f"soak-{index + 1}",
             mode=BotMode.NOW if config.opponents == "now" else BotMode.NEVER,
@@ -489,7 +503,7 @@ class _Soak:
                 if len(violation_samples) < _SAMPLES:
                     violation_samples.append(f"{report.player_id}: {text}")
         return SoakSummary(
-            url=self.config.url,
+            url=", ".join(self.config.urls),
             clients=self.config.clients,
             seconds=seconds,
             stopped=self.stopped or "interrupted",
@@ -514,6 +528,8 @@ class _Soak:
             errors_by_code=errors_by_code,
             rounds_cross_checked=self.ledger.paired,
             unpaired_rounds=self.ledger.expired,
+            resumes=sum(r.resumes for r in reports),
+            abandoned=sum(r.abandoned for r in reports),
         )
 
 
