@@ -95,6 +95,7 @@ _JOIN_REFUSED = frozenset({ErrorCode.ALREADY_IN_MATCH, ErrorCode.ALREADY_QUEUED}
 # After hi on a reconnect, how long to wait for the resume (or queued) that follows it if
 # the player still has a match (or a queue entry): the server sends them in the same turn.
 _FOLLOW_UP_SECONDS = 1.0
+_JOIN_ID = "join"  # the id of every join, so its refusal can be told from other errors
 
 
 class ProtocolViolation(ConnectionError):
@@ -251,6 +252,20 @@ class MatchChecker:
             self.resolved = m.deadline_ms == 0
             self.chosen = m.choice
             self.movement_seen = False
+
+    def resync(self, m: Resume) -> None:
+        """After a reconnect, messages may have been lost with the old socket: take the
+        match as ``resume`` says it stands (a result we missed may have ended a streak,
+        so the totals are unknown until the next final result)."""
+        if m.match_id != self.match_id:
+            self.joined()
+        self.match_id, self.opponent_id, self.best_of = m.match_id, m.opponent.id, m.best_of
+        self.wins, self.losses = m.score.you, m.score.opponent
+        self.round = m.round
+        self.resolved = m.deadline_ms == 0
+        self.chosen = m.choice
+        self.movement_seen = False
+        self.over = False
 
     def movement(self, m: Movement) -> None:
         v = self._violation
@@ -632,7 +647,12 @@ class BotClient:
                 # Back within the reconnect grace: the server follows hi with resume (the
                 # match goes on, perhaps on another process) or queued (still waiting).
                 follow = await self._receive_within(_FOLLOW_UP_SECONDS)
-                if isinstance(follow, Resume | Queued):
+                if isinstance(follow, Resume):
+                    # What we missed while the socket was down is in the resume: it is
+                    # the truth from here (checked strictly only without a reconnect).
+                    self.checker.resync(follow)
+                    self._follow_up = follow
+                elif isinstance(follow, Queued):
                     self._follow_up = follow
                 else:
                     # The match ended while we were away (forfeited past the grace), or
@@ -652,14 +672,17 @@ class BotClient:
         self.token = hi.token
         self.phase = Phase.IDLE
 
-    async def _await_queued(self) -> None:
-        """The next message after ``join`` must be ``queued``: nothing about an old match."""
+    async def _await_queued(self) -> bool:
+        """The next message after ``join`` must be ``queued``: nothing about an old match.
+        False if the join was refused for now (``unavailable``): join again later."""
         while True:
             message = await self._receive()
             if isinstance(message, Queued):
-                return
+                return True
             if isinstance(message, Error):
                 self._error(message)
+                if message.code is ErrorCode.UNAVAILABLE and message.ref == _JOIN_ID:
+                    return False  # matchmaking is down for a moment (a cluster's Redis)
                 if message.code not in _JOIN_REFUSED:
                     continue  # e.g. a choice that crossed the final result: counted as an error
                 self.record_violation(f"join refused with {message.code} after a final result")
@@ -684,8 +707,11 @@ class BotClient:
             self._started = False
             self.phase = Phase.QUEUED
             joined_at = clock()
-            await self._send(Join(bot=mode))
-            await self._await_queued()
+            await self._send(Join(bot=mode, id=_JOIN_ID))
+            while not await self._await_queued():
+                await asyncio.sleep(self.rng.uniform(0.5, 1.0))
+                joined_at = clock()
+                await self._send(Join(bot=mode, id=_JOIN_ID))
             checker.joined()
         else:
             # Picking up after a reconnect: the match (or the queue entry) is still ours.

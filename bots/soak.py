@@ -397,6 +397,9 @@ class _Soak:
                 return
             reconnects += 1
             self.reconnects += 1
+            urls = self.config.urls
+            if len(urls) > 1:  # the next server, as a load balancer would pick a live one
+                client.url = urls[(urls.index(client.url) + 1) % len(urls)]
             if await self._wait_stop(min(0.1 * 2**reconnects, 2.0) * client.rng.uniform(0.5, 1)):
                 return
 

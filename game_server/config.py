@@ -25,3 +25,4 @@ class ServerConfig:
     fast_path: bool = True
     redis: str | None = None  # a Redis URL: this process is one node of a cluster
     node_id: str | None = None  # its name in the cluster (default: host-pid)
+    node_ttl: float = 10.0  # a node silent this long is dead: its matches are taken over

@@ -6,7 +6,7 @@ marked ``system``; ``python3 dev.py test --fast`` leaves those out.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from game_server.cli.assembly import create_app
 from game_server.config import ServerConfig
 from game_server.core.match import MatchRules
 from game_server.core.service import ServiceConfig
+from tests.support.redis import RedisServer, start_redis
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 
@@ -49,6 +50,12 @@ async def start_server(aiohttp_server: ServerFactory) -> ServerFactory:
         return await aiohttp_server(create_app(config), host="127.0.0.1")
 
     return start
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the whole run (tests flush it or use their own prefix)."""
+    yield from start_redis()
 
 
 @pytest.fixture

@@ -39,7 +39,12 @@ def create_app(
         # Imported only here: without --redis, a process never loads the cluster code.
         from game_server.cluster.node import Cluster
 
-        plugin = Cluster(config.redis, node_id=config.node_id)
+        plugin = Cluster(
+            config.redis,
+            node_id=config.node_id,
+            heartbeat=config.node_ttl / 4,
+            node_ttl=config.node_ttl,
+        )
     return net_app.create_app(
         config, open_store=partial(open_store, config), plugin=plugin, clock=clock
     )

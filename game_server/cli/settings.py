@@ -163,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="this node's name in the cluster, unique among its nodes (default: host-pid)",
     )
     option(
+        "--node-ttl",
+        type=positive_float,
+        default=server.node_ttl,
+        help="seconds a silent node is given before the others count it dead and take its "
+        "matches over (it says it lives every quarter of that); shorter takes over sooner, "
+        "longer survives longer Redis hiccups",
+    )
+    option(
         "--token-secret",
         type=token_secret,
         default=None,
@@ -300,6 +308,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         db=args.db,
         redis=args.redis,
         node_id=args.node_id,
+        node_ttl=args.node_ttl,
         token_secret=args.token_secret,
         token_ttl=args.token_ttl,
         wechat=None

@@ -146,6 +146,7 @@ class Cluster:
         self.journal = MatchJournal(self)
         self.wall_clock: Callable[[], float] = time.time
         self._dead_handled: dict[str, float] = {}  # dead process -> when it was handled
+        self._known: set[str] = set()  # the other processes this one has heard of
         self._locate = Lua(LOCATE)
         self._release = Lua(RELEASE)
         handlers = self.mailbox.handlers
@@ -159,6 +160,7 @@ class Cluster:
         handlers["handover?"] = self._on_handover_request
         handlers["handover"] = self._on_handover
         handlers["handover-refused"] = self._on_handover_refused
+        handlers["home"] = self._on_home
         self.mailbox.on_gap = self.reset_link
         self.mailbox.on_lost = self.reset_link
         self.link.on_reconnect.append(self._reassert)
@@ -194,6 +196,7 @@ class Cluster:
         service.roster.on_added = self._owned
         service.roster.on_removed = self._released
         service.rooms.journal = self.journal
+        service.on_match_over = self.send_home
         self.wall_clock = service.context.wall_clock
 
     def service_options(self, config: ServiceConfig, clock: Callable[[], float]) -> dict[str, Any]:
@@ -344,6 +347,11 @@ class Cluster:
             self._incoming(gateway, session_id, frame)
 
     def _incoming(self, gateway: str, session_id: int, frame: bytes | None) -> None:
+        if gateway == self.node_id:  # passed back to us: the connection is ours again
+            session = self._service.sessions.by_id.get(session_id)
+            if session is not None and frame is not None:
+                self._service.receive(session, frame)
+            return
         key = (gateway, session_id)
         session = self.remote.get(key)
         if session is not None and frame is not None:
@@ -357,6 +365,8 @@ class Cluster:
         self._gone(sender, message[1])
 
     def _gone(self, gateway: str, session_id: int) -> None:
+        if gateway == self.node_id:
+            return  # its connection is here, and the handler there already said so
         key = (gateway, session_id)
         session = self.remote.pop(key, None)
         if session is not None:
@@ -388,6 +398,44 @@ class Cluster:
         session = self._remote_session(node, session_id, lobby, None)
         self.mailbox.post(node, ["repoint", session_id, self.node_id])
         return session
+
+    def send_home(self, room: Room) -> None:
+        """A match hosted here ended: each player whose connection is on another process
+        goes back to that process, so that its next match is hosted there (players meet
+        where they are connected, and the work spreads with the connections)."""
+        service = self._service
+        for human in room.humans:
+            session = human.session
+            if session is None or human.room is not None:
+                continue
+            remote = self._remote_key.get(session.id)
+            if remote is None:
+                continue
+            snapshot = service.presence.export(human.id, new_owner=remote[0])
+            if snapshot is None:
+                continue
+            self._let_go(session, remote, remote[0])
+            self.mailbox.post(remote[0], ["home", _snapshot_json(snapshot), remote[1]])
+
+    def _let_go(self, session: Session, remote: tuple[str, int], to: str) -> None:
+        """A remote session whose player moved on: closed here; frames still on their way
+        to it are passed to ``to`` for a while."""
+        del self._remote_key[session.id]
+        self.remote.pop(remote, None)
+        self._service.sessions.close(session)
+        self._moved[remote] = (to, time.monotonic() + MOVED_KEEP)
+
+    def _on_home(self, sender: str, message: list[Any], frame: bytes | None) -> None:
+        _, raw, session_id = message
+        service = self._service
+        session = service.sessions.by_id.get(session_id)
+        snapshot = _snapshot_from(raw)
+        if session is None or session.owner != sender:
+            # The connection went meanwhile: the player is ours, offline.
+            player = service.presence.adopt(snapshot, None, service.clock())
+            service.roster.offline(player, service.clock())
+            return
+        service.presence.adopt(snapshot, session, service.clock())
 
     def abandon(self, room: Room) -> None:
         """Another process took this match over: drop this copy; its players' connections
@@ -442,15 +490,13 @@ class Cluster:
         gateway: list[Any] | None = None
         if snapshot.session_id is not None:
             session = service.sessions.by_id[snapshot.session_id]
-            remote = self._remote_key.pop(session.id, None)
+            remote = self._remote_key.get(session.id)
             if remote is None:
                 gateway = [self.node_id, session.id]  # its connection is here
             else:
                 # Its connection is on a third process: that one is re-pointed by the new
                 # owner; what it sends here meanwhile is passed on.
-                del self.remote[remote]
-                service.sessions.close(session)
-                self._moved[remote] = (sender, time.monotonic() + MOVED_KEEP)
+                self._let_go(session, remote, sender)
                 gateway = list(remote)
         self.mailbox.post(sender, ["handover", request, _snapshot_json(snapshot), gateway])
 
@@ -467,7 +513,8 @@ class Cluster:
                 if session is not None:
                     session.owner = None  # its connection is here: a local session again
             else:
-                session = self._remote_session(node, session_id, snapshot.lobby, None)
+                lobby = snapshot.lobby or DEFAULT_LOBBY
+                session = self._remote_session(node, session_id, lobby, None)
                 if node != sender:
                     self.mailbox.post(node, ["repoint", session_id, self.node_id])
         service.presence.adopt(snapshot, session, service.clock())
@@ -475,7 +522,7 @@ class Cluster:
             pending[1](True)
         else:
             # We had given up on it (its process seemed dead): it queues here again.
-            queue = self.queues[snapshot.lobby]
+            queue = self.queues[snapshot.lobby or DEFAULT_LOBBY]
             queue.adopted_late(snapshot.record.id)
 
     def _on_handover_refused(self, sender: str, message: list[Any], frame: bytes | None) -> None:
@@ -512,21 +559,31 @@ class Cluster:
                 session.outlet.close(CLOSE_SERVICE_RESTART, "reconnect")
 
     def _scan(self) -> None:
-        """Find processes whose heartbeat stopped, and clean up after them."""
+        """Find processes whose heartbeat stopped, and clean up after them.
+
+        Every process judges for itself every process it knows of (the shared set, and
+        those its sessions lead to), since each has its own connections and sessions to
+        let go of: the first to see a death removes it from the shared set, and the others
+        must still see it."""
         if not self._may_judge():
             return
 
         def members(reply: Any) -> None:
             if isinstance(reply, Exception):
                 return
-            others = [_text(node) for node in reply if _text(node) != self.node_id]
-            for node in others:
+            listed = {_text(node) for node in reply}
+            self._known |= listed
+            self._known |= {gateway for gateway, _ in self.remote}
+            self._known |= {s.owner for s in self._service.sessions if s.owner is not None}
+            self._known -= set(self._dead_handled)
+            self._known.discard(self.node_id)
+            for node in self._known:
                 self.link.submit(partial(_exists, self.keys.node(node)), partial(self._judge, node))
 
         self.link.submit(lambda pipe: pipe.smembers(self.keys.nodes), members)
 
     def _judge(self, node: str, alive: Any) -> None:
-        if alive == 0:
+        if alive == 0 and node not in self._dead_handled:
             self._dead(node)
 
     def _may_judge(self) -> bool:

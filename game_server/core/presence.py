@@ -42,7 +42,7 @@ class PlayerSnapshot:
     """A queued player as one process hands it to another (a cluster's pairing)."""
 
     record: PlayerRecord
-    lobby: str
+    lobby: str | None  # the lobby it is queued in; None: idle
     session_id: int | None  # its connection in the process handing it over, if any
     away_left: float | None  # seconds of reconnect grace left, when away
 
@@ -268,14 +268,19 @@ class Presence:
     # ------------------------------------------------------------ changing hands (a cluster)
 
     def export(self, player_id: str, new_owner: str) -> PlayerSnapshot | None:
-        """Hand a queued player over to another process (which paired it): it leaves this
-        process's roster and queue, and its connection, if any, forwards to ``new_owner``.
+        """Hand a player over to another process: it leaves this process's roster, and its
+        connection, if any, forwards to ``new_owner`` from now on.
 
-        None if the player is not waiting in a queue here any more (it left, or was seated
-        meanwhile): then the other process keeps looking.
+        Two moments allow it: a queued player another process paired (it hosts the
+        match), and a connected, idle player going home to the process its connection is
+        on once a match hosted here ended. None otherwise (it left the queue, or was
+        seated meanwhile): the other process then keeps looking.
         """
         player = self.roster.get(player_id)
-        if player is None or player.lobby is None:
+        if player is None:
+            return None
+        queued = player.lobby is not None
+        if not queued and not (player.state is PlayerState.IDLE and player.session is not None):
             return None
         now = self.advance()
         lobby = player.lobby
@@ -284,35 +289,38 @@ class Presence:
             away_left = max(0.0, player.away_timer.when - now)
             self.timers.cancel(player.away_timer)
             player.away_timer = None
-        player.lobby = None
-        lobby.matchmaker.leave(player.id)
+        if lobby is not None:
+            player.lobby = None
+            lobby.matchmaker.leave(player.id)
         session = player.session
         if session is not None:
             self._detach(session, player)
             session.owner = new_owner
         self.roster.remove(player)
-        log.info("player_handed_over", player_id=player.id, to=new_owner)
+        log.debug("player_handed_over", player_id=player.id, to=new_owner)
         return PlayerSnapshot(
             player.record(self.wall_clock()),
-            lobby.name,
+            None if lobby is None else lobby.name,
             None if session is None else session.id,
             away_left,
         )
 
     def adopt(self, snapshot: PlayerSnapshot, session: Session | None, now: float) -> Player:
         """Take over a player another process handed over: queued here, in the same
-        lobby, connected through ``session`` (a remote one) or away for what is left of
-        its grace. The caller (the shared queue) then pairs it."""
+        lobby (the caller, the shared queue, then pairs it), or idle; connected through
+        ``session`` or away for what is left of its grace."""
         player = self.roster.add(Player.from_record(snapshot.record))
         self.roster.online(player)
         player.move(PlayerEvent.HELLO)
         if session is not None:
             player.session = session
             session.player = player
+            session.owner = None
             self.online += 1
             self.relay.attach(player.id, session.outlet)
-        player.move(PlayerEvent.JOIN)
-        player.lobby = self.lobbies[snapshot.lobby]
+        if snapshot.lobby is not None:
+            player.move(PlayerEvent.JOIN)
+            player.lobby = self.lobbies[snapshot.lobby]
         if session is None:
             player.move(PlayerEvent.DROP)
             left = snapshot.away_left or 0.0

@@ -144,6 +144,8 @@ class GameService:
         )
         self.rooms.on_closed = self._room_closed
         self._on_drained: Callable[[], None] | None = None
+        # A cluster's: told when a match hosted here ended (its players may go home).
+        self.on_match_over: Callable[[Room], None] | None = None
         self._handlers: dict[type, Handler] = {
             MakeChoice: self.rooms.on_choice,
             Join: self.lobbies.on_join,
@@ -369,6 +371,8 @@ class GameService:
 
     def _room_closed(self, room: Room, now: float) -> None:
         self.presence.room_closed(room)
+        if self.on_match_over is not None and not self.presence.draining:
+            self.on_match_over(room)
         self._check_drained()
 
     def _check_drained(self) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import attrs
@@ -18,17 +18,12 @@ from game_server.core.match import MatchRules
 from game_server.core.service import GameService, ServiceConfig
 from game_server.core.tokens import TokenSigner
 from game_server.net.ticker import Ticker
-from tests.support.redis import RedisServer, start_redis
+from tests.support.redis import RedisServer
 from tests.support.service import Client, connect
 
 SECRET = b"a cluster's shared token secret"
 RULES = MatchRules(best_of=3, round_seconds=2.0, round_pause=0.0)
 _prefixes = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    yield from start_redis()
 
 
 @attrs.define

@@ -1,0 +1,253 @@
+"""Several server processes on one real redis-server behave as one server: real sockets,
+real processes, SIGKILL for a crash."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bots.soak import SoakConfig, run_soak
+from tests.support.processes import FAST_GAME, ServerProcess, launch
+from tests.support.redis import RedisServer
+from tests.support.wire import Player
+
+SECRET = "the cluster's shared token secret"
+TTL = "1.5"  # a node silent this long is dead: takeovers within a few seconds
+
+
+def flush(redis_server: RedisServer) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+
+
+@pytest.fixture
+async def cluster(
+    redis_server: RedisServer, tmp_path: Path
+) -> AsyncIterator[Callable[[int], Awaitable[list[ServerProcess]]]]:
+    """``await cluster(n, *options)``: n nodes on one Redis and one database file."""
+    flush(redis_server)
+    started: list[ServerProcess] = []
+
+    async def start(count: int, *options: str) -> list[ServerProcess]:
+        common = (
+            *FAST_GAME,
+            "--rate-limit",  # the soaks' bots answer at once, faster than a person
+            "1000",
+            "--redis",
+            redis_server.url,
+            "--token-secret",
+            SECRET,
+            "--db",
+            str(tmp_path / "rps.db"),
+            "--node-ttl",
+            TTL,
+            *options,
+        )
+        nodes = await asyncio.gather(
+            *(launch(*common, "--node-id", f"n{len(started) + i}") for i in range(count))
+        )
+        started.extend(nodes)
+        return list(nodes)
+
+    yield start
+    for node in started:
+        await node.stop()
+
+
+async def connect(http: aiohttp.ClientSession, node: ServerProcess, **hello: Any) -> Player:
+    player = Player(await http.ws_connect(node.url))
+    await player.send(type="hello", **hello)
+    player.hi = await player.expect("hi")
+    return player
+
+
+async def paired(
+    http: aiohttp.ClientSession, waiting_on: ServerProcess, joining_on: ServerProcess
+) -> tuple[Player, Player, dict[str, Any], dict[str, Any]]:
+    """Bob waits on one node, Ann joins on another: the match runs on Ann's."""
+    bob = await connect(http, waiting_on, name="Bob")
+    await bob.send(type="join", bot="never")
+    await bob.expect("queued")
+    await asyncio.sleep(0.1)  # Bob's ticket is in the shared queue
+    ann = await connect(http, joining_on, name="Ann")
+    await ann.send(type="join", bot="never")
+    await ann.expect("queued")
+    return ann, bob, await ann.expect("start"), await bob.expect("start")
+
+
+async def within(
+    player: Player, kind: str, seconds: float, skip: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The next ``kind`` message, allowing ``seconds`` (a node's death takes a TTL)."""
+    async with asyncio.timeout(seconds):
+        while True:
+            try:
+                return await player.expect(kind, skip=skip)
+            except TimeoutError:  # one read's own timeout: keep waiting
+                continue
+
+
+async def play_round(ann: Player, bob: Player, match_id: str, number: int) -> None:
+    await ann.send(type="choice", match_id=match_id, round=number, choice="rock")
+    await bob.send(type="choice", match_id=match_id, round=number, choice="scissors")
+
+
+async def test_players_on_different_nodes_play_a_match(
+    cluster: Any, http: aiohttp.ClientSession
+) -> None:
+    n0, n1 = await cluster(2)
+    ann, bob, start_ann, start_bob = await paired(http, n1, n0)
+    match_id = start_ann["match_id"]
+    assert start_bob["match_id"] == match_id
+    assert start_bob["opponent"]["name"] == "Ann"
+    for number in (1, 2):
+        await play_round(ann, bob, match_id, number)
+        await ann.expect("result", skip=("movement", "start"))
+        result = await bob.expect("result", skip=("movement", "start"))
+    assert result["match_over"]
+    assert result["winner"] == "opponent"
+    health = [await (await http.get(f"{node.http}/healthz")).json() for node in (n0, n1)]
+    assert {h["node"] for h in health} == {"n0", "n1"}
+    assert all(h["redis"] == "ok" for h in health)
+    assert health[1]["relayed_out"] > 0  # Bob's frames went to n0
+    assert health[0]["queue"] == 0
+
+
+async def test_the_host_is_killed_and_the_match_ends_on_a_survivor(
+    cluster: Any, http: aiohttp.ClientSession
+) -> None:
+    n0, n1, n2 = await cluster(3)
+    ann, bob, start, _ = await paired(http, n1, n0)  # hosted on n0
+    match_id = start["match_id"]
+    await play_round(ann, bob, match_id, 1)
+    await bob.expect("result", skip=("movement",))
+    n0.process.send_signal(signal.SIGKILL)  # Ann's socket dies with it
+    resume = await within(bob, "resume", 15, skip=("start", "movement"))
+    assert (resume["match_id"], resume["round"], resume["opponent_away"]) == (match_id, 2, True)
+    again = await connect(http, n2, token=ann.hi["token"])
+    assert (await again.expect("resume"))["score"] == {"you": 1, "opponent": 0}
+    await play_round(again, bob, match_id, 2)
+    final = await again.expect("result", skip=("movement",))
+    assert final["match_over"]
+    assert (final["winner"], final["score"]) == ("you", {"you": 2, "opponent": 0})
+    assert (await bob.expect("result", skip=("movement",)))["match_over"]
+    # Recorded once, on whichever survivor finished it.
+    await asyncio.sleep(0.2)
+    profile = await (await http.get(f"{n1.http}/applet/players/{ann.hi['player_id']}")).json()
+    assert [m["id"] for m in profile["matches"]] == [match_id]
+    assert (profile["player"]["wins"], profile["player"]["total_score"]) == (1, 1)
+    takeovers = [
+        (await (await http.get(f"{n.http}/healthz")).json())["takeovers"] for n in (n1, n2)
+    ]
+    assert sorted(takeovers) == [0, 1]
+
+
+async def test_a_node_that_only_held_a_connection_is_killed(
+    cluster: Any, http: aiohttp.ClientSession
+) -> None:
+    # Rounds long enough for the kill to be noticed and Bob to come back within one.
+    n0, n1, n2 = await cluster(3, "--round-seconds", "8")
+    ann, bob, start, _ = await paired(http, n1, n0)  # hosted on n0; Bob's socket on n1
+    match_id = start["match_id"]
+    n1.process.send_signal(signal.SIGKILL)
+    # n0 sees n1 die (within the TTL, more on a loaded machine): Bob away, seat kept.
+    movement = await within(ann, "movement", 15)
+    assert movement["kind"] == "left"
+    again = await connect(http, n2, token=bob.hi["token"])
+    assert (await again.expect("resume"))["match_id"] == match_id
+    assert (await ann.expect("movement"))["kind"] == "back"
+    for number in (1, 2):
+        await play_round(ann, again, match_id, number)
+        await ann.expect("result", skip=("movement", "start"))
+        result = await again.expect("result", skip=("movement", "start"))
+    assert result["match_over"]
+
+
+async def test_a_soak_over_three_nodes_is_clean(cluster: Any) -> None:
+    nodes = await cluster(3)
+    summary = await run_soak(
+        SoakConfig(
+            url=nodes[0].url,
+            more_urls=(nodes[1].url, nodes[2].url),
+            clients=30,
+            duration=6,
+            seed=14,
+        )
+    )
+    assert summary.ok, summary.format_table()
+    assert summary.matches > 30
+    assert summary.rounds_cross_checked > 0
+    assert summary.abandoned == 0
+
+
+async def test_a_node_dies_mid_soak_and_no_match_is_lost(cluster: Any) -> None:
+    nodes = await cluster(3)
+    soak = asyncio.create_task(
+        run_soak(
+            SoakConfig(
+                url=nodes[0].url,
+                more_urls=(nodes[1].url, nodes[2].url),
+                clients=30,
+                duration=10,
+                think=(0.05, 0.3),
+                max_reconnects=20,
+                seed=15,
+            )
+        )
+    )
+    await asyncio.sleep(3)
+    nodes[2].process.send_signal(signal.SIGKILL)
+    summary = await soak
+    assert summary.violations == 0, summary.format_table()
+    assert summary.errors == 0, summary.format_table()
+    assert summary.abandoned == 0, summary.format_table()  # every started match ended
+    assert summary.resumes > 0  # the dead node's matches were taken over and resumed
+
+
+async def test_redis_restarts_empty_mid_soak_and_the_nodes_meet_again(
+    cluster: Any, redis_server: RedisServer, http: aiohttp.ClientSession
+) -> None:
+    # A short grace, so that the soak's players are gone from the queue soon after it.
+    n0, n1 = await cluster(2, "--reconnect-grace", "2")
+    soak = asyncio.create_task(
+        run_soak(
+            SoakConfig(
+                url=n0.url,
+                more_urls=(n1.url,),
+                clients=20,
+                duration=8,
+                think=(0.05, 0.2),
+                max_reconnects=50,
+                seed=16,
+            )
+        )
+    )
+    await asyncio.sleep(2)
+    redis_server.stop()
+    await asyncio.sleep(0.5)
+    assert (await http.get(f"{n0.http}/readyz")).status == 503  # no new joins meanwhile
+    await asyncio.sleep(1.5)
+    redis_server.restart()  # empty: no tickets, no owners, no heartbeats
+    summary = await soak
+    assert summary.violations == 0, summary.format_table()
+    assert summary.matches > 0
+    # The nodes said again what they own: a player waiting on one meets one joining on
+    # the other, and a reconnect to the other node finds its player.
+    assert (await http.get(f"{n0.http}/readyz")).status == 200
+    await asyncio.sleep(2.5)  # the soak's last queue entries have expired
+    _, bob, start_ann, start_bob = await paired(http, n0, n1)
+    assert start_ann["match_id"] == start_bob["match_id"]
+    await bob.ws.close()
+    again = await connect(http, n1, token=bob.hi["token"])
+    assert (await again.expect("resume"))["match_id"] == start_ann["match_id"]
+    health = [await (await http.get(f"{n.http}/healthz")).json() for n in (n0, n1)]
+    assert all(h["redis"] == "ok" for h in health)
