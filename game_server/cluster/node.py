@@ -72,6 +72,17 @@ redis.call('SET', KEYS[1], ARGV[1])
 return false
 """
 
+# KEYS: owner:{player}. ARGV: this process, the prefix of process keys. Claims the player
+# unless another live process owns it (then this process only holds a copy: a login).
+CLAIM = """
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. owner) == 1 then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
 # KEYS: owner:{player}. ARGV: this process. Deletes the key if this process holds it.
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -148,6 +159,7 @@ class Cluster:
         self._dead_handled: dict[str, float] = {}  # dead process -> when it was handled
         self._known: set[str] = set()  # the other processes this one has heard of
         self._locate = Lua(LOCATE)
+        self._claim = Lua(CLAIM)
         self._release = Lua(RELEASE)
         handlers = self.mailbox.handlers
         handlers["open"] = self._on_open
@@ -282,7 +294,15 @@ class Cluster:
         self.link.submit(lambda pipe: self._locate.add(pipe, keys, args), located)
 
     def _owned(self, player: Player) -> None:
-        key = self.keys.owner(player.id)
+        """A player came into this process's roster: it owns it, unless a live process
+        does (a WeChat login here of a player playing elsewhere: a copy, not the player)."""
+        keys = [self.keys.owner(player.id)]
+        args = [self.node_id, self.keys.node_prefix]
+        self.link.submit(lambda pipe: self._claim.add(pipe, keys, args))
+
+    def _own(self, player_id: str) -> None:
+        """This process took the player over (a hand-over, a return home): it owns it."""
+        key = self.keys.owner(player_id)
         self.link.submit(lambda pipe: pipe.set(key, self.node_id))
 
     def _released(self, player: Player) -> None:
@@ -432,10 +452,10 @@ class Cluster:
         snapshot = _snapshot_from(raw)
         if session is None or session.owner != sender:
             # The connection went meanwhile: the player is ours, offline.
-            player = service.presence.adopt(snapshot, None, service.clock())
-            service.roster.offline(player, service.clock())
-            return
-        service.presence.adopt(snapshot, session, service.clock())
+            service.presence.adopt(snapshot, None, service.clock())
+        else:
+            service.presence.adopt(snapshot, session, service.clock())
+        self._own(snapshot.record.id)
 
     def abandon(self, room: Room) -> None:
         """Another process took this match over: drop this copy; its players' connections
@@ -518,6 +538,7 @@ class Cluster:
                 if node != sender:
                     self.mailbox.post(node, ["repoint", session_id, self.node_id])
         service.presence.adopt(snapshot, session, service.clock())
+        self._own(snapshot.record.id)
         if pending is not None:
             pending[1](True)
         else:

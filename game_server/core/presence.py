@@ -322,9 +322,12 @@ class Presence:
             player.move(PlayerEvent.JOIN)
             player.lobby = self.lobbies[snapshot.lobby]
         if session is None:
-            player.move(PlayerEvent.DROP)
-            left = snapshot.away_left or 0.0
-            player.away_timer = self.timers.call_at(now + left, partial(self.grace_over, player))
+            if player.move(PlayerEvent.DROP) is PlayerState.OFFLINE:
+                self.roster.offline(player, now)  # idle and gone: remembered a while
+            else:
+                left = snapshot.away_left or 0.0
+                grace_over = partial(self.grace_over, player)
+                player.away_timer = self.timers.call_at(now + left, grace_over)
         return player
 
     def adopt_seated(
