@@ -46,7 +46,13 @@ local q, t = KEYS[1], KEYS[2]
 local me = ARGV[1]
 local mine = redis.call('HGET', t, me)
 if mine then
-  return {'queued', redis.call('ZCARD', q), cjson.decode(mine)[3]}
+  local ticket = cjson.decode(mine)
+  if ticket[1] == ARGV[2] then
+    return {'queued', redis.call('ZCARD', q), ticket[3]}
+  end
+  -- A ticket another process left behind (it died, the player came back here): gone.
+  redis.call('HDEL', t, me)
+  redis.call('ZREM', q, me)
 end
 while true do
   local head = redis.call('ZRANGE', q, 0, 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import attrs
 
 from game_server.core.ports import Pairing, PairingsDone
@@ -70,6 +72,10 @@ class InMemoryMatchmaker:
 
     def __contains__(self, player_id: object) -> bool:
         return player_id in self._tickets
+
+    def __iter__(self) -> Iterator[str]:
+        """The waiting players, longest-waiting first."""
+        return iter(list(self._tickets))
 
     def position(self, player_id: str) -> int | None:
         """1-based place in the queue, or None when not queued."""
