@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 import redis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from game_server.cluster.keys import Keys
@@ -34,11 +34,17 @@ def client(redis_server: RedisServer) -> redis.Redis:
 
 
 @settings(
-    max_examples=80,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(ops=st.lists(op, max_size=40))
+# The moments that matter, always tried: a pair; a leave before anyone came; a waiting
+# player whose process died (its ticket is skipped, and replaced when it comes back).
+@example(ops=[("join", "p0", "n0"), ("join", "p1", "n1")])
+@example(ops=[("join", "p0", "n0"), ("leave", "p0", ""), ("join", "p1", "n1")])
+@example(ops=[("join", "p0", "n0"), ("kill", "", "n0"), ("join", "p1", "n1")])
+@example(ops=[("join", "p0", "n0"), ("kill", "", "n0"), ("join", "p0", "n1"), ("join", "p1", "n2")])
 def test_the_scripts_pair_as_the_in_memory_queue_does(
     client: redis.Redis, ops: list[tuple[str, str, str]]
 ) -> None:
