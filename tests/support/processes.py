@@ -78,7 +78,7 @@ class ServerProcess:
         # Always drained, so a chatty server never blocks on a full stderr pipe.
         assert self.process.stderr is not None
         async for line in self.process.stderr:
-            self.events.append(orjson.loads(line))
+            self.events.append(_event(line))
 
     async def exit_code(self, within: float = 10) -> int:
         return await asyncio.wait_for(self.process.wait(), within)
@@ -115,12 +115,23 @@ async def launch(*args: str, env: dict[str, str] | None = None) -> ServerProcess
         while True:
             line = await process.stderr.readline()
             assert line, "server exited before listening"
-            event = orjson.loads(line)
+            event = _event(line)
             if event["event"] == "listening":
                 server = ServerProcess(process, event["port"], event["scheme"])
                 server.events.append(event)
                 asyncio.get_running_loop().create_task(server.read_events())
                 return server
+
+
+def _event(line: bytes) -> dict[str, Any]:
+    """A JSON log line as its event; anything else (a warning a library printed, a
+    traceback) as ``{"event": "raw", "text": ...}``, so that it shows instead of crashing
+    the reader."""
+    try:
+        event: dict[str, Any] = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return {"event": "raw", "text": line.decode(errors="replace").rstrip()}
+    return event
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:

@@ -52,11 +52,17 @@ async def cluster(
             TTL,
             *options,
         )
-        nodes = await asyncio.gather(
-            *(launch(*common, "--node-id", f"n{len(started) + i}") for i in range(count))
+        first = len(started)
+        launched = await asyncio.gather(
+            *(launch(*common, "--node-id", f"n{first + i}") for i in range(count)),
+            return_exceptions=True,
         )
-        started.extend(nodes)
-        return list(nodes)
+        nodes = [node for node in launched if isinstance(node, ServerProcess)]
+        started.extend(nodes)  # stopped at the end, even if another failed to start
+        for failure in launched:
+            if isinstance(failure, BaseException):
+                raise failure
+        return nodes
 
     yield start
     for node in started:
