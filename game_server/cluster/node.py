@@ -241,6 +241,96 @@ class Cluster:
             "dead_nodes_seen": self.dead_nodes_seen,
         }
 
+    def metrics(self) -> list[tuple[str, str, str, float, dict[str, str]]]:
+        node = {"node": self.node_id}
+        return [
+            ("rps_cluster_node", "This process's name in the cluster", "gauge", 1, node),
+            (
+                "rps_cluster_redis_up",
+                "1 while Redis answers, 0 while it does not",
+                "gauge",
+                int(self.link.available),
+                {},
+            ),
+            (
+                "rps_cluster_redis_outages",
+                "Times Redis stopped answering",
+                "counter",
+                self.link.failures,
+                {},
+            ),
+            (
+                "rps_cluster_relayed_out",
+                "Messages sent to other processes",
+                "counter",
+                self.mailbox.sent,
+                {},
+            ),
+            (
+                "rps_cluster_relayed_in",
+                "Messages read from other processes",
+                "counter",
+                self.mailbox.received,
+                {},
+            ),
+            (
+                "rps_cluster_relay_gaps",
+                "Messages from other processes found missing",
+                "counter",
+                self.mailbox.gaps,
+                {},
+            ),
+            (
+                "rps_cluster_links_reset",
+                "Times this process reset what it shared with another",
+                "counter",
+                self.resets,
+                {},
+            ),
+            (
+                "rps_cluster_remote_sessions",
+                "Players owned here whose connection is elsewhere",
+                "gauge",
+                len(self.remote),
+                {},
+            ),
+            (
+                "rps_cluster_handovers",
+                "Queued players handed over here by other processes",
+                "counter",
+                sum(queue.handovers for queue in self.queues.values()),
+                {},
+            ),
+            (
+                "rps_cluster_takeovers",
+                "Matches of dead processes taken over here",
+                "counter",
+                self.journal.takeovers,
+                {},
+            ),
+            (
+                "rps_cluster_matches_abandoned",
+                "Matches dropped here because another took them",
+                "counter",
+                self.journal.abandoned,
+                {},
+            ),
+            (
+                "rps_cluster_dead_nodes",
+                "Processes this one has seen die",
+                "counter",
+                self.dead_nodes_seen,
+                {},
+            ),
+            (
+                "rps_cluster_ops_dropped",
+                "Redis operations given up while it was away",
+                "counter",
+                self.link.dropped,
+                {},
+            ),
+        ]
+
     def _announce(self, pipe: Any) -> Any:
         info = orjson.dumps({"started": time.time(), **self.public})
         pipe.set(self.keys.node(self.node_id), info, px=int(self.node_ttl * 1000))

@@ -114,6 +114,7 @@ def create_app(
         app[SERVICE] = service
         if plugin is not None:
             plugin.attach(service)
+            app[METRICS].extra(plugin.metrics)
         for dialect in dialects.values():
             dialect.install(service)
         app[METRICS].gauges(

@@ -22,6 +22,9 @@ from prometheus_client.registry import Collector
 
 from protocol import CLIENT_MESSAGES, SERVER_MESSAGES, EndReason, ErrorCode
 
+# One extra sample: name, help, "counter" or "gauge", value, labels.
+Sample = tuple[str, str, str, float, dict[str, str]]
+
 ROUND_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0)
 _BOT = {True: "true", False: "false"}
 
@@ -39,6 +42,7 @@ class PrometheusObserver(Collector):
         self.drops = 0
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
         self._counters: list[tuple[str, str, Callable[[], float]]] = []
+        self._extra: list[Callable[[], list[Sample]]] = []
         # rps_round_seconds: a count per bucket (the last one is +Inf) and the sum.
         self.round_buckets = [0] * (len(ROUND_BUCKETS) + 1)
         self.round_seconds = 0.0
@@ -78,6 +82,10 @@ class PrometheusObserver(Collector):
                 log_lines_lost,
             ),
         ]
+
+    def extra(self, source: Callable[[], list[Sample]]) -> None:
+        """More families, read from ``source`` at scrape time (a cluster's)."""
+        self._extra.append(source)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -120,6 +128,15 @@ class PrometheusObserver(Collector):
             yield GaugeMetricFamily(name, doc, value=read())
         for name, doc, read in self._counters:
             yield CounterMetricFamily(name, doc, value=read())
+        for source in self._extra:
+            for name, doc, kind, sample, labels in source():
+                extra: CounterMetricFamily | GaugeMetricFamily
+                if kind == "counter":
+                    extra = CounterMetricFamily(name, doc, labels=list(labels))
+                else:
+                    extra = GaugeMetricFamily(name, doc, labels=list(labels))
+                extra.add_metric(list(labels.values()), sample)
+                yield extra
 
     # ------------------------------------------------------------ Observer
 

@@ -257,3 +257,22 @@ async def test_redis_restarts_empty_mid_soak_and_the_nodes_meet_again(
     assert (await again.expect("resume"))["match_id"] == start_ann["match_id"]
     health = [await (await http.get(f"{n.http}/healthz")).json() for n in (n0, n1)]
     assert all(h["redis"] == "ok" for h in health)
+
+
+async def test_health_and_metrics_say_what_the_cluster_does(
+    cluster: Any, http: aiohttp.ClientSession
+) -> None:
+    n0, n1 = await cluster(2)
+    await paired(http, n1, n0)
+    text = await (await http.get(f"{n0.http}/metrics")).text()
+    assert 'rps_cluster_node{node="n0"} 1.0' in text
+    assert "rps_cluster_redis_up 1.0" in text
+    assert "rps_cluster_handovers_total 1.0" in text  # Bob came over from n1
+    relayed = [
+        line for line in text.splitlines() if line.startswith("rps_cluster_relayed_out_total")
+    ]
+    assert float(relayed[0].split()[-1]) > 0
+    health = await (await http.get(f"{n1.http}/healthz")).json()
+    assert (health["node"], health["redis"]) == ("n1", "ok")
+    ready = await http.get(f"{n1.http}/readyz")
+    assert (ready.status, (await ready.json())["status"]) == (200, "ready")
