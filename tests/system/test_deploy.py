@@ -37,7 +37,14 @@ import pytest
 from bots.client import BotClient, BotReport, RoundLedger
 from game_server.config import ServerConfig
 from protocol import BotMode
-from tests.support.processes import FAST_GAME, free_port, require_program, self_signed_certificate
+from tests.support.processes import (
+    FAST_GAME,
+    free_port,
+    launch,
+    require_program,
+    self_signed_certificate,
+)
+from tests.support.redis import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -182,17 +189,45 @@ def test_systemd_unit_waits_for_ready_drains_and_is_locked_down() -> None:
     assert unit["Install"]["WantedBy"] == "multi-user.target"
 
 
-def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
-    """The unit as shipped, with its install paths pointed at this checkout."""
+def unit_lines(name: str) -> list[str]:
+    """A unit's settings and sections, comments and blank lines left out."""
+    text = (DEPLOY / name).read_text()
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_the_cluster_template_is_the_unit_plus_its_instance() -> None:
+    """rps-server@.service differs from rps-server.service only where the instance
+    matters, so a change to one cannot be forgotten in the other."""
+    base, template = unit_lines("rps-server.service"), unit_lines("rps-server@.service")
+    instance = [line for line in template if "%i" in line]
+    assert instance == [
+        "Description=Rock-paper-scissors game server, cluster node on port %i",
+        "ExecStart=/opt/rps-server/.venv/bin/python -m game_server --port %i --node-id %H-%i",
+    ]
+    assert [line for line in template if "%i" not in line] == [
+        line for line in base if not line.startswith(("Description=", "ExecStart="))
+    ]
+
+
+@pytest.mark.parametrize(
+    ("shipped", "name"),
+    [
+        ("rps-server.service", "rps-server.service"),
+        ("rps-server@.service", "rps-server@9601.service"),
+    ],
+)
+def test_systemd_analyze_verifies_the_unit(tmp_path: Path, shipped: str, name: str) -> None:
+    """The units as shipped (the template as one of its instances), with their install
+    paths pointed at this checkout."""
     systemd_analyze = require_program("systemd-analyze", "Debian's systemd; .ci/run installs it")
     if not VENV_PYTHON.exists():
         pytest.skip(f"{VENV_PYTHON} does not exist (python3 dev.py test creates it)")
     env_file = tmp_path / "rps-server.env"
     env_file.write_text("RPS_LOG_FORMAT=json\n")
-    text = (DEPLOY / "rps-server.service").read_text()
+    text = (DEPLOY / shipped).read_text()
     text = text.replace("/etc/rps-server/rps-server.env", str(env_file))
     text = text.replace("/opt/rps-server", str(ROOT))
-    unit = tmp_path / "rps-server.service"
+    unit = tmp_path / name
     unit.write_text(text)
     result = subprocess.run(
         [systemd_analyze, "verify", str(unit)],
@@ -202,7 +237,7 @@ def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     # Unknown keys and bad values are only warnings: none may mention the unit.
-    assert "rps-server.service" not in result.stderr, result.stderr
+    assert name not in result.stderr, result.stderr
 
 
 def test_process_json_is_a_pm2_app_with_room_to_drain() -> None:
@@ -234,7 +269,7 @@ def test_nginx_conf_proxies_websockets_and_keeps_metrics_private() -> None:
     assert websocket is not None
     block = websocket.group(1)
     for directive in (
-        "proxy_pass http://127.0.0.1:9595;",
+        "proxy_pass http://rps_game;",
         "proxy_http_version 1.1;",
         "proxy_set_header Upgrade $http_upgrade;",
         "proxy_set_header Connection $connection_upgrade;",
@@ -246,6 +281,9 @@ def test_nginx_conf_proxies_websockets_and_keeps_metrics_private() -> None:
     read_timeout = re.search(r"proxy_read_timeout (\d+)s;", block)
     assert read_timeout is not None
     assert int(read_timeout.group(1)) > HEARTBEAT_SECONDS
+    upstream = re.search(r"upstream rps_game \{(.*?)\}", text, re.S)
+    assert upstream is not None
+    assert "server 127.0.0.1:9595;" in upstream.group(1)
     metrics = re.search(r"location = /metrics \{(.*?)\}", text, re.S)
     assert metrics is not None
     assert "allow 127.0.0.1;" in metrics.group(1)
@@ -275,6 +313,7 @@ async def test_env_example_documents_every_variable_with_its_default(tmp_path: P
     files = {
         *("RPS_CERTFILE", "RPS_KEYFILE", "RPS_CONFIG"),
         *("RPS_TOKEN_SECRET", "RPS_WECHAT_APPID", "RPS_WECHAT_SECRET"),
+        *("RPS_REDIS", "RPS_NODE_ID"),  # a cluster's: its Redis, this node's name
     }
     for name, value in commented.items():
         if name in files:
@@ -380,15 +419,18 @@ def test_pm2_runs_process_json(tmp_path: Path) -> None:
 
 
 def nginx_test_config(
-    directory: Path, *, upstream: int, https: int, http: int, cert: Path, key: Path
+    directory: Path, *, upstream: int | list[int], https: int, http: int, cert: Path, key: Path
 ) -> Path:
-    """deploy/nginx.conf as shipped, moved to 127.0.0.1 ports and a throwaway certificate."""
+    """deploy/nginx.conf as shipped, moved to 127.0.0.1 ports and a throwaway certificate;
+    several upstream ports make the nodes of a cluster."""
     site = (DEPLOY / "nginx.conf").read_text()
+    ports = [upstream] if isinstance(upstream, int) else upstream
+    servers = "\n".join(f"    server 127.0.0.1:{port};" for port in ports)
     replacements = [
         (r"^\s*listen \[::\]:.*$", ""),  # the test machine may have no IPv6
         (r"listen 443 ssl", f"listen 127.0.0.1:{https} ssl"),
         (r"listen 80;", f"listen 127.0.0.1:{http};"),
-        (r"127\.0\.0\.1:9595", f"127.0.0.1:{upstream}"),
+        (r"^    server 127\.0\.0\.1:9595;$", servers),
         (r"ssl_certificate\s+\S+;", f"ssl_certificate {cert};"),
         (r"ssl_certificate_key\s+\S+;", f"ssl_certificate_key {key};"),
     ]
@@ -423,6 +465,75 @@ async def wait_for_ok(session: aiohttp.ClientSession, url: str, within: float = 
             last = exc
         await asyncio.sleep(0.1)
     pytest.fail(f"{url}: no 200 within {within} s (last: {last!r})")
+
+
+async def test_a_cluster_behind_nginx_plays_as_one_server(
+    tmp_path: Path, redis_server: RedisServer
+) -> None:
+    """Three nodes in the upstream of deploy/nginx.conf, no stickiness: players land on
+    any node and still meet, through the real nginx."""
+    nginx_binary = require_program("nginx", "apt-get install nginx-light; .ci/run installs it")
+    import redis as redis_client
+
+    redis_client.Redis.from_url(redis_server.url).flushall()
+    cert, key = self_signed_certificate(tmp_path)
+    common = (
+        *FAST_GAME,
+        *("--redis", redis_server.url, "--token-secret", "nginx cluster's token secret"),
+        *("--db", str(tmp_path / "rps.db")),
+    )
+    nodes = [await launch(*common, "--node-id", f"web{n}") for n in range(3)]
+    nginx: asyncio.subprocess.Process | None = None
+    try:
+        https, http = free_port(), free_port()
+        conf = nginx_test_config(
+            tmp_path,
+            upstream=[node.port for node in nodes],
+            https=https,
+            http=http,
+            cert=cert,
+            key=key,
+        )
+        command = [
+            nginx_binary,
+            "-c",
+            str(conf),
+            "-p",
+            str(tmp_path),
+            "-g",
+            f"daemon off; pid {tmp_path}/nginx.pid; error_log stderr;",
+        ]
+        with (tmp_path / "nginx.log").open("wb") as sink:
+            nginx = await asyncio.create_subprocess_exec(*command, stderr=sink)
+        tls = ssl.create_default_context(cafile=str(cert))
+        url = f"wss://127.0.0.1:{https}/applet/websocket"
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=tls)) as session:
+            await wait_for_ok(session, f"https://127.0.0.1:{https}/healthz")
+            ledger = RoundLedger()
+            bots = [
+                BotClient(
+                    url, mode=BotMode.NEVER, name=f"b{i}", rng=random.Random(i), ledger=ledger
+                )
+                for i in range(6)
+            ]
+            reports = await asyncio.wait_for(
+                asyncio.gather(*(bot.play(2, session=session) for bot in bots)), timeout=60
+            )
+        for report in reports:
+            assert report.matches == 2
+            assert_clean(report)
+        assert ledger.paired >= 6
+        async with aiohttp.ClientSession() as plain:
+            health = [await (await plain.get(f"{node.http}/healthz")).json() for node in nodes]
+        assert {h["node"] for h in health} == {"web0", "web1", "web2"}
+        assert sum(h["players"] for h in health) == 0  # every bot has gone
+        assert sum(h["relayed_out"] for h in health) > 0  # players met across nodes
+    finally:
+        if nginx is not None and nginx.returncode is None:
+            nginx.terminate()
+            await nginx.wait()
+        for node in nodes:
+            await node.stop()
 
 
 async def test_matches_through_nginx(tmp_path: Path) -> None:
