@@ -21,6 +21,7 @@ import os
 import random
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -413,6 +414,71 @@ def test_pm2_runs_process_json(tmp_path: Path) -> None:
     finally:
         run("delete", name)
         run("kill")  # this test's own daemon (PM2_HOME above)
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free loopback ports (pm2 numbers its instances'
+    ports from one)."""
+    for _ in range(50):
+        first = random.randrange(20000, 60000)
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    pytest.fail("no run of free ports")
+
+
+def test_pm2_runs_three_cluster_nodes(tmp_path: Path, redis_server: RedisServer) -> None:
+    """deploy/process-cluster.json as shipped (another name, ports and Redis): three nodes
+    on consecutive ports, one cluster."""
+    pm2 = require_program("pm2", "npm install -g pm2; .ci/run installs it")
+    if not VENV_PYTHON.exists():
+        pytest.skip(f"{VENV_PYTHON} does not exist (python3 dev.py test creates it)")
+    config = json.loads((DEPLOY / "process-cluster.json").read_text())
+    app = config["apps"][0]
+    assert (app["instances"], app["increment_var"]) == (3, "PORT")
+    name = f"rps-nodes-{uuid.uuid4().hex[:8]}"
+    first = free_ports(3)
+    app["name"] = name
+    app["env"].update(
+        PORT=str(first),
+        RPS_REDIS=redis_server.url,
+        RPS_DB=str(tmp_path / "rps.db"),
+        RPS_TOKEN_SECRET="pm2 cluster's token secret",
+    )
+    conf = tmp_path / "process-cluster.json"
+    conf.write_text(json.dumps(config))
+    env = {**os.environ, "PM2_HOME": str(tmp_path / "pm2")}
+    env.pop("NOTIFY_SOCKET", None)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [pm2, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    try:
+        started = run("start", str(conf))
+        assert started.returncode == 0, started.stdout + started.stderr
+        nodes: dict[int, Any] = {}
+        deadline = time.monotonic() + 30
+        while len(nodes) < 3 and time.monotonic() < deadline:
+            for port in range(first, first + 3):
+                try:
+                    status, health = get_json(f"http://127.0.0.1:{port}/healthz")
+                except OSError:
+                    continue
+                if status == 200:
+                    nodes[port] = health
+            time.sleep(0.2)
+        assert len(nodes) == 3, f"{nodes}: {pm2_apps(run)}"
+        assert len({health["node"] for health in nodes.values()}) == 3  # host-pid each
+        assert all(health["redis"] == "ok" for health in nodes.values())
+    finally:
+        run("delete", name)
+        run("kill")
 
 
 # ---------------------------------------------------------------- nginx
