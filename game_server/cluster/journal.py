@@ -1,11 +1,12 @@
 """A match outlives its host: checkpoints in Redis, and their takeover by a survivor.
 
-The host writes each running match to ``m:{match}`` (a hash: ``host``, ``humans``,
-``data``) at its start, at every resolved round and whenever a player's connection comes,
-goes or moves, and lists it in ``hosted:{host}``. What is kept is what the rules need to
-carry the match on from the last resolved round: its rules, its seats (each human's
-profile and totals, the house bot's strategy), the rounds resolved (hands, outcomes, the
-score, rounds missed in a row) and where each human's connection is.
+The host writes each running match to ``m:{match}`` (a hash) and lists it in
+``hosted:{host}``. What is kept is what the rules need to carry the match on from the last
+resolved round: at its start what does not change (``static``: its rules, its seats, each
+human's profile and totals, the house bot's strategy), and at every resolved round and
+whenever a player's connection comes, goes or moves, what does (``state``: the rounds
+resolved with their hands and outcomes, the score, rounds missed in a row, and where each
+human's connection is).
 
 When a host dies, any survivor may take its matches over (``TAKEOVER``: one script that
 checks the host is dead and makes itself the host, so exactly one survivor wins each
@@ -30,7 +31,6 @@ import attrs
 import orjson
 import structlog
 
-from game_server.cluster.link import Lua
 from game_server.core.match import Match, MatchRules, MatchState, RoundRecord, Seat
 from game_server.core.records import PlayerRecord
 from game_server.core.rooms import Room
@@ -42,13 +42,19 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("game_server.cluster")
 
-# KEYS: m:{match}, hosted:{me}. ARGV: me, match id, humans (comma-separated), data.
-# 0 if another process hosts the match now (it was taken over): stop hosting it.
+# KEYS: m:{match}, hosted:{me}. ARGV: me, match id, its state, and (at its start, else "")
+# the humans (comma-separated) and what does not change. 0 if another process hosts the
+# match now (it was taken over): stop hosting it.
 CHECKPOINT = """
 local host = redis.call('HGET', KEYS[1], 'host')
 if host and host ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'host', ARGV[1], 'humans', ARGV[3], 'data', ARGV[4])
-redis.call('SADD', KEYS[2], ARGV[2])
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'host', ARGV[1], 'humans', ARGV[4], 'static', ARGV[5],
+    'state', ARGV[3])
+  redis.call('SADD', KEYS[2], ARGV[2])
+else
+  redis.call('HSET', KEYS[1], 'state', ARGV[3])
+end
 return 1
 """
 
@@ -75,7 +81,7 @@ local humans = redis.call('HGET', KEYS[1], 'humans')
 for id in string.gmatch(humans or '', '[^,]+') do
   redis.call('SET', ARGV[4] .. id, ARGV[1])
 end
-return redis.call('HGET', KEYS[1], 'data')
+return redis.call('HMGET', KEYS[1], 'static', 'state')
 """
 
 
@@ -86,9 +92,10 @@ class MatchJournal:
         self.cluster = cluster
         self.takeovers = 0  # matches this process took over
         self.abandoned = 0  # matches it stopped hosting because another took them
-        self._checkpoint = Lua(CHECKPOINT)
-        self._finish = Lua(FINISH)
-        self._takeover = Lua(TAKEOVER)
+        self._checkpoint = cluster.link.lua(CHECKPOINT)
+        self._finish = cluster.link.lua(FINISH)
+        self._takeover = cluster.link.lua(TAKEOVER)
+        self._described: set[str] = set()  # matches whose static part is written
 
     # ------------------------------------------------------------ Journal
 
@@ -96,21 +103,23 @@ class MatchJournal:
         cluster = self.cluster
         keys = cluster.keys
         match_id = room.match.match_id
-        data = orjson.dumps(self._describe(room))
-        humans = ",".join(human.id for human in room.humans)
-        args = [cluster.node_id, match_id, humans, data]
+        state = orjson.dumps(self._state(room))
+        humans = static = ""
+        if match_id not in self._described:
+            self._described.add(match_id)
+            humans = ",".join(human.id for human in room.humans)
+            static = orjson.dumps(self._static(room)).decode()
+        args = [cluster.node_id, match_id, state, humans, static]
         redis_keys = [keys.match(match_id), keys.hosted(cluster.node_id)]
-        cluster.link.submit(
-            lambda pipe: self._checkpoint.add(pipe, redis_keys, args),
-            partial(self._checkpointed, room),
-        )
+        cluster.link.submit(self._checkpoint(redis_keys, args), partial(self._checkpointed, room))
 
     def finished(self, room: Room) -> None:
         cluster = self.cluster
         match_id = room.match.match_id
+        self._described.discard(match_id)
         redis_keys = [cluster.keys.match(match_id), cluster.keys.hosted(cluster.node_id)]
         args = [cluster.node_id, match_id]
-        cluster.link.submit(lambda pipe: self._finish.add(pipe, redis_keys, args))
+        cluster.link.submit(self._finish(redis_keys, args))
 
     def _checkpointed(self, room: Room, reply: Any) -> None:
         if reply == 0 and not room.closed:
@@ -118,19 +127,11 @@ class MatchJournal:
             log.warning("match_taken_over_elsewhere", match_id=room.match.match_id)
             self.cluster.abandon(room)
 
-    def _describe(self, room: Room) -> dict[str, Any]:
+    def _static(self, room: Room) -> dict[str, Any]:
+        """What does not change in a match: written once, at its start."""
         match = room.match
         rules = match.rules
-        state = match.state()
-        humans = []
-        for human in room.humans:
-            record = human.record(self.cluster.wall_clock())
-            humans.append(
-                {
-                    **record_json(record),
-                    "gateway": self.cluster.gateway_of(human.session),
-                }
-            )
+        wall_clock = self.cluster.wall_clock()
         return {
             "id": match.match_id,
             "lobby": room.lobby,
@@ -141,6 +142,13 @@ class MatchJournal:
                 for seat in match.seats
             ],
             "bot_strategy": None if room.bot is None else room.bot.strategy.name,
+            "humans": [record_json(human.record(wall_clock)) for human in room.humans],
+        }
+
+    def _state(self, room: Room) -> dict[str, Any]:
+        """What changes: the rounds resolved, and where the players' connections are."""
+        state = room.match.state()
+        return {
             "round": state.round,
             "wins": state.wins,
             "missed": state.missed,
@@ -154,7 +162,7 @@ class MatchJournal:
                 ]
                 for r in state.history
             ],
-            "humans": humans,
+            "gateways": {human.id: self.cluster.gateway_of(human.session) for human in room.humans},
         }
 
     # ------------------------------------------------------------ taking over
@@ -188,16 +196,17 @@ class MatchJournal:
                     cluster.keys.owner_prefix,
                 ]
                 cluster.link.submit(
-                    partial(self._takeover.add, keys=redis_keys, args=args),
+                    self._takeover(redis_keys, args),
                     partial(self._claimed, dead, then if last else None),
                 )
 
-        cluster.link.submit(lambda pipe: pipe.smembers(hosted), listed)
+        cluster.link.submit(("SMEMBERS", hosted), listed)
 
     def _claimed(self, dead: str, then: Callable[[], None] | None, reply: Any) -> None:
         try:
             if reply is not None and not isinstance(reply, Exception):
-                self._carry_on(orjson.loads(reply), dead)
+                static, state = reply
+                self._carry_on({**orjson.loads(static), **orjson.loads(state)}, dead)
         except Exception:
             log.exception("takeover_failed")
         if then is not None:
@@ -243,7 +252,7 @@ class MatchJournal:
             human = humans.get(seat["id"])
             if human is None:
                 continue
-            session = cluster.reattach(human["gateway"], data["lobby"], dead)
+            session = cluster.reattach(data["gateways"].get(human["id"]), data["lobby"], dead)
             grace = service.config.reconnect_grace
             player = service.presence.adopt_seated(record_from(human), session, room, grace, now)
             player.stats = stats[player.id]

@@ -1,18 +1,21 @@
-"""This process's link to Redis: every command in order, one round trip per loop turn.
+"""This process's link to Redis: every command in order, one round trip per moment.
 
 Whatever the process sends to Redis (the mailbox's stream entries, queue scripts, owner
-keys, heartbeats) goes through ``submit``: operations gather during a turn of the event
-loop and go out as one pipeline on one connection, so they are applied in the order they
-were submitted (a connection pool could reorder two pipelines), and a busy turn costs one
-round trip, not one per command.
+keys, heartbeats, checkpoints) goes through ``submit``: commands gather for
+``GATHER_SECONDS`` and go out together on one connection, so they are applied in the order
+they were submitted (a connection pool could reorder two batches), and a busy moment
+costs one round trip, not one per command. The batch is written and read with
+redis-py's own connection (its RESP encoder and hiredis parser) rather than its
+``Pipeline``, whose per-call machinery (retries, timeouts, command objects) cost a busy
+node a quarter of its CPU (py-spy; docs/cluster.md).
 
-A pipeline that fails (Redis unreachable, the connection lost mid-way) fails every
-operation in it with ``LinkDown``: none is replayed, since a script may have run before
-its reply was lost, and running it twice (a pairing) is worse than reporting it failed.
-The link then pauses before the next attempt (doubling up to ``RETRY_MAX``), operations
-submitted meanwhile wait (at most ``PENDING_MAX``), ``available`` turns false, and once a
-pipeline goes through again it turns true and ``on_reconnect`` runs (so the cluster can
-re-assert what it owns in a Redis that may have restarted empty).
+A batch that fails (Redis unreachable, the connection lost mid-way) fails every command
+in it with ``LinkDown``: none is replayed, since a script may have run before its reply
+was lost, and running it twice (a pairing) is worse than reporting it failed. The link
+then pauses before the next attempt (doubling up to ``RETRY_MAX``), commands submitted
+meanwhile wait (at most ``PENDING_MAX``), ``available`` turns false, and once a batch goes
+through again it turns true and ``on_reconnect`` runs (so the cluster can re-assert what
+it owns in a Redis that may have restarted empty).
 """
 
 from __future__ import annotations
@@ -20,84 +23,99 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-from redis.exceptions import RedisError
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 log = structlog.get_logger("game_server.cluster")
 
-PENDING_MAX = 50_000  # operations held while Redis is unreachable
+PENDING_MAX = 50_000  # commands held while Redis is unreachable
 RETRY_FIRST = 0.1  # seconds before the first retry; doubles up to RETRY_MAX
 RETRY_MAX = 1.0
-SOCKET_TIMEOUT = 2.0  # a command unanswered this long counts as a lost connection
+SOCKET_TIMEOUT = 2.0  # a batch unanswered this long counts as a lost connection
+GATHER_SECONDS = 0.003  # commands gather this long into one batch
 
-Build = Callable[[Pipeline], Any]  # adds one command to the pipeline (or a few)
+Command = tuple[Any, ...]  # a Redis command and its arguments: ("SET", key, value)
 Done = Callable[[Any], None]  # the (last) command's reply, or the exception it raised
 
 
 class Lua:
-    """A Lua script sent with ``EVAL`` inside the link's pipelines.
+    """A Lua script run by its digest (``EVALSHA``).
 
-    ``EVAL``, not ``EVALSHA``: a Redis that restarted empty has no scripts cached, and an
-    ``EVALSHA`` would then fail inside a pipeline that cannot be replayed. Redis caches
-    the compiled script by its digest either way; what ``EVAL`` costs more is the
-    script's few hundred bytes per call.
+    The link loads its scripts when it connects. A Redis that restarted empty answers
+    ``NOSCRIPT`` (the script did not run): the link loads them again and runs those
+    commands once more, which is safe precisely because they did not run.
     """
 
     def __init__(self, source: str) -> None:
         self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    def add(self, pipe: Pipeline, keys: list[str], args: list[Any]) -> Any:
-        return pipe.eval(self.source, len(keys), *keys, *args)
+    def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Command:
+        return ("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
 class LinkDown(Exception):
-    """Redis could not be reached and the operation was given up."""
+    """Redis could not be reached and the command was given up."""
 
 
 class RedisLink:
     def __init__(self, url: str) -> None:
         self.url = url
+        # The client owns the connection pool; the batches use one connection of it.
         self.redis: Redis = Redis.from_url(
             url, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT
         )
         self.available = False
         self.failures = 0  # times the link went down
-        self.dropped = 0  # operations given up while it was down
+        self.dropped = 0  # commands given up while it was down
+        self.batches = 0  # round trips made
         self.on_reconnect: list[Callable[[], None]] = []
         self.on_down: list[Callable[[], None]] = []
-        self._pending: collections.deque[tuple[Build, Done | None]] = collections.deque()
+        self.scripts: list[Lua] = []
+        self._pending: collections.deque[tuple[Sequence[Command], Done | None]] = (
+            collections.deque()
+        )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._connection: AbstractConnection | None = None
         self._closing = False
+
+    def lua(self, source: str) -> Lua:
+        """A script this link loads into Redis whenever it (re)connects."""
+        script = Lua(source)
+        self.scripts.append(script)
+        return script
 
     async def start(self) -> None:
         """Connect, or raise: a node does not start without its Redis."""
         await self.redis.ping()
+        await self._load_scripts()
         self.available = True
         self._task = asyncio.create_task(self._run(), name="redis-link")
 
-    def reader(self) -> Redis:
-        """A second connection of its own, for a command that blocks (XREAD BLOCK)."""
-        return Redis.from_url(self.url, socket_timeout=None, socket_connect_timeout=SOCKET_TIMEOUT)
-
-    def submit(self, build: Build, done: Done | None = None) -> None:
-        """Queue one command (``build`` adds it to the pipeline); ``done`` gets its reply."""
+    def submit(self, commands: Command | Sequence[Command], done: Done | None = None) -> None:
+        """Queue a command (or a few, in order); ``done`` gets the last one's reply, or the
+        first error among them."""
+        batch: Sequence[Command] = (
+            (commands,) if commands and isinstance(commands[0], str) else commands
+        )
         if len(self._pending) >= PENDING_MAX:
             _, lost = self._pending.popleft()
             self.dropped += 1
             if lost is not None:
                 lost(LinkDown("redis is unreachable"))
-        self._pending.append((build, done))
+        self._pending.append((batch, done))
         if not self._wake.is_set():
             self._wake.set()
 
-    async def call(self, build: Build) -> Any:
-        """Submit one command and wait for its reply (raises what it raised)."""
+    async def call(self, commands: Command | Sequence[Command]) -> Any:
+        """Submit and wait for the reply (raises what the command raised)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
         def done(reply: Any) -> None:
@@ -108,7 +126,7 @@ class RedisLink:
             else:
                 future.set_result(reply)
 
-        self.submit(build, done)
+        self.submit(commands, done)
         return await future
 
     async def close(self) -> None:
@@ -117,11 +135,29 @@ class RedisLink:
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._task, 2.0)
+        await self._drop_connection()
         await self.redis.aclose()
+
+    async def kill(self) -> None:
+        """Stop at once, as a killed process would: nothing more is sent (tests)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self._drop_connection()
+        await self.redis.aclose()
+
+    # ------------------------------------------------------------ the batches
+
+    async def _load_scripts(self) -> None:
+        for script in self.scripts:
+            await self.redis.script_load(script.source)
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            # Let a moment's commands gather: one round trip for all of them.
+            await asyncio.sleep(GATHER_SECONDS)
             self._wake.clear()
             try:
                 await self._drain()
@@ -135,14 +171,11 @@ class RedisLink:
         pending = self._pending
         while pending:
             batch = [pending.popleft() for _ in range(len(pending))]
-            pipe = self.redis.pipeline(transaction=False)
-            ends = []  # where each operation's commands end in the pipeline
-            for build, _ in batch:
-                build(pipe)
-                ends.append(len(pipe.command_stack))
+            commands = [command for op, _ in batch for command in op]
             try:
-                replies = await pipe.execute(raise_on_error=False)
-            except (RedisError, OSError) as exc:
+                replies = await self._round_trip(commands)
+            except (RedisError, OSError, TimeoutError) as exc:
+                await self._drop_connection()
                 self._went_down(exc)
                 failure = LinkDown(f"redis is unreachable: {exc!r}")
                 for _, done in batch:
@@ -157,14 +190,52 @@ class RedisLink:
             if not self.available:
                 self._came_back()
             start = 0
-            for (_, done), end in zip(batch, ends, strict=True):
+            again: list[tuple[Sequence[Command], Done | None]] = []
+            for op, done in batch:
+                end = start + len(op)
+                errors = [r for r in replies[start:end] if isinstance(r, Exception)]
+                start = end
+                if errors and isinstance(errors[0], NoScriptError):
+                    again.append((op, done))  # it did not run: load the scripts, retry
+                    continue
                 if done is not None:
-                    errors = [r for r in replies[start:end] if isinstance(r, Exception)]
                     try:
                         done(errors[0] if errors else replies[end - 1])
                     except Exception:
                         log.exception("redis_reply_failed")
-                start = end
+            if again:
+                # If the scripts cannot be loaded, the retried commands fail as the link
+                # does, on their next attempt.
+                with contextlib.suppress(RedisError, OSError):
+                    await self._load_scripts()
+                pending.extendleft(reversed(again))
+
+    async def _round_trip(self, commands: list[Command]) -> list[Any]:
+        """Write every command, then read every reply (an error reply as its exception)."""
+        connection = self._connection
+        if connection is None:
+            connection = self.redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            self._connection = connection
+        self.batches += 1
+        async with asyncio.timeout(SOCKET_TIMEOUT):
+            if not connection.is_connected:
+                await connection.connect()
+            await connection.send_packed_command(
+                connection.pack_commands(commands), check_health=False
+            )
+            replies: list[Any] = []
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except ResponseError as error:
+                    replies.append(error)
+        return replies
+
+    async def _drop_connection(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
 
     def _went_down(self, exc: BaseException) -> None:
         if self.available:

@@ -26,7 +26,6 @@ from typing import Any
 
 import orjson
 import structlog
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from game_server.cluster.link import RedisLink
@@ -39,10 +38,6 @@ READ_COUNT = 512
 READ_RETRY = 0.5  # seconds between attempts while Redis cannot be read
 
 Handler = Callable[[str, list[Any], bytes | None], None]
-
-
-def _xadd(key: str, fields: dict[str | bytes, bytes], pipe: Pipeline) -> Any:
-    return pipe.xadd(key, fields, maxlen=STREAM_MAXLEN, approximate=True)  # type: ignore[arg-type]
 
 
 class Mailbox:
@@ -90,12 +85,11 @@ class Mailbox:
         for to, (messages, frames) in outgoing.items():
             seq = self._seq.get(to, 0) + 1
             self._seq[to] = seq
-            fields: dict[str | bytes, bytes] = {
-                "h": orjson.dumps([self.node_id, self.epoch, seq, messages])
-            }
+            command: list[Any] = ["XADD", self.inbox_key(to), "MAXLEN", "~", STREAM_MAXLEN, "*"]
+            command += ("h", orjson.dumps([self.node_id, self.epoch, seq, messages]))
             for index, frame in enumerate(frames):
-                fields[str(index)] = frame
-            self.link.submit(partial(_xadd, self.inbox_key(to), fields), partial(self._sent, to))
+                command += (str(index), frame)
+            self.link.submit(tuple(command), partial(self._sent, to))
 
     def _sent(self, to: str, reply: Any) -> None:
         if isinstance(reply, Exception):
@@ -107,7 +101,7 @@ class Mailbox:
     async def start(self) -> None:
         """Start reading; mail left for an earlier process of the same name is dropped
         (its sessions are not this process's)."""
-        await self.link.call(lambda pipe: pipe.delete(self.inbox_key(self.node_id)))
+        await self.link.call(("DEL", self.inbox_key(self.node_id)))
         self._reader_task = asyncio.create_task(self._read(), name="mailbox-reader")
 
     async def close(self) -> None:
@@ -117,27 +111,49 @@ class Mailbox:
                 await self._reader_task
 
     async def _read(self) -> None:
-        redis = self.link.reader()
+        """Read this process's inbox, blocking in Redis until something comes. On a
+        connection of its own, written and read with redis-py's connection directly (as
+        the link does), since this loop runs for every batch of messages."""
         key = self.inbox_key(self.node_id)
-        try:
-            while True:
-                try:
-                    replies: Any = await redis.xread(
-                        {key: self._last_id}, block=READ_BLOCK_MS, count=READ_COUNT
-                    )
-                except (RedisError, OSError) as exc:
-                    log.warning("mailbox_read_failed", error=repr(exc))
-                    await asyncio.sleep(READ_RETRY)
-                    continue
-                for _, entries in replies or ():
-                    for entry_id, fields in entries:
-                        self._last_id = entry_id
-                        try:
-                            self._deliver(fields)
-                        except Exception:
-                            log.exception("mailbox_entry_failed")
-        finally:
-            await redis.aclose()
+        connection = None
+        while True:
+            try:
+                if connection is None:
+                    connection = self.link.redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+                    await connection.connect()
+                await connection.send_command(
+                    "XREAD",
+                    "COUNT",
+                    READ_COUNT,
+                    "BLOCK",
+                    READ_BLOCK_MS,
+                    "STREAMS",
+                    key,
+                    self._last_id,
+                )
+                replies: Any = await connection.read_response()
+            except (RedisError, OSError, TimeoutError) as exc:
+                log.warning("mailbox_read_failed", error=repr(exc))
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        await connection.disconnect()
+                connection = None
+                await asyncio.sleep(READ_RETRY)
+                continue
+            except asyncio.CancelledError:
+                if connection is not None:
+                    with contextlib.suppress(Exception):
+                        await connection.disconnect()
+                raise
+            # RESP3 answers a map of streams, RESP2 a list of [stream, entries] pairs.
+            streams = replies.items() if isinstance(replies, dict) else (replies or ())
+            for _, entries in streams:
+                for entry_id, fields in entries:
+                    self._last_id = entry_id
+                    try:
+                        self._deliver(dict(zip(fields[::2], fields[1::2], strict=True)))
+                    except Exception:
+                        log.exception("mailbox_entry_failed")
 
     def _deliver(self, fields: dict[bytes, bytes]) -> None:
         sender, epoch, seq, messages = orjson.loads(fields[b"h"])

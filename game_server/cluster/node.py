@@ -40,7 +40,7 @@ import structlog
 
 from game_server.cluster.journal import MatchJournal
 from game_server.cluster.keys import HEARTBEAT, NODE_TTL, Keys
-from game_server.cluster.link import Lua, RedisLink
+from game_server.cluster.link import Command, RedisLink
 from game_server.cluster.mailbox import Mailbox
 from game_server.cluster.queue import SharedQueue
 from game_server.core.lobbies import DEFAULT_LOBBY
@@ -152,15 +152,16 @@ class Cluster:
         self._tasks: list[asyncio.Task[None]] = []
         self._reachable_since = 0.0  # monotonic: Redis reachable without a break since
         self.dead_nodes_seen = 0
+        self._started = time.time()
         self.resets = 0
         self.observer_out: Callable[[str], None] = lambda kind: None
         self.journal = MatchJournal(self)
         self.wall_clock: Callable[[], float] = time.time
         self._dead_handled: dict[str, float] = {}  # dead process -> when it was handled
         self._known: set[str] = set()  # the other processes this one has heard of
-        self._locate = Lua(LOCATE)
-        self._claim = Lua(CLAIM)
-        self._release = Lua(RELEASE)
+        self._locate = self.link.lua(LOCATE)
+        self._claim = self.link.lua(CLAIM)
+        self._release = self.link.lua(RELEASE)
         handlers = self.mailbox.handlers
         handlers["open"] = self._on_open
         handlers["in"] = self._on_in
@@ -182,7 +183,7 @@ class Cluster:
     async def start(self) -> None:
         await self.link.start()
         self._reachable_since = time.monotonic()
-        await self.link.call(self._announce)
+        await self.link.call(self._announce())
         await self.mailbox.start()
         self._tasks = [
             asyncio.create_task(self._every(self.heartbeat, self._beat), name="cluster-heartbeat"),
@@ -197,7 +198,7 @@ class Cluster:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.link.call(self._retire), 2.0)
+            await asyncio.wait_for(self.link.call(self._retire()), 2.0)
         await self.mailbox.close()
         await self.link.close()
 
@@ -331,14 +332,15 @@ class Cluster:
             ),
         ]
 
-    def _announce(self, pipe: Any) -> Any:
-        info = orjson.dumps({"started": time.time(), **self.public})
-        pipe.set(self.keys.node(self.node_id), info, px=int(self.node_ttl * 1000))
-        return pipe.sadd(self.keys.nodes, self.node_id)
+    def _announce(self) -> list[Command]:
+        info = orjson.dumps({"started": self._started, **self.public})
+        return [
+            ("SET", self.keys.node(self.node_id), info, "PX", int(self.node_ttl * 1000)),
+            ("SADD", self.keys.nodes, self.node_id),
+        ]
 
-    def _retire(self, pipe: Any) -> Any:
-        pipe.delete(self.keys.node(self.node_id))
-        return pipe.srem(self.keys.nodes, self.node_id)
+    def _retire(self) -> list[Command]:
+        return [("DEL", self.keys.node(self.node_id)), ("SREM", self.keys.nodes, self.node_id)]
 
     async def _every(self, seconds: float, job: Callable[[], None]) -> None:
         while True:
@@ -349,7 +351,7 @@ class Cluster:
                 log.exception("cluster_job_failed")
 
     def _beat(self) -> None:
-        self.link.submit(self._announce)
+        self.link.submit(self._announce())
         for queue in self.queues.values():
             queue.audit()
         now = time.monotonic()
@@ -381,24 +383,24 @@ class Cluster:
         if not self.link.available:
             done(StoreUnavailable("the cluster cannot be asked right now"))
             return
-        self.link.submit(lambda pipe: self._locate.add(pipe, keys, args), located)
+        self.link.submit(self._locate(keys, args), located)
 
     def _owned(self, player: Player) -> None:
         """A player came into this process's roster: it owns it, unless a live process
         does (a WeChat login here of a player playing elsewhere: a copy, not the player)."""
         keys = [self.keys.owner(player.id)]
         args = [self.node_id, self.keys.node_prefix]
-        self.link.submit(lambda pipe: self._claim.add(pipe, keys, args))
+        self.link.submit(self._claim(keys, args))
 
     def _own(self, player_id: str) -> None:
         """This process took the player over (a hand-over, a return home): it owns it."""
         key = self.keys.owner(player_id)
-        self.link.submit(lambda pipe: pipe.set(key, self.node_id))
+        self.link.submit(("SET", key, self.node_id))
 
     def _released(self, player: Player) -> None:
         keys = [self.keys.owner(player.id)]
         args = [self.node_id]
-        self.link.submit(lambda pipe: self._release.add(pipe, keys, args))
+        self.link.submit(self._release(keys, args))
 
     # ------------------------------------------------------------ Forwarder (gateway side)
 
@@ -585,7 +587,7 @@ class Cluster:
                 _, done = self._handovers.pop(request)
                 done(False)  # its process died: the partner is gone with it
 
-        self.link.submit(lambda pipe: pipe.exists(key), checked)
+        self.link.submit(("EXISTS", key), checked)
 
     def _on_handover_request(self, sender: str, message: list[Any], frame: bytes | None) -> None:
         _, request, player_id, lobby = message
@@ -689,9 +691,9 @@ class Cluster:
             self._known -= set(self._dead_handled)
             self._known.discard(self.node_id)
             for node in self._known:
-                self.link.submit(partial(_exists, self.keys.node(node)), partial(self._judge, node))
+                self.link.submit(("EXISTS", self.keys.node(node)), partial(self._judge, node))
 
-        self.link.submit(lambda pipe: pipe.smembers(self.keys.nodes), members)
+        self.link.submit(("SMEMBERS", self.keys.nodes), members)
 
     def _judge(self, node: str, alive: Any) -> None:
         if alive == 0 and node not in self._dead_handled:
@@ -718,13 +720,13 @@ class Cluster:
         # Connections here forwarding to it wait for a takeover to re-point them.
         self.reset_link(node, grace=2 * self.heartbeat)
         self.journal.take_over(node, then)
-        self.link.submit(lambda pipe: pipe.srem(self.keys.nodes, node))
+        self.link.submit(("SREM", self.keys.nodes, node))
 
     def _reassert(self) -> None:
         """Redis is back, perhaps restarted empty: say again what this process owns."""
         self._reachable_since = time.monotonic()
         log.info("cluster_reassert", players=len(self._service.roster))
-        self.link.submit(self._announce)
+        self.link.submit(self._announce())
         for player in list(self._service.roster.by_id.values()):
             self._owned(player)
         for queue in self.queues.values():
@@ -734,10 +736,6 @@ class Cluster:
     def _service(self) -> GameService:
         assert self.service is not None, "attach() the cluster to the service first"
         return self.service
-
-
-def _exists(key: str, pipe: Any) -> Any:
-    return pipe.exists(key)
 
 
 def _text(value: Any) -> str:

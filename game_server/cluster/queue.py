@@ -30,7 +30,7 @@ import orjson
 import structlog
 
 from game_server.cluster.keys import Keys
-from game_server.cluster.link import Lua, RedisLink
+from game_server.cluster.link import RedisLink
 from game_server.core.ports import Pairing, PairingsDone
 from protocol import BotMode, ErrorCode, ProtocolError
 
@@ -134,9 +134,9 @@ class SharedQueue:
         self.size = 0  # the shared queue's length, as last seen
         self.handovers = 0  # partners handed over from other processes
         self._on_pairings: PairingsDone = lambda pairings: None
-        self._pair = Lua(PAIR)
-        self._leave = Lua(LEAVE)
-        self._sweep = Lua(SWEEP)
+        self._pair = cluster.link.lua(PAIR)
+        self._leave = cluster.link.lua(LEAVE)
+        self._sweep = cluster.link.lua(SWEEP)
         self._queue_keys = [self.keys.queue(lobby), self.keys.tickets(lobby)]
 
     # ------------------------------------------------------------ Matchmaker
@@ -205,14 +205,14 @@ class SharedQueue:
         ]
         keys = [*self._queue_keys, self.keys.queue_seq(self.lobby)]
         self.link.submit(
-            lambda pipe: self._pair.add(pipe, keys, args),
+            self._pair(keys, args),
             lambda reply: self._paired(player_id, reply),
         )
 
     def _send_leave(self, player_id: str, done: Callable[[str, Any], None] | None) -> None:
         keys = self._queue_keys
         self.link.submit(
-            lambda pipe: self._leave.add(pipe, keys, [player_id]),
+            self._leave(keys, [player_id]),
             None if done is None else (lambda reply: done(player_id, reply)),
         )
 
@@ -271,7 +271,7 @@ class SharedQueue:
         node, mode, _ = orjson.loads(raw)
         args = [player_id, node, mode, self.keys.node_prefix, str(seq)]
         keys = [*self._queue_keys, self.keys.queue_seq(self.lobby)]
-        self.link.submit(lambda pipe: self._pair.add(pipe, keys, args))
+        self.link.submit(self._pair(keys, args))
 
     def _handed_over(
         self, player_id: str, partner: str, mode: BotMode, seq: int, adopted: bool
@@ -330,9 +330,7 @@ class SharedQueue:
         key = self.keys.queue(self.lobby)
         for player_id, ticket in self.tickets.items():
             if ticket.state in (State.WAITING, State.TAKEN):
-                self.link.submit(
-                    partial(_zscore, key, player_id), partial(self._audited, player_id)
-                )
+                self.link.submit(("ZSCORE", key, player_id), partial(self._audited, player_id))
 
     def _audited(self, player_id: str, reply: Any) -> None:
         ticket = self.tickets.get(player_id)
@@ -352,7 +350,7 @@ class SharedQueue:
 
     def sweep(self, dead_node: str) -> None:
         """Drop the tickets of a dead process from the queue."""
-        self.link.submit(lambda pipe: self._sweep.add(pipe, self._queue_keys, [dead_node]))
+        self.link.submit(self._sweep(self._queue_keys, [dead_node]))
 
     def reassert(self) -> None:
         """Redis came back (maybe empty): every waiting player's ticket goes back in."""
@@ -360,10 +358,6 @@ class SharedQueue:
             if ticket.state in (State.WAITING, State.TAKEN):
                 ticket.state = State.JOINING
                 self._send_pair(player_id, ticket.seq)
-
-
-def _zscore(key: str, member: str, pipe: Any) -> Any:
-    return pipe.zscore(key, member)
 
 
 def _text(value: Any) -> str:

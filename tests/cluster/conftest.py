@@ -45,9 +45,7 @@ class Node:
         for task in cluster._tasks:
             task.cancel()
         await cluster.mailbox.close()
-        if cluster.link._task is not None:
-            cluster.link._task.cancel()
-        await cluster.link.redis.aclose()
+        await cluster.link.kill()
 
     async def close(self) -> None:
         if not self.crashed:
