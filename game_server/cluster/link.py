@@ -4,10 +4,11 @@ Whatever the process sends to Redis (the mailbox's stream entries, queue scripts
 keys, heartbeats, checkpoints) goes through ``submit``: commands gather for
 ``GATHER_SECONDS`` and go out together on one connection, so they are applied in the order
 they were submitted (a connection pool could reorder two batches), and a busy moment
-costs one round trip, not one per command. The batch is written and read with
-redis-py's own connection (its RESP encoder and hiredis parser) rather than its
-``Pipeline``, whose per-call machinery (retries, timeouts, command objects) cost a busy
-node a quarter of its CPU (py-spy; docs/cluster.md).
+costs one round trip, not one per command. The batch is written and read by
+``RespConnection`` (hiredis, one wake-up per batch) rather than redis-py's ``Pipeline`` or
+its connection's reply-at-a-time reads, whose per-call machinery (command objects,
+retries, a timeout context per reply) cost a busy node a quarter of its CPU
+(docs/cluster.md).
 
 A batch that fails (Redis unreachable, the connection lost mid-way) fails every command
 in it with ``LinkDown``: none is replayed, since a script may have run before its reply
@@ -29,8 +30,9 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
-from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
+
+from game_server.cluster.resp import RespConnection
 
 log = structlog.get_logger("game_server.cluster")
 
@@ -83,7 +85,7 @@ class RedisLink:
         )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._connection: AbstractConnection | None = None
+        self._connection: RespConnection | None = None
         self._closing = False
 
     def lua(self, source: str) -> Lua:
@@ -211,31 +213,20 @@ class RedisLink:
                 pending.extendleft(reversed(again))
 
     async def _round_trip(self, commands: list[Command]) -> list[Any]:
-        """Write every command, then read every reply (an error reply as its exception)."""
-        connection = self._connection
-        if connection is None:
-            connection = self.redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-            self._connection = connection
+        """Write every command, then wait for every reply (an error reply as its
+        exception), the whole batch under one timeout."""
         self.batches += 1
         async with asyncio.timeout(SOCKET_TIMEOUT):
-            if not connection.is_connected:
-                await connection.connect()
-            await connection.send_packed_command(
-                connection.pack_commands(commands), check_health=False
-            )
-            replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(await connection.read_response())
-                except ResponseError as error:
-                    replies.append(error)
-        return replies
+            connection = self._connection
+            if connection is None or not connection.is_open:
+                connection = await RespConnection.open(self.url)
+                self._connection = connection
+            return await connection.batch(commands)
 
     async def _drop_connection(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            with contextlib.suppress(Exception):
-                await connection.disconnect()
+            connection.close()
 
     def _went_down(self, exc: BaseException) -> None:
         if self.available:
