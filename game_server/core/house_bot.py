@@ -1,4 +1,5 @@
-"""The server's own opponent: a strategy from ``bots/`` with a human-like think time."""
+"""The server's own opponent: a strategy from ``strategies.py`` with a human-like think time
+(the same strategies the bot clients in ``bots/`` play with)."""
 
 from __future__ import annotations
 
