@@ -64,6 +64,8 @@ def test_bench_runs_every_scenario_at_toy_scale(tmp_path: Path) -> None:
     assert figures["scaling"]["20"]["matches_per_s"] > 0
     assert figures["scaling"]["20"]["errors"] == {}
     assert figures["paced"]["matches_per_s"] > 0
+    assert figures["paced"]["server_cpu_s_per_1000_matches"] > 0
+    assert "s per 1,000 matches (all threads)" in result.stdout
     assert figures["ceiling"]["frames_per_s"] > 0
     assert len(figures["ceiling_pairs"]) == 2
     assert figures["fraction_of_ceiling"] in {
