@@ -27,7 +27,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import attrs
 import orjson
 import structlog
 
@@ -142,7 +141,7 @@ class MatchJournal:
                 for seat in match.seats
             ],
             "bot_strategy": None if room.bot is None else room.bot.strategy.name,
-            "humans": [record_json(human.record(wall_clock)) for human in room.humans],
+            "humans": [human.record(wall_clock).to_json() for human in room.humans],
         }
 
     def _state(self, room: Room) -> dict[str, Any]:
@@ -254,7 +253,9 @@ class MatchJournal:
                 continue
             session = cluster.reattach(data["gateways"].get(human["id"]), data["lobby"], dead)
             grace = service.config.reconnect_grace
-            player = service.presence.adopt_seated(record_from(human), session, room, grace, now)
+            player = service.presence.adopt_seated(
+                PlayerRecord.from_json(human), session, room, grace, now
+            )
             player.stats = stats[player.id]
             if session is not None:
                 connected.append(player)
@@ -267,32 +268,6 @@ class MatchJournal:
             if player.away:
                 service.rooms.tell_opponent(player, MovementKind.LEFT)
         self.checkpoint(room)
-
-
-def record_json(record: PlayerRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "name": record.name,
-        "created_at": record.created_at,
-        "last_seen": record.last_seen,
-        "avatar": record.avatar,
-        "openid": record.openid,
-        "unionid": record.unionid,
-        "stats": attrs.asdict(record.stats),
-    }
-
-
-def record_from(raw: dict[str, Any]) -> PlayerRecord:
-    return PlayerRecord(
-        id=raw["id"],
-        name=raw["name"],
-        created_at=raw["created_at"],
-        last_seen=raw["last_seen"],
-        avatar=raw["avatar"],
-        openid=raw["openid"],
-        unionid=raw["unionid"],
-        stats=PlayerStats(**raw["stats"]),
-    )
 
 
 def _hand(value: str | None) -> Choice | None:

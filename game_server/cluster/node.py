@@ -34,7 +34,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import attrs
 import orjson
 import structlog
 
@@ -49,7 +48,6 @@ from game_server.core.ports import LocateDone, StoreUnavailable
 from game_server.core.presence import PlayerSnapshot
 from game_server.core.records import PlayerRecord
 from game_server.core.rooms import Room
-from game_server.core.scoring import PlayerStats
 from game_server.core.service import GameService, ServiceConfig
 from game_server.core.sessions import Session
 from protocol import ServerMessage, encode
@@ -743,30 +741,9 @@ def _text(value: Any) -> str:
 
 
 def _snapshot_json(snapshot: PlayerSnapshot) -> dict[str, Any]:
-    record = snapshot.record
-    return {
-        "id": record.id,
-        "name": record.name,
-        "created_at": record.created_at,
-        "last_seen": record.last_seen,
-        "avatar": record.avatar,
-        "openid": record.openid,
-        "unionid": record.unionid,
-        "stats": attrs.asdict(record.stats),
-        "lobby": snapshot.lobby,
-        "away_left": snapshot.away_left,
-    }
+    return {**snapshot.record.to_json(), "lobby": snapshot.lobby, "away_left": snapshot.away_left}
 
 
 def _snapshot_from(raw: dict[str, Any]) -> PlayerSnapshot:
-    record = PlayerRecord(
-        id=raw["id"],
-        name=raw["name"],
-        created_at=raw["created_at"],
-        last_seen=raw["last_seen"],
-        avatar=raw["avatar"],
-        openid=raw["openid"],
-        unionid=raw["unionid"],
-        stats=PlayerStats(**raw["stats"]),
-    )
-    return PlayerSnapshot(record, raw["lobby"], None, raw["away_left"])
+    lobby, away_left = raw.pop("lobby"), raw.pop("away_left")
+    return PlayerSnapshot(PlayerRecord.from_json(raw), lobby, None, away_left)

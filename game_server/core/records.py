@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from game_server.core.scoring import PlayerStats
@@ -18,6 +20,14 @@ class PlayerRecord:
     unionid: str | None = None
     # Never the live player's own object (which goes on changing): a copy of it.
     stats: PlayerStats = attrs.Factory(PlayerStats)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as plain JSON types (for processes that hand players to each other)."""
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> PlayerRecord:
+        return cls(**{**raw, "stats": PlayerStats(**raw["stats"])})
 
 
 @attrs.frozen
