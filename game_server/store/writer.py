@@ -71,6 +71,13 @@ class Database(Protocol[C]):
         """False where a new connection would be a new, empty database (SQLite :memory:)."""
         ...
 
+    @property
+    def failure_aborts_transaction(self) -> bool:
+        """True where any failed statement aborts the whole transaction (PostgreSQL), so
+        a failed read must not be answered and then passed over as SQLite allows: the
+        batch goes the careful way, with a savepoint around every job."""
+        ...
+
 
 class Job(Generic[C]):
     __slots__ = ("fn", "future", "match", "parts", "write")
@@ -137,6 +144,7 @@ class Writer(Generic[C]):
         self.clock = clock
         self.failures = 0  # batches given up because their transaction failed
         self.batches = 0  # transactions run (wake-ups with work)
+        self.retries = 0  # batches run again write by write after a write failed
         self._lost = 0  # writes in failed batches (counted on the writer thread)
         self._overflow = 0  # writes dropped because the backlog was full (the loop's thread)
         # Items: a read or claim (Job), a list of writes handed over together, or _STOP.
@@ -321,8 +329,11 @@ class Writer(Generic[C]):
 
         The fast path has no savepoints. If a write fails, the transaction is rolled back
         and the batch runs again with a savepoint around each write, so only the failing
-        write is lost. Reads are answered only after the commit, so ``flush`` means
-        "committed". Anything else that fails (BEGIN, COMMIT, a rollback) fails the batch.
+        write is lost (a deadlock PostgreSQL broke costs this one retry). Where a failed
+        statement aborts the transaction (``failure_aborts_transaction``), a failed read
+        does the same, and the careful run guards reads too. Reads are answered only after
+        the commit, so ``flush`` means "committed". Anything else that fails (BEGIN,
+        COMMIT, a rollback, a lost connection) fails the batch.
         """
         self.batches += 1
         write = any(job.write for job in jobs)
@@ -331,6 +342,7 @@ class Writer(Generic[C]):
         except _WriteFailed:
             if self.database.in_transaction(conn):  # some errors roll back by themselves
                 self.database.execute(conn, "ROLLBACK")
+            self.retries += 1
             answers = self._apply(conn, jobs, write, careful=True)
         for future, result, error in answers:
             answer(future, result, error)
@@ -342,20 +354,21 @@ class Writer(Generic[C]):
         answers: list[tuple[Future[Any], Any, BaseException | None]] = []
         if careful:  # a run of matches one by one, so only a failing match is lost
             jobs = [part for job in jobs for part in job.parts or (job,)]
+        aborts = database.failure_aborts_transaction
         database.begin(conn, write=write)
         for job in jobs:
-            guarded = careful and job.write
+            guarded = careful and (job.write or aborts)
             if guarded:
                 database.execute(conn, "SAVEPOINT job")
             try:
                 result = job.fn(conn)
             except Exception as exc:
-                if job.write and not careful:
+                if (job.write or aborts) and not careful:
                     raise _WriteFailed from exc
                 if guarded:
                     database.execute(conn, "ROLLBACK TO SAVEPOINT job")
                     database.execute(conn, "RELEASE SAVEPOINT job")
-                    log.exception("store_write_failed")
+                    log.exception("store_write_failed" if job.write else "store_read_failed")
                 if job.future is not None:
                     answers.append((job.future, None, exc))
                 continue
