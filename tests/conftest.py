@@ -18,6 +18,7 @@ from game_server.cli.assembly import create_app
 from game_server.config import ServerConfig
 from game_server.core.match import MatchRules
 from game_server.core.service import ServiceConfig
+from tests.support.postgres import PostgresServer, postgres_session
 from tests.support.redis import RedisServer, start_redis
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
@@ -62,3 +63,15 @@ def redis_server() -> Iterator[RedisServer]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL for the whole run; each test takes a database of its own."""
+    yield from postgres_session()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A new, empty database on the session's PostgreSQL."""
+    return postgres_server.fresh_database()

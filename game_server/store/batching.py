@@ -1,34 +1,33 @@
-"""A run of finished matches as a handful of bulk statements.
+"""A run of finished matches as a handful of bulk statements, on either engine.
 
 The writer hands over finished matches in runs (``store/writer.py``). Storing a run as one
 statement per table instead of a statement per row halves the writer's CPU per match, and
 the players of a run are tallied first, so each human's profile and totals are written
 once per run with the same effect as one match at a time.
 
-A run reaches SQLite as one JSON text per statement, made on the loop when the run is
-handed over. The writer thread then binds one value per statement and SQLite reads the
-rows inside ``sqlite3_step`` with the GIL released: bound value by value, the writer held
-the GIL for every one and kept taking it from the loop (the loop thread blocked ~500
-times a second at saturation).
+A run reaches the database as one JSON text per statement, made on the loop when the run
+is handed over. The writer thread then binds one value per statement and the database
+reads the rows itself (SQLite inside ``sqlite3_step``, PostgreSQL in its own process),
+with the GIL released: bound value by value, the writer held the GIL for every one and
+kept taking it from the loop (the loop thread blocked ~500 times a second at saturation).
+
+Each match is counted once, whatever happens: the matches go in first with ``ON CONFLICT
+DO NOTHING RETURNING id``, and only the matches that were new add their rounds, profiles
+and results. A match recorded again (a node taking over a match whose host recorded it
+before dying, a repeat inside the same run) adds nothing. In the usual case every match
+is new and the statements made on the loop run as they are; otherwise the run is tallied
+again, on the thread, from the matches that went in.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
+import attrs
 import orjson
 
 from game_server.core.records import MatchRecord, PlayerRecord, PlayerResult
-from game_server.store.schema import PLAYER_COLUMNS, PROFILE_ROW
-
-
-def _from_json(columns: tuple[str, ...]) -> str:
-    """A table of ``columns`` from one parameter: a JSON array of rows (arrays)."""
-    picks = ", ".join(f"value ->> {index} AS {name}" for index, name in enumerate(columns))
-    return f"SELECT {picks} FROM json_each(?)"
-
 
 MATCH_ROW = (
     "id", "player1", "name1", "bot1", "player2", "name2", "bot2", "winner", "reason",
@@ -37,35 +36,32 @@ MATCH_ROW = (
 ROUND_ROW = ("match_id", "round", "choice1", "choice2", "outcome")
 RESULT_ROW = ("id", "points", "won", "lost", "drawn", "reset", "streak")
 
-_INSERT_MATCHES = f"INSERT INTO matches {_from_json(MATCH_ROW)}"
-_INSERT_ROUNDS = f"INSERT INTO rounds {_from_json(ROUND_ROW)}"
 
-# The players of a run of matches in two statements, whatever the run's length: a row is
-# made for a player storage does not have yet (with its totals as they were before the
-# run), every profile is brought up to date as a single save would, then the run's
-# results are added. Same effect as the matches' upserts one by one, in order.
-_RECORD_PROFILES = f"""
-        WITH v AS ({_from_json(PROFILE_ROW)})
-        INSERT INTO players ({PLAYER_COLUMNS})
-        SELECT id, name, avatar,
-            CASE WHEN EXISTS (SELECT 1 FROM players p WHERE p.openid = v.openid AND p.id <> v.id)
-                THEN NULL ELSE openid END,
-            unionid, total_score, win_streak, wins, losses, draws, created_at, last_seen
-        FROM v WHERE true
-        ON CONFLICT (id) DO UPDATE SET
-            name = excluded.name, avatar = excluded.avatar,
-            openid = coalesce(excluded.openid, openid),
-            unionid = coalesce(excluded.unionid, unionid),
-            last_seen = max(last_seen, excluded.last_seen)
-    """
-_ADD_RESULTS = f"""
-        WITH v AS ({_from_json(RESULT_ROW)})
-        UPDATE players SET
-            total_score = total_score + v.points,
-            wins = wins + v.won, losses = losses + v.lost, draws = draws + v.drawn,
-            win_streak = CASE WHEN v.reset THEN v.streak ELSE win_streak + v.streak END
-        FROM v WHERE players.id = v.id
-    """
+@attrs.frozen
+class RunSql:
+    """One engine's statements for a run, each taking one JSON parameter (a JSON array of
+    rows, each an array in the order of ``MATCH_ROW``, ``ROUND_ROW``, ``PROFILE_ROW`` or
+    ``RESULT_ROW``)."""
+
+    matches: str  # must return the ids it inserted (ON CONFLICT DO NOTHING RETURNING id)
+    rounds: str
+    # The players of a run in two statements, whatever the run's length: a row is made for
+    # a player storage does not have yet (with its totals as they were before the run),
+    # every profile is brought up to date as a single save would, then the run's results
+    # are added. Same effect as the matches' upserts one by one, in order.
+    profiles: str
+    results: str
+    encode: Callable[[bytes], Any]  # the JSON text as the engine's driver binds it
+
+
+class Cursor(Protocol):
+    def fetchall(self) -> Sequence[Sequence[Any]]: ...
+
+
+class Connection(Protocol):
+    """What a run needs of a connection: sqlite3's and psycopg's both have it."""
+
+    def execute(self, sql: Any, params: Any = ..., /) -> Cursor: ...
 
 
 def match_row(record: MatchRecord) -> tuple[Any, ...]:
@@ -74,10 +70,10 @@ def match_row(record: MatchRecord) -> tuple[Any, ...]:
         record.id,
         first.player_id,
         first.name,
-        first.bot,
+        int(first.bot),  # as an integer, which SQLite returns and PostgreSQL stores
         second.player_id,
         second.name,
-        second.bot,
+        int(second.bot),
         record.winner,
         record.reason,
         record.best_of,
@@ -165,31 +161,53 @@ def tally_players(records: list[MatchRecord]) -> list[Tally]:
     return list(tallies.values())
 
 
-Statements = list[tuple[str, tuple[bytes]]]
+class Run:
+    """A run's statements, made on the loop; called on the writer thread with its
+    connection."""
+
+    __slots__ = ("matches", "records", "rest", "sql")
+
+    def __init__(self, sql: RunSql, records: list[MatchRecord]) -> None:
+        self.sql = sql
+        self.records = records
+        self.matches = sql.encode(orjson.dumps([match_row(record) for record in records]))
+        self.rest = rest_params(sql, records)
+
+    def __call__(self, conn: Connection) -> None:
+        sql = self.sql
+        inserted = {row[0] for row in conn.execute(sql.matches, (self.matches,)).fetchall()}
+        rest = self.rest
+        if len(inserted) != len(self.records):
+            # Some were stored already, or a match came twice: tally what went in, once.
+            kept = []
+            for record in self.records:
+                if record.id in inserted:
+                    kept.append(record)
+                    inserted.discard(record.id)
+            if not kept:
+                return
+            rest = rest_params(sql, kept)
+        for statement, param in zip((sql.rounds, sql.profiles, sql.results), rest, strict=True):
+            conn.execute(statement, (param,))
 
 
-def match_statements(records: list[MatchRecord]) -> Statements:
-    """The statements that store a run of finished matches: the matches, their rounds,
-    and each human's profile and result, with the same effect as one match at a time."""
+def rest_params(sql: RunSql, records: list[MatchRecord]) -> tuple[Any, Any, Any]:
+    """The rounds', profiles' and results' parameters of matches that all went in."""
     tallies = tally_players(records)
-    return [
-        (_INSERT_MATCHES, (orjson.dumps([match_row(record) for record in records]),)),
-        (_INSERT_ROUNDS, (orjson.dumps(round_rows(records)),)),
-        (_RECORD_PROFILES, (orjson.dumps([tally.profile_row() for tally in tallies]),)),
-        (_ADD_RESULTS, (orjson.dumps([tally.result_row() for tally in tallies]),)),
-    ]
+    return (
+        sql.encode(orjson.dumps(round_rows(records))),
+        # In id order: two processes sharing a database lock the players' rows they share
+        # in the same order, so their runs wait for each other instead of deadlocking.
+        sql.encode(orjson.dumps(sorted(tally.profile_row() for tally in tallies))),
+        sql.encode(orjson.dumps(sorted(tally.result_row() for tally in tallies))),
+    )
 
 
-def run_statements(conn: sqlite3.Connection, statements: Statements) -> None:
-    for sql, params in statements:
-        conn.execute(sql, params)
+def insert_matches(sql: RunSql, conn: Connection, records: list[MatchRecord]) -> None:
+    """Store a run of matches now (on the thread that owns ``conn``)."""
+    Run(sql, records)(conn)
 
 
-def insert_matches(conn: sqlite3.Connection, records: list[MatchRecord]) -> None:
-    run_statements(conn, match_statements(records))
-
-
-def bulk_writer(records: list[MatchRecord]) -> Callable[[sqlite3.Connection], None]:
-    """The writer's bulk job for a run: statements made now, on the loop's thread."""
-    statements = match_statements(records)
-    return lambda conn: run_statements(conn, statements)
+def bulk_maker(sql: RunSql) -> Callable[[list[MatchRecord]], Callable[[Any], None]]:
+    """The writer's ``make_bulk``: a run's job, its statements made on the loop's thread."""
+    return lambda records: Run(sql, records)

@@ -19,27 +19,19 @@ that claimed it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any
 
 import structlog
 
-from game_server.core.ports import LoadDone, StoreUnavailable
-from game_server.core.records import MatchRecord, PlayerRecord
-from game_server.store.batching import bulk_writer, insert_matches
-from game_server.store.schema import (
-    PLAYER_COLUMNS,
-    PROFILE_ROW,
-    migrate,
-    player_from_row,
-    player_params,
-)
-from game_server.store.writer import BACKLOG_MAX, Writer
+from game_server.core.records import PlayerRecord
+from game_server.store.base import PRUNE_BATCH, ThreadedStore
+from game_server.store.batching import MATCH_ROW, RESULT_ROW, ROUND_ROW, RunSql
+from game_server.store.schema import PLAYER_COLUMNS, PROFILE_ROW, migrate, player_from_row
+from game_server.store.writer import BACKLOG_MAX
 
 log = structlog.get_logger("game_server.store")
 
@@ -50,8 +42,6 @@ WAL_SIZE_LIMIT = 64 * 1024 * 1024  # bytes the log file is cut back to after a c
 # index, mapped into memory) would grow without end.
 WAL_RESTART_BYTES = 2 * WAL_SIZE_LIMIT
 BUSY_TIMEOUT = 5.0  # seconds to wait for another process's write lock
-PRUNE_EVERY = 3600.0  # seconds between sweeps for unreachable guests (and one at start-up)
-PRUNE_BATCH = 1000  # rows deleted per sweep transaction; a full one sweeps again soon
 
 # A player's profile. Its totals are written only into a new row: afterwards they move
 # only by a match's increments (store/batching.py), so a process holding a stale copy of
@@ -75,6 +65,46 @@ _INSERT_NEW_PLAYER = f"""
     VALUES ({", ".join(":" + column for column in PROFILE_ROW)})
     ON CONFLICT DO NOTHING
 """
+
+
+def _from_json(columns: tuple[str, ...]) -> str:
+    """A table of ``columns`` from one parameter: a JSON array of rows (arrays)."""
+    picks = ", ".join(f"value ->> {index} AS {name}" for index, name in enumerate(columns))
+    return f"SELECT {picks} FROM json_each(?)"
+
+
+# A run of finished matches (store/batching.py). "WHERE true" tells SQLite's parser that
+# ON CONFLICT belongs to the INSERT, not to a join.
+RUN_SQL = RunSql(
+    matches=f"""
+        INSERT INTO matches ({", ".join(MATCH_ROW)}) {_from_json(MATCH_ROW)} WHERE true
+        ON CONFLICT (id) DO NOTHING RETURNING id
+    """,
+    rounds=f"INSERT INTO rounds ({', '.join(ROUND_ROW)}) {_from_json(ROUND_ROW)}",
+    profiles=f"""
+        WITH v AS ({_from_json(PROFILE_ROW)})
+        INSERT INTO players ({PLAYER_COLUMNS})
+        SELECT id, name, avatar,
+            CASE WHEN EXISTS (SELECT 1 FROM players p WHERE p.openid = v.openid AND p.id <> v.id)
+                THEN NULL ELSE openid END,
+            unionid, total_score, win_streak, wins, losses, draws, created_at, last_seen
+        FROM v WHERE true
+        ON CONFLICT (id) DO UPDATE SET
+            name = excluded.name, avatar = excluded.avatar,
+            openid = coalesce(excluded.openid, openid),
+            unionid = coalesce(excluded.unionid, unionid),
+            last_seen = max(last_seen, excluded.last_seen)
+    """,
+    results=f"""
+        WITH v AS ({_from_json(RESULT_ROW)})
+        UPDATE players SET
+            total_score = total_score + v.points,
+            wins = wins + v.won, losses = losses + v.lost, draws = draws + v.drawn,
+            win_streak = CASE WHEN v.reset THEN v.streak ELSE win_streak + v.streak END
+        FROM v WHERE players.id = v.id
+    """,
+    encode=lambda text: text,  # bytes: sqlite3 binds them as a BLOB, which json_each reads
+)
 
 
 def prune_guests(conn: sqlite3.Connection, before: float, limit: int) -> int:
@@ -111,6 +141,10 @@ class SqliteDatabase:
     def reconnect_after_failure(self) -> bool:
         return self.path not in (":memory:", "")  # a new connection: a new, empty database
 
+    @property
+    def failure_aborts_transaction(self) -> bool:
+        return False  # a failed statement undoes itself alone
+
     def connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
@@ -144,8 +178,10 @@ class SqliteDatabase:
         conn.close()
 
 
-class SqliteStore:
+class SqliteStore(ThreadedStore[sqlite3.Connection]):
     """The default store: one SQLite file (``:memory:`` for a throwaway one)."""
+
+    run_sql = RUN_SQL
 
     def __init__(
         self,
@@ -157,22 +193,16 @@ class SqliteStore:
         prune_batch: int = PRUNE_BATCH,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``guest_ttl``: delete guests who never played, have no WeChat identity and were
-        last seen longer ago than this (at start-up, then hourly): at least the token
-        lifetime, since nobody can come back to them once their last token has expired.
-        None keeps every player."""
+        """``guest_ttl``: see ``ThreadedStore``; ``busy_timeout``: seconds to wait for
+        another process's write lock before a batch fails."""
         self.path = path
-        self.guest_ttl = guest_ttl
-        self.prune_batch = prune_batch
-        self.clock = clock
-        self.pruned = 0  # guests deleted so far
         self.restarts = 0  # RESTART checkpoints the log's length called for
-        self.writer: Writer[sqlite3.Connection] = Writer(
+        super().__init__(
             SqliteDatabase(path, busy_timeout),
             name="sqlite-store",
-            make_bulk=bulk_writer,
+            guest_ttl=guest_ttl,
             backlog_max=backlog_max,
-            housekeeping=None if guest_ttl is None else self._prune,
+            prune_batch=prune_batch,
             clock=clock,
         )
         self._stop_checkpoints = threading.Event()
@@ -183,145 +213,64 @@ class SqliteStore:
             )
             self._checkpointer.start()
 
-    # ------------------------------------------------------------ the service's port
-
-    def load_player(self, player_id: str, done: LoadDone) -> None:
-        """Read a player and call ``done`` with it (or ``StoreUnavailable``) on the loop."""
-        loop = asyncio.get_running_loop()
-        future = self.writer.submit(lambda conn: self._load(conn, player_id), write=False)
-
-        def deliver(result: Future[PlayerRecord | None]) -> None:
-            record: PlayerRecord | StoreUnavailable | None
-            try:
-                record = result.result()
-            except Exception as exc:
-                log.error("load_player_failed", player_id=player_id, error=repr(exc))
-                record = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(repr(exc))
-            # The loop may have closed while reading: then nobody is waiting any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(done, record)
-
-        future.add_done_callback(deliver)
-
-    def save_player(self, record: PlayerRecord) -> None:
-        params = player_params(record)
-        self.writer.write(lambda conn: conn.execute(SAVE_PLAYER, params))
-
-    def record_match(self, record: MatchRecord) -> None:
-        self.writer.write(lambda conn: insert_matches(conn, [record]), match=record)
-
-    # ------------------------------------------------------------ queries for the shell
-
-    async def find_by_openid(self, openid: str) -> PlayerRecord | None:
-        return await self.writer.read(lambda conn: self._by_openid(conn, openid))
-
-    async def claim_openid(self, record: PlayerRecord) -> PlayerRecord:
-        """The player with ``record.openid``: the stored one, else ``record``, stored now.
-
-        One transaction under the write lock, so when two processes log in the same new
-        WeChat user at once, the first to insert makes the player and the other gets it.
-        """
-        params = player_params(record)
-        openid = record.openid
-
-        def claim(conn: sqlite3.Connection) -> PlayerRecord:
-            conn.execute(_INSERT_NEW_PLAYER, params)
-            return self._by_openid(conn, openid) or record
-
-        return await asyncio.wrap_future(self.writer.submit(claim, write=True))
-
-    async def get_player(self, player_id: str) -> PlayerRecord | None:
-        return await self.writer.read(lambda conn: self._load(conn, player_id))
-
-    async def leaderboard(self, limit: int) -> list[PlayerRecord]:
-        def query(conn: sqlite3.Connection) -> list[PlayerRecord]:
-            rows = conn.execute(
-                f"SELECT {PLAYER_COLUMNS} FROM players WHERE wins + losses + draws > 0 "
-                "ORDER BY total_score DESC, id LIMIT ?",
-                (limit,),
-            )
-            return [player_from_row(row) for row in rows]
-
-        return await self.writer.read(query)
-
-    async def recent_matches(self, player_id: str, limit: int) -> list[dict[str, Any]]:
-        def query(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            matches = conn.execute(
-                "SELECT * FROM matches WHERE player1 = ? OR player2 = ? "
-                "ORDER BY ended_at DESC LIMIT ?",
-                (player_id, player_id, limit),
-            ).fetchall()
-            out = []
-            for match in matches:
-                rounds = conn.execute(
-                    "SELECT round, choice1, choice2, outcome FROM rounds "
-                    "WHERE match_id = ? ORDER BY round",
-                    (match["id"],),
-                ).fetchall()
-                out.append({**dict(match), "rounds": [dict(r) for r in rounds]})
-            return out
-
-        return await self.writer.read(query)
-
-    # ------------------------------------------------------------ health and lifecycle
-
-    @property
-    def backlog(self) -> int:
-        """Jobs waiting for the writer thread: steady near zero, or the disk cannot keep up."""
-        return self.writer.backlog
-
-    @property
-    def failures(self) -> int:
-        """Batches given up because their transaction failed."""
-        return self.writer.failures
-
-    @property
-    def writes_dropped(self) -> int:
-        """Writes lost: in failed batches, or refused because the backlog was full."""
-        return self.writer.writes_dropped
-
-    async def flush(self) -> None:
-        """Wait until everything written so far is committed."""
-        await self.writer.read(lambda conn: None)
-
     async def close(self) -> None:
         if self.writer.closed:
             return
-        await self.writer.close()
+        await super().close()
         self._stop_checkpoints.set()
         if self._checkpointer is not None:
             await asyncio.to_thread(self._checkpointer.join)
 
-    # ------------------------------------------------------------ on the threads
+    # ------------------------------------------------------------ SQL, on the writer thread
 
-    @staticmethod
-    def _load(conn: sqlite3.Connection, player_id: str) -> PlayerRecord | None:
+    def _save(self, conn: sqlite3.Connection, params: dict[str, Any]) -> None:
+        conn.execute(SAVE_PLAYER, params)
+
+    def _insert_new(self, conn: sqlite3.Connection, params: dict[str, Any]) -> None:
+        conn.execute(_INSERT_NEW_PLAYER, params)
+
+    def _load(self, conn: sqlite3.Connection, player_id: str) -> PlayerRecord | None:
         row = conn.execute(
             f"SELECT {PLAYER_COLUMNS} FROM players WHERE id = ?", (player_id,)
         ).fetchone()
         return None if row is None else player_from_row(row)
 
-    @staticmethod
-    def _by_openid(conn: sqlite3.Connection, openid: str | None) -> PlayerRecord | None:
+    def _by_openid(self, conn: sqlite3.Connection, openid: str | None) -> PlayerRecord | None:
         row = conn.execute(
             f"SELECT {PLAYER_COLUMNS} FROM players WHERE openid = ?", (openid,)
         ).fetchone()
         return None if row is None else player_from_row(row)
 
-    def _prune(self, conn: sqlite3.Connection) -> float:
-        """Sweep one batch of unreachable guests; returns when to sweep next."""
-        assert self.guest_ttl is not None
-        now = self.clock()
-        try:
-            deleted = prune_guests(conn, now - self.guest_ttl, self.prune_batch)
-        except sqlite3.Error:
-            log.exception("guest_prune_failed")
-            return now + PRUNE_EVERY
-        self.pruned += deleted
-        if deleted:
-            log.info("guests_pruned", deleted=deleted, total=self.pruned)
-        # A full batch: more are waiting, swept at the next turn, after whatever is queued.
-        return now if deleted == self.prune_batch else now + PRUNE_EVERY
+    def _leaderboard(self, conn: sqlite3.Connection, limit: int) -> list[PlayerRecord]:
+        rows = conn.execute(
+            f"SELECT {PLAYER_COLUMNS} FROM players WHERE wins + losses + draws > 0 "
+            "ORDER BY total_score DESC, id LIMIT ?",
+            (limit,),
+        )
+        return [player_from_row(row) for row in rows]
+
+    def _recent_matches(
+        self, conn: sqlite3.Connection, player_id: str, limit: int
+    ) -> list[dict[str, Any]]:
+        matches = conn.execute(
+            f"SELECT {', '.join(MATCH_ROW)} FROM matches WHERE player1 = ? OR player2 = ? "
+            "ORDER BY ended_at DESC, id DESC LIMIT ?",
+            (player_id, player_id, limit),
+        ).fetchall()
+        out = []
+        for match in matches:
+            rounds = conn.execute(
+                "SELECT round, choice1, choice2, outcome FROM rounds "
+                "WHERE match_id = ? ORDER BY round",
+                (match["id"],),
+            ).fetchall()
+            out.append({**dict(match), "rounds": [dict(r) for r in rounds]})
+        return out
+
+    def _prune_guests(self, conn: sqlite3.Connection, before: float, limit: int) -> int:
+        return prune_guests(conn, before, limit)
+
+    # ------------------------------------------------------------ the checkpoint thread
 
     def _checkpoint_loop(self) -> None:
         """Copy the log back into the database every second, off the writer's thread.

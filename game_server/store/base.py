@@ -1,0 +1,200 @@
+"""What every store does the same way, whatever its engine: the ``Storage`` port over a
+writer thread (``store/writer.py``).
+
+``SqliteStore`` and ``PostgresStore`` extend ``ThreadedStore`` and supply only their
+connection handling (a ``Database``) and their SQL, as the methods below marked "the
+engine's". So both engines share one set of rules: fire-and-forget writes gathered on the
+loop, a finished match stored in bulk and counted once, reads answered after the commit,
+a failed batch's reads raising ``StoreUnavailable`` and its writes counted as lost, and a
+bounded backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar, cast
+
+import structlog
+
+from game_server.core.ports import LoadDone, StoreUnavailable
+from game_server.core.records import MatchRecord, PlayerRecord
+from game_server.store.batching import Connection, RunSql, bulk_maker, insert_matches
+from game_server.store.schema import player_params
+from game_server.store.writer import BACKLOG_MAX, Database, Writer
+
+log = structlog.get_logger("game_server.store")
+
+C = TypeVar("C")
+
+PRUNE_EVERY = 3600.0  # seconds between sweeps for unreachable guests (and one at start-up)
+PRUNE_BATCH = 1000  # rows deleted per sweep transaction; a full one sweeps again soon
+
+
+class ThreadedStore(Generic[C]):
+    """The ``Storage`` port on one connection owned by a writer thread."""
+
+    run_sql: RunSql  # the engine's bulk statements for a run of finished matches
+
+    def __init__(
+        self,
+        database: Database[C],
+        *,
+        name: str,
+        guest_ttl: float | None = None,
+        backlog_max: int = BACKLOG_MAX,
+        prune_batch: int = PRUNE_BATCH,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``guest_ttl``: delete guests who never played, have no WeChat identity and were
+        last seen longer ago than this (at start-up, then hourly): at least the token
+        lifetime, since nobody can come back to them once their last token has expired.
+        None keeps every player. Raises if the database cannot be opened or migrated."""
+        self.guest_ttl = guest_ttl
+        self.prune_batch = prune_batch
+        self.clock = clock
+        self.pruned = 0  # guests deleted so far
+        self.writer: Writer[C] = Writer(
+            database,
+            name=name,
+            make_bulk=bulk_maker(self.run_sql),
+            backlog_max=backlog_max,
+            housekeeping=None if guest_ttl is None else self._prune,
+            clock=clock,
+        )
+
+    # ------------------------------------------------------------ the engine's (on the thread)
+
+    def _save(self, conn: C, params: dict[str, Any]) -> None:
+        """Upsert a profile; its totals only into a new row (matches add to them)."""
+        raise NotImplementedError
+
+    def _insert_new(self, conn: C, params: dict[str, Any]) -> None:
+        """Insert a player unless its id or its openid is taken (nothing happens then)."""
+        raise NotImplementedError
+
+    def _load(self, conn: C, player_id: str) -> PlayerRecord | None:
+        raise NotImplementedError
+
+    def _by_openid(self, conn: C, openid: str | None) -> PlayerRecord | None:
+        raise NotImplementedError
+
+    def _leaderboard(self, conn: C, limit: int) -> list[PlayerRecord]:
+        """Players who played, best total first, ties by id (in byte order)."""
+        raise NotImplementedError
+
+    def _recent_matches(self, conn: C, player_id: str, limit: int) -> list[dict[str, Any]]:
+        """A player's matches, newest first (ties by id, descending), with their rounds."""
+        raise NotImplementedError
+
+    def _prune_guests(self, conn: C, before: float, limit: int) -> int:
+        """Delete up to ``limit`` unreachable guests last seen before ``before``, in a
+        transaction of its own; how many went."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ the service's port
+
+    def load_player(self, player_id: str, done: LoadDone) -> None:
+        """Read a player and call ``done`` with it (or ``StoreUnavailable``) on the loop."""
+        loop = asyncio.get_running_loop()
+        future = self.writer.submit(lambda conn: self._load(conn, player_id), write=False)
+
+        def deliver(result: Future[PlayerRecord | None]) -> None:
+            record: PlayerRecord | StoreUnavailable | None
+            try:
+                record = result.result()
+            except Exception as exc:
+                log.error("load_player_failed", player_id=player_id, error=repr(exc))
+                record = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(repr(exc))
+            # The loop may have closed while reading: then nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(done, record)
+
+        future.add_done_callback(deliver)
+
+    def save_player(self, record: PlayerRecord) -> None:
+        params = player_params(record)
+        self.writer.write(lambda conn: self._save(conn, params))
+
+    def record_match(self, record: MatchRecord) -> None:
+        """Store a finished match and add its results to its players' totals, once: a
+        match whose id is stored already adds nothing."""
+        sql = self.run_sql
+        self.writer.write(
+            lambda conn: insert_matches(sql, cast(Connection, conn), [record]), match=record
+        )
+
+    # ------------------------------------------------------------ queries for the shell
+
+    async def find_by_openid(self, openid: str) -> PlayerRecord | None:
+        return await self.writer.read(lambda conn: self._by_openid(conn, openid))
+
+    async def claim_openid(self, record: PlayerRecord) -> PlayerRecord:
+        """The player with ``record.openid``: the stored one, else ``record``, stored now.
+
+        One write transaction, so when two processes log in the same new WeChat user at
+        once, the first to insert makes the player and the other gets it.
+        """
+        params = player_params(record)
+        openid = record.openid
+
+        def claim(conn: C) -> PlayerRecord:
+            self._insert_new(conn, params)
+            return self._by_openid(conn, openid) or record
+
+        return await asyncio.wrap_future(self.writer.submit(claim, write=True))
+
+    async def get_player(self, player_id: str) -> PlayerRecord | None:
+        return await self.writer.read(lambda conn: self._load(conn, player_id))
+
+    async def leaderboard(self, limit: int) -> list[PlayerRecord]:
+        return await self.writer.read(lambda conn: self._leaderboard(conn, limit))
+
+    async def recent_matches(self, player_id: str, limit: int) -> list[dict[str, Any]]:
+        return await self.writer.read(lambda conn: self._recent_matches(conn, player_id, limit))
+
+    # ------------------------------------------------------------ health and lifecycle
+
+    @property
+    def backlog(self) -> int:
+        """Jobs waiting for the writer thread: steady near zero, or the database cannot
+        keep up."""
+        return self.writer.backlog
+
+    @property
+    def failures(self) -> int:
+        """Batches given up because their transaction failed."""
+        return self.writer.failures
+
+    @property
+    def writes_dropped(self) -> int:
+        """Writes lost: in failed batches, or refused because the backlog was full."""
+        return self.writer.writes_dropped
+
+    async def flush(self) -> None:
+        """Wait until everything written so far is committed."""
+        await self.writer.read(lambda conn: None)
+
+    async def close(self) -> None:
+        await self.writer.close()
+
+    # ------------------------------------------------------------ housekeeping
+
+    def _prune(self, conn: C) -> float:
+        """Sweep one batch of unreachable guests (on the writer thread, between batches);
+        returns when to sweep next."""
+        assert self.guest_ttl is not None
+        now = self.clock()
+        try:
+            deleted = self._prune_guests(conn, now - self.guest_ttl, self.prune_batch)
+        except self.writer.database.errors:
+            log.exception("guest_prune_failed")
+            return now + PRUNE_EVERY
+        self.pruned += deleted
+        if deleted:
+            log.info("guests_pruned", deleted=deleted, total=self.pruned)
+        # A full batch: more are waiting, swept at the next turn, after whatever is queued.
+        return now if deleted == self.prune_batch else now + PRUNE_EVERY
