@@ -15,7 +15,8 @@ class ServerConfig:
     send_queue: int = 256
     close_timeout: float = 2.0
     drain_seconds: float = 30.0  # how long matches may finish after SIGTERM
-    db: str = ":memory:"  # SQLite file for players and matches
+    # Players and matches: a SQLite file, or a postgresql:// (postgres://) URL nodes share
+    db: str = ":memory:"
     token_secret: bytes | None = None  # None: a random one, so tokens die with the process
     token_ttl: float = TOKEN_TTL
     wechat: WeChatConfig | None = None  # None: no POST /applet/login, guests only

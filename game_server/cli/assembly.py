@@ -19,13 +19,20 @@ from game_server.store.sqlite import SqliteStore
 # Guests who never played are swept once their last token has surely expired (an hour's
 # slack for clocks that differ between processes).
 GUEST_SLACK = 3600.0
+# A --db starting with one of these is a PostgreSQL URL; anything else is a SQLite file.
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 async def open_store(config: ServerConfig) -> Storage:
-    """The store ``config.db`` names, opened (and migrated) off the event loop."""
-    return await asyncio.to_thread(
-        partial(SqliteStore, config.db, guest_ttl=config.token_ttl + GUEST_SLACK)
-    )
+    """The store ``config.db`` names, opened (and migrated) off the event loop: PostgreSQL
+    for a postgresql:// URL, else a SQLite file."""
+    guest_ttl = config.token_ttl + GUEST_SLACK
+    if config.db.startswith(POSTGRES_SCHEMES):
+        # Imported only here: a process on SQLite never loads psycopg.
+        from game_server.store.postgres import PostgresStore
+
+        return await asyncio.to_thread(partial(PostgresStore, config.db, guest_ttl=guest_ttl))
+    return await asyncio.to_thread(partial(SqliteStore, config.db, guest_ttl=guest_ttl))
 
 
 def create_app(

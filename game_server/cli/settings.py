@@ -147,8 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     option(
         "--db",
         default=DEFAULT_DB,
-        metavar="PATH",
-        help="SQLite file for players and finished matches (:memory: keeps nothing)",
+        metavar="PATH|URL",
+        help="where players and finished matches are kept: a SQLite file (:memory: keeps "
+        "nothing), or a PostgreSQL URL (postgresql://user@host:port/dbname) that several "
+        "nodes share (docs/storage.md)",
     )
     option(
         "--redis",

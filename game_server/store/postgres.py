@@ -52,8 +52,6 @@ from game_server.store.writer import BACKLOG_MAX
 
 log = structlog.get_logger("game_server.store")
 
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
 # Connection settings a URL may override: fail fast when the server cannot be reached,
 # and notice a dead peer within about a minute instead of TCP's two hours.
 CONNECT_DEFAULTS: dict[str, str] = {

@@ -1,0 +1,243 @@
+"""What only the PostgreSQL store does: a server that stops and comes back, deadlocks
+between nodes, migrations raced by several nodes, and the same answers as SQLite.
+
+Everything that runs PostgreSQL is marked ``system``; the rest needs no server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+
+from game_server.cli.assembly import open_store
+from game_server.config import ServerConfig
+from game_server.core.ports import StoreUnavailable
+from game_server.core.records import PlayerResult
+from game_server.store.base import ThreadedStore
+from game_server.store.sqlite import SqliteStore
+from tests.store.test_shared import WAIT, hold, match, player, still_works, won
+from tests.support.postgres import PostgresServer
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_url_parameters_override_the_connection_defaults() -> None:
+    from game_server.store.postgres import connection_string
+
+    plain = connection_string("postgresql://rps@db:5432/rps")
+    assert "keepalives=1" in plain
+    assert "keepalives_idle=30" in plain
+    assert "connect_timeout=5" in plain
+    assert "host=db" in plain
+    tuned = connection_string("postgres://rps@db/rps?keepalives_idle=5&connect_timeout=1")
+    assert "keepalives_idle=5" in tuned
+    assert "connect_timeout=1" in tuned
+    assert "keepalives_idle=30" not in tuned
+
+
+def test_a_sqlite_server_never_imports_psycopg(tmp_path: Path) -> None:
+    script = (
+        "import asyncio, sys\n"
+        "from game_server.cli.assembly import open_store\n"
+        "from game_server.config import ServerConfig\n"
+        "async def main():\n"
+        f"    store = await open_store(ServerConfig(db={str(tmp_path / 'rps.db')!r}))\n"
+        "    await store.close()\n"
+        "    return type(store).__name__\n"
+        "name = asyncio.run(main())\n"
+        "print('RESULT', name, 'psycopg' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert result.stdout.splitlines()[-1] == "RESULT SqliteStore False"
+
+
+@pytest.mark.system
+async def test_open_store_takes_either_scheme_to_postgresql(postgres_url: str) -> None:
+    from game_server.store.postgres import PostgresStore
+
+    for url in (postgres_url, postgres_url.replace("postgresql://", "postgres://", 1)):
+        store = await open_store(ServerConfig(db=url))
+        assert isinstance(store, PostgresStore)
+        store.save_player(player("p_1"))
+        assert await store.get_player("p_1") is not None
+        await store.close()
+
+
+@pytest.mark.system
+async def test_a_server_that_stops_and_comes_back(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """While PostgreSQL is down, batches fail (reads raise StoreUnavailable, writes are
+    counted as lost) and nothing hangs; once it is back, the store goes on by itself."""
+    from game_server.store.postgres import PostgresStore
+
+    store = PostgresStore(postgres_url)
+    try:
+        store.save_player(player("p_before"))
+        await store.flush()
+        postgres_server.stop()
+        try:
+            store.save_player(player("p_lost"))
+            with pytest.raises(StoreUnavailable):
+                await asyncio.wait_for(store.get_player("p_before"), WAIT)
+            with pytest.raises(StoreUnavailable):  # cannot connect: that batch fails too
+                await asyncio.wait_for(store.get_player("p_before"), WAIT)
+            assert store.failures >= 2  # the write may have failed in a batch of its own
+            assert store.writes_dropped == 1
+        finally:
+            postgres_server.restart()
+        await still_works(store)
+        assert await store.get_player("p_before") is not None
+        assert await store.get_player("p_lost") is None
+    finally:
+        await store.close()
+
+
+@pytest.mark.system
+async def test_a_deadlock_between_two_stores_costs_a_retry_and_no_write(
+    postgres_url: str,
+) -> None:
+    """Two nodes' batches take two players' rows in opposite orders: PostgreSQL breaks
+    the deadlock by failing one transaction, whose batch runs again write by write."""
+    from game_server.store.postgres import PostgresStore
+
+    here, there = PostgresStore(postgres_url), PostgresStore(postgres_url)
+    try:
+        for pid in ("p_x", "p_y"):
+            here.save_player(player(pid))
+        await here.flush()
+        both_locked = threading.Barrier(2, timeout=WAIT)
+        waited: set[str] = set()
+
+        def add_win(pid: str) -> Any:
+            return lambda conn: conn.execute(
+                "UPDATE players SET wins = wins + 1 WHERE id = %s", (pid,)
+            )
+
+        def meet(side: str) -> Any:
+            def wait(conn: Any) -> None:
+                if side not in waited:  # only the first time: not on the retry
+                    waited.add(side)
+                    both_locked.wait()
+
+            return wait
+
+        gates = [await hold(here), await hold(there)]
+        for store, side, first, second in ((here, "h", "p_x", "p_y"), (there, "t", "p_y", "p_x")):
+            store.writer.write(add_win(first))
+            store.writer.write(meet(side))
+            store.writer.write(add_win(second))
+            store.writer.hand_over()
+        for gate in gates:
+            gate.set()
+        await asyncio.wait_for(asyncio.gather(here.flush(), there.flush()), WAIT)
+        for pid in ("p_x", "p_y"):
+            stored = await here.get_player(pid)
+            assert stored is not None
+            assert stored.stats.wins == 2  # both batches' writes, none lost
+        assert here.writer.retries + there.writer.retries == 1
+        assert here.failures == there.failures == 0
+        assert here.writes_dropped == there.writes_dropped == 0
+    finally:
+        await here.close()
+        await there.close()
+
+
+@pytest.mark.system
+def test_six_nodes_migrating_a_new_database_at_once(postgres_url: str) -> None:
+    import psycopg
+
+    from game_server.store.postgres import MIGRATIONS, PostgresStore
+
+    start = threading.Barrier(6, timeout=WAIT)
+    stores: list[PostgresStore] = []
+    errors: list[BaseException] = []
+
+    def node() -> None:
+        start.wait()
+        try:
+            stores.append(PostgresStore(postgres_url))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=node) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(WAIT * 3)
+    assert errors == []
+    assert len(stores) == 6
+    for store in stores:
+        asyncio.run(store.close())
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        versions = conn.execute("SELECT version FROM rps_schema_migrations ORDER BY 1").fetchall()
+        assert versions == [(n + 1,) for n in range(len(MIGRATIONS))]
+        conn.execute("INSERT INTO rps_schema_migrations (version) VALUES (%s)", (99,))
+    with pytest.raises(RuntimeError, match="newer"):
+        PostgresStore(postgres_url)
+
+
+async def _history(store: ThreadedStore[Any]) -> list[str]:
+    """The same writes and questions for any store; the answers, types included."""
+    ann = player("p_ann", openid="o_ann", avatar="https://a/ann.png")
+    bob, cid = player("p_bob"), player("p_Cid")
+    for record in (ann, bob, cid, player("p_idle")):
+        store.save_player(record)
+    ann1 = player("p_ann", openid="o_ann", total_score=3, win_streak=1, wins=1, last_seen=9.5)
+    store.record_match(won("m_1", ann1, player("p_bob", losses=1), 10.0, points=3))
+    draw = (PlayerResult("p_bob", "draw"), PlayerResult("p_Cid", "draw"))
+    bob2, cid1 = player("p_bob", losses=1, draws=1), player("p_Cid", draws=1)
+    store.record_match(attrs.evolve(match("m_2", bob2, cid1, 10.0), winner=None, results=draw))
+    cid2 = player("p_Cid", total_score=3, win_streak=1, wins=1, draws=1)
+    store.record_match(won("m_3", cid2, player("p_bob", losses=2, draws=1), 10.0, points=3))
+    store.record_match(won("m_1", ann1, player("p_bob", losses=1), 10.0, points=3))  # again
+    bot = attrs.evolve(match("m_4", ann1, player("b_house"), 12.5), reason="forfeit")
+    ann2 = attrs.evolve(ann1, stats=attrs.evolve(ann1.stats, wins=2, win_streak=2))
+    alone = (PlayerResult("p_ann", "win", 0),)
+    store.record_match(attrs.evolve(bot, players=(ann2,), results=alone))  # a bot has no row
+    claimed = await store.claim_openid(player("p_new", openid="o_new"))
+    again = await store.claim_openid(player("p_other", openid="o_ann"))
+    return [
+        repr(answer)
+        for answer in (
+            claimed,
+            again,
+            await store.get_player("p_ann"),
+            await store.get_player("p_bob"),
+            await store.get_player("p_nobody"),
+            await store.find_by_openid("o_ann"),
+            await store.leaderboard(10),
+            await store.leaderboard(1),
+            await store.recent_matches("p_bob", 10),
+            await store.recent_matches("p_ann", 1),
+            await store.recent_matches("b_house", 10),
+        )
+    ]
+
+
+@pytest.mark.system
+async def test_the_same_history_gives_the_same_answers_on_both_engines(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    from game_server.store.postgres import PostgresStore
+
+    answers = []
+    for store in (SqliteStore(str(tmp_path / "rps.db")), PostgresStore(postgres_url)):
+        try:
+            answers.append(await _history(store))
+        finally:
+            await store.close()
+    sqlite, postgres = answers
+    assert "m_3" in sqlite[-3]  # the history is what it says
+    assert "'bot1': 0" in sqlite[-3]
+    for asked, (a, b) in enumerate(zip(sqlite, postgres, strict=True)):
+        assert a == b, f"answer {asked} differs"
