@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -31,9 +30,10 @@ def flush(redis_server: RedisServer) -> None:
 
 @pytest.fixture
 async def cluster(
-    redis_server: RedisServer, tmp_path: Path
+    redis_server: RedisServer, postgres_url: str
 ) -> AsyncIterator[Callable[[int], Awaitable[list[ServerProcess]]]]:
-    """``await cluster(n, *options)``: n nodes on one Redis and one database file."""
+    """``await cluster(n, *options)``: n nodes on one Redis and one PostgreSQL database,
+    as a real cluster runs (so "recorded once" below is checked on the shared store)."""
     flush(redis_server)
     started: list[ServerProcess] = []
 
@@ -47,7 +47,7 @@ async def cluster(
             "--token-secret",
             SECRET,
             "--db",
-            str(tmp_path / "rps.db"),
+            postgres_url,
             "--node-ttl",
             TTL,
             *options,
