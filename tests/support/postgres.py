@@ -30,6 +30,8 @@ from tests.support.processes import free_port, require_program
 
 HINT = "apt-get install postgresql; .ci/run does"
 USER = "postgres"  # the operating-system user the server runs as, and its superuser
+# A test database is thrown away: no waiting for the disk.
+NOT_DURABLE = ("-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 
 
 def find_program(name: str) -> str:
@@ -69,6 +71,7 @@ class PostgresServer:
     process: subprocess.Popen[bytes]
     port: int
     directory: Path
+    durable: bool = False
     _databases: int = 0
 
     @property
@@ -103,10 +106,10 @@ class PostgresServer:
 
     def restart(self) -> None:
         """Start again on the same data and port (after ``stop``)."""
-        self.process = _spawn(self.port, self.directory)
+        self.process = _spawn(self.port, self.directory, self.durable)
 
 
-def _spawn(port: int, directory: Path) -> subprocess.Popen[bytes]:
+def _spawn(port: int, directory: Path, durable: bool) -> subprocess.Popen[bytes]:
     postgres, pg_isready = find_program("postgres"), find_program("pg_isready")
     log_path = directory / "postgres.log"
     with open(log_path, "ab") as log:  # the child keeps its own copy of the descriptor
@@ -115,8 +118,8 @@ def _spawn(port: int, directory: Path) -> subprocess.Popen[bytes]:
                 postgres,
                 *("-D", str(directory / "data"), "-h", "127.0.0.1", "-p", str(port)),
                 *("-k", str(directory)),  # its Unix socket, out of /var/run/postgresql
-                *("-c", "fsync=off", "-c", "synchronous_commit=off"),
-                *("-c", "full_page_writes=off", "-c", "max_connections=200"),
+                *("-c", "max_connections=200"),
+                *(() if durable else NOT_DURABLE),
             ],
             stdout=subprocess.DEVNULL,
             stderr=log,
@@ -136,8 +139,9 @@ def _spawn(port: int, directory: Path) -> subprocess.Popen[bytes]:
     raise RuntimeError("postgres did not start")
 
 
-def start_postgres(directory: Path) -> PostgresServer:
-    """initdb into ``directory`` (made, and given to the postgres user), then start it."""
+def start_postgres(directory: Path, *, durable: bool = False) -> PostgresServer:
+    """initdb into ``directory`` (made, and given to the postgres user), then start it;
+    ``durable`` keeps PostgreSQL's default durability (for the benchmarks)."""
     initdb = find_program("initdb")
     directory.mkdir(parents=True, exist_ok=True)
     if os.geteuid() == 0:
@@ -165,7 +169,7 @@ def start_postgres(directory: Path) -> PostgresServer:
         **_as_postgres(),
     )
     port = free_port()
-    return PostgresServer(_spawn(port, directory), port, directory)
+    return PostgresServer(_spawn(port, directory, durable), port, directory, durable)
 
 
 def postgres_session() -> Iterator[PostgresServer]:

@@ -131,3 +131,14 @@ def test_endurance_runs_and_judges_at_toy_scale(tmp_path: Path) -> None:
     assert figures["log_lines_lost"] == 0
     assert figures["log_bytes"] > 0  # the server logged at info, into its file
     assert len(figures["rss_mib"]) >= 3
+
+
+def test_store_bench_times_both_engines_at_toy_scale() -> None:
+    result = run_script("bench/store_bench.py", "--matches", "20", "--repeats", "1")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("20 matches")
+    assert lines[1].split() == ["SQLite", "PostgreSQL"]
+    rows = {line[:16].strip(): line[16:].split() for line in lines[2:]}
+    assert list(rows) == ["loop", "thread", "end to end", "one at a time", "KB per match"]
+    assert all(float(value) > 0 for value in rows["KB per match"])
