@@ -58,13 +58,15 @@ HANDOVER_PATIENCE = 5.0  # seconds between checks that a hand-over's process sti
 MOVED_KEEP = 30.0  # seconds frames for a handed-over connection are passed on
 CLOSE_SERVICE_RESTART = 1012  # RFC 6455: the player's process restarted; reconnect
 
-# KEYS: owner:{player}. ARGV: this process, the prefix of process keys. {owner, 1} if
-# another live process owns the player; {owner, 0} if a dead one did (its matches must be
-# taken over first: the player may be in one); otherwise this process claims it: nil.
+# KEYS: owner:{player}. ARGV: this process, the prefix of process keys, and "1" once the
+# dead owner's matches were tried. {owner, 1} if another live process owns the player;
+# {owner, 0} if a dead one did (its matches must be taken over first: the player may be in
+# one); otherwise, or once they were tried, this process claims it: nil.
 LOCATE = """
 local owner = redis.call('GET', KEYS[1])
 if owner and owner ~= ARGV[1] then
-  return {owner, redis.call('EXISTS', ARGV[2] .. owner)}
+  local alive = redis.call('EXISTS', ARGV[2] .. owner)
+  if alive == 1 or ARGV[3] ~= '1' then return {owner, alive} end
 end
 redis.call('SET', KEYS[1], ARGV[1])
 return false
@@ -359,10 +361,12 @@ class Cluster:
 
     # ------------------------------------------------------------ owning players
 
-    def locate(self, player_id: str, done: LocateDone) -> None:
-        """The ``Locator`` port: the live owner, or None once this process claimed it."""
+    def locate(self, player_id: str, done: LocateDone, *, dead_tried: bool = False) -> None:
+        """The ``Locator`` port: the live owner, or None once this process claimed it.
+        ``dead_tried``: the dead owner's matches were taken over (by whoever could), so a
+        player it still owns was in none of them: this process claims it."""
         keys = [self.keys.owner(player_id)]
-        args = [self.node_id, self.keys.node_prefix]
+        args = [self.node_id, self.keys.node_prefix, "1" if dead_tried else ""]
 
         def located(reply: Any) -> None:
             if isinstance(reply, Exception):
@@ -375,8 +379,10 @@ class Cluster:
                 done(StoreUnavailable("the player's process is not answering; try again"))
             else:
                 # Its owner died: take its matches over (the player may be in one), then ask
-                # again: the player is a new host's now, or this process may claim it.
-                self._dead(_text(reply[0]), then=lambda: self.locate(player_id, done))
+                # again: the player is a new host's now, or this process claims it.
+                self._dead(
+                    _text(reply[0]), then=lambda: self.locate(player_id, done, dead_tried=True)
+                )
 
         if not self.link.available:
             done(StoreUnavailable("the cluster cannot be asked right now"))
