@@ -145,6 +145,9 @@ class BotReport:
     bye_reason: str | None = None  # the last bye the server sent
     resumes: int = 0  # resume messages: after a reconnect, or a takeover of the match
     abandoned: int = 0  # matches started whose final result never came (seen by this side)
+    # Their ids (the first few): a cluster test looks each one up in the shared store, where
+    # a match whose final result died with a node's connection is still recorded as over.
+    abandoned_matches: list[str] = attrs.Factory(list)
 
 
 # ---------------------------------------------------------------- rule checks
@@ -655,12 +658,16 @@ class BotClient:
                 elif isinstance(follow, Queued):
                     self._follow_up = follow
                 else:
-                    # The match ended while we were away (forfeited past the grace), or
-                    # something else came: leave whatever is left; totals unknown now.
+                    # The match ended while we were away (forfeited past the grace, or its
+                    # final result went to the connection that died), or something else
+                    # came: leave whatever is left; totals unknown now.
                     if isinstance(follow, Error):
                         self._error(follow)
                     if self._started:
                         self.report.abandoned += 1
+                        kept = self.report.abandoned_matches
+                        if self.checker.match_id and len(kept) < self.max_texts:
+                            kept.append(self.checker.match_id)
                     await self._send(Leave(id="rejoin"))
                     while not isinstance(message := await self._receive(), Left):
                         if isinstance(message, Error):

@@ -213,6 +213,7 @@ class SoakSummary:
     unpaired_rounds: int  # one side only, dropped after the timeout
     resumes: int = 0  # resume messages the clients got (reconnects, takeovers)
     abandoned: int = 0  # started matches a client never saw the end of
+    abandoned_matches: tuple[str, ...] = ()  # their ids, as far as the clients kept them
 
     @property
     def matches_per_second(self) -> float:
@@ -533,6 +534,7 @@ class _Soak:
             unpaired_rounds=self.ledger.expired,
             resumes=sum(r.resumes for r in reports),
             abandoned=sum(r.abandoned for r in reports),
+            abandoned_matches=tuple(m for r in reports for m in r.abandoned_matches),
         )
 
 
