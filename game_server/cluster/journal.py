@@ -23,6 +23,8 @@ heartbeat's lifetime and a survivor took over) abandons its copy of the match si
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -31,7 +33,7 @@ import orjson
 import structlog
 
 from game_server.core.match import Match, MatchRules, MatchState, RoundRecord, Seat
-from game_server.core.records import PlayerRecord
+from game_server.core.records import MatchRecord, PlayerRecord
 from game_server.core.rooms import Room
 from game_server.core.scoring import PlayerStats
 from protocol import Choice, MovementKind, Outcome
@@ -57,8 +59,17 @@ end
 return 1
 """
 
-# KEYS: m:{match}, hosted:{me}. ARGV: me, match id.
+# KEYS: m:{match}. ARGV: me, the match's record (JSON). The match is over: its record stays
+# here until storage has it, for a survivor to store if this process dies before that.
 FINISH = """
+if redis.call('HGET', KEYS[1], 'host') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'over', ARGV[2])
+end
+return 1
+"""
+
+# KEYS: m:{match}, hosted:{me}. ARGV: me, match id. Storage has the match: forget it.
+STORED = """
 if redis.call('HGET', KEYS[1], 'host') == ARGV[1] then redis.call('DEL', KEYS[1]) end
 redis.call('SREM', KEYS[2], ARGV[2])
 return 1
@@ -76,11 +87,13 @@ if host == ARGV[1] or redis.call('EXISTS', ARGV[3] .. host) == 1 then return fal
 redis.call('HSET', KEYS[1], 'host', ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[2])
 redis.call('SADD', KEYS[3], ARGV[2])
-local humans = redis.call('HGET', KEYS[1], 'humans')
-for id in string.gmatch(humans or '', '[^,]+') do
-  redis.call('SET', ARGV[4] .. id, ARGV[1])
+if redis.call('HEXISTS', KEYS[1], 'over') == 0 then
+  local humans = redis.call('HGET', KEYS[1], 'humans')
+  for id in string.gmatch(humans or '', '[^,]+') do
+    redis.call('SET', ARGV[4] .. id, ARGV[1])
+  end
 end
-return redis.call('HMGET', KEYS[1], 'static', 'state')
+return redis.call('HMGET', KEYS[1], 'static', 'state', 'over')
 """
 
 
@@ -92,9 +105,15 @@ class MatchJournal:
         self.takeovers = 0  # matches this process took over
         self.abandoned = 0  # matches it stopped hosting because another took them
         self._checkpoint = cluster.link.lua(CHECKPOINT)
+        self.recovered = 0  # finished matches of dead processes this one stored for them
         self._finish = cluster.link.lua(FINISH)
+        self._stored = cluster.link.lua(STORED)
         self._takeover = cluster.link.lua(TAKEOVER)
         self._described: set[str] = set()  # matches whose static part is written
+        # Finished matches handed to storage whose commit is not confirmed yet, and the
+        # task confirming them (one at a time: a flush covers every write before it).
+        self._unconfirmed: list[str] = []
+        self._confirming: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------ Journal
 
@@ -112,13 +131,57 @@ class MatchJournal:
         redis_keys = [keys.match(match_id), keys.hosted(cluster.node_id)]
         cluster.link.submit(self._checkpoint(redis_keys, args), partial(self._checkpointed, room))
 
-    def finished(self, room: Room) -> None:
+    def finished(self, room: Room, record: MatchRecord) -> None:
+        """The match is over and its record on its way to storage: the checkpoint keeps
+        the record until storage confirms the commit (a process killed in between would
+        otherwise lose a finished match: gone from Redis, never in the database)."""
         cluster = self.cluster
         match_id = room.match.match_id
         self._described.discard(match_id)
-        redis_keys = [cluster.keys.match(match_id), cluster.keys.hosted(cluster.node_id)]
-        args = [cluster.node_id, match_id]
-        cluster.link.submit(self._finish(redis_keys, args))
+        record_json = orjson.dumps(record.to_json()).decode()
+        args = [cluster.node_id, record_json]
+        cluster.link.submit(self._finish([cluster.keys.match(match_id)], args))
+        self._confirm(match_id)
+
+    def _confirm(self, match_id: str) -> None:
+        self._unconfirmed.append(match_id)
+        if self._confirming is None:
+            self._confirming = asyncio.get_running_loop().create_task(self._confirm_stored())
+
+    async def close(self, within: float = 2.0) -> None:
+        """Confirm what storage has committed by now (a closing process drains its store
+        first), for at most ``within`` seconds; what is left stays in Redis, harmlessly:
+        storage adds nothing for a match it has, when a survivor stores it again."""
+        task = self._confirming
+        if task is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.shield(task), within)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _confirm_stored(self) -> None:
+        """Wait until storage has committed the finished matches, then drop their
+        checkpoints; one flush covers every match finished before it began."""
+        storage = self.cluster.storage
+        assert storage is not None, "attach() the cluster first"
+        cluster = self.cluster
+        try:
+            while self._unconfirmed:
+                batch, self._unconfirmed = self._unconfirmed, []
+                try:
+                    await storage.flush()
+                except Exception as exc:
+                    # The batch failed: storage counted and logged the lost writes. The
+                    # checkpoints go anyway; a storage failure is not a process's death.
+                    log.error("match_store_unconfirmed", matches=len(batch), error=repr(exc))
+                hosted = cluster.keys.hosted(cluster.node_id)
+                for match_id in batch:
+                    redis_keys = [cluster.keys.match(match_id), hosted]
+                    cluster.link.submit(self._stored(redis_keys, [cluster.node_id, match_id]))
+        finally:
+            self._confirming = None
 
     def _checkpointed(self, room: Room, reply: Any) -> None:
         if reply == 0 and not room.closed:
@@ -204,12 +267,26 @@ class MatchJournal:
     def _claimed(self, dead: str, then: Callable[[], None] | None, reply: Any) -> None:
         try:
             if reply is not None and not isinstance(reply, Exception):
-                static, state = reply
-                self._carry_on({**orjson.loads(static), **orjson.loads(state)}, dead)
+                static, state, over = reply
+                if over is not None:
+                    self._store_for(dead, orjson.loads(over))
+                else:
+                    self._carry_on({**orjson.loads(static), **orjson.loads(state)}, dead)
         except Exception:
             log.exception("takeover_failed")
         if then is not None:
             then()
+
+    def _store_for(self, dead: str, raw: dict[str, Any]) -> None:
+        """A match ``dead`` finished but may not have stored: store it (once: storage
+        adds nothing for a match it has). Its players were the dead process's, and are
+        claimed by whichever process they come back to, which loads them after this."""
+        record = MatchRecord.from_json(raw)
+        assert self.cluster.storage is not None, "attach() the cluster first"
+        self.cluster.storage.record_match(record)
+        self.recovered += 1
+        log.warning("match_record_recovered", match_id=record.id, host=dead)
+        self._confirm(record.id)
 
     def _carry_on(self, data: dict[str, Any], dead: str) -> None:
         cluster = self.cluster

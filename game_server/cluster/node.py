@@ -44,7 +44,7 @@ from game_server.cluster.mailbox import Mailbox
 from game_server.cluster.queue import SharedQueue
 from game_server.core.lobbies import DEFAULT_LOBBY
 from game_server.core.players import Player
-from game_server.core.ports import LocateDone, StoreUnavailable
+from game_server.core.ports import LocateDone, Storage, StoreUnavailable
 from game_server.core.presence import PlayerSnapshot
 from game_server.core.records import PlayerRecord
 from game_server.core.rooms import Room
@@ -141,6 +141,7 @@ class Cluster:
         self.mailbox = Mailbox(self.link, self.node_id, self.keys.inbox)
         self.public = public or {}  # what the heartbeat says about this process
         self.service: GameService | None = None
+        self.storage: Storage | None = None  # the service's, from attach()
         self.queues: dict[str, SharedQueue] = {}
         # Owner side: sessions whose connection lives elsewhere, by (gateway, its session).
         self.remote: dict[tuple[str, int], Session] = {}
@@ -197,14 +198,16 @@ class Cluster:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.journal.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.link.call(self._retire()), 2.0)
         await self.mailbox.close()
         await self.link.close()
 
-    def attach(self, service: GameService) -> None:
-        """Plug into the game service made with ``service_options``."""
+    def attach(self, service: GameService, storage: Storage) -> None:
+        """Plug into the game service made with ``service_options``, storing in ``storage``."""
         self.service = service
+        self.storage = storage
         self.observer_out = service.observer.message_out
         service.roster.on_added = self._owned
         service.roster.on_removed = self._released
@@ -238,6 +241,7 @@ class Cluster:
             "handovers": sum(queue.handovers for queue in self.queues.values()),
             "links_reset": self.resets,
             "takeovers": self.journal.takeovers,
+            "matches_recovered": self.journal.recovered,
             "matches_abandoned": self.journal.abandoned,
             "dead_nodes_seen": self.dead_nodes_seen,
         }
@@ -307,6 +311,13 @@ class Cluster:
                 "Matches of dead processes taken over here",
                 "counter",
                 self.journal.takeovers,
+                {},
+            ),
+            (
+                "rps_cluster_matches_recovered",
+                "Finished matches of dead processes stored here (they died before storing)",
+                "counter",
+                self.journal.recovered,
                 {},
             ),
             (

@@ -141,11 +141,12 @@ class Forwarder(Protocol):
 class Journal(Protocol):
     """Keeps each running match's progress where another process can carry it on if this
     one dies (a cluster's). Told at the start, at every resolved round, when a player's
-    connection moves, and at the end."""
+    connection moves, and at the end with the record handed to storage (kept until
+    storage has it, so a death in between loses no finished match)."""
 
     def checkpoint(self, room: Any) -> None: ...
 
-    def finished(self, room: Any) -> None: ...
+    def finished(self, room: Any, record: MatchRecord) -> None: ...
 
 
 class NullJournal:
@@ -154,7 +155,7 @@ class NullJournal:
     def checkpoint(self, room: Any) -> None:
         pass
 
-    def finished(self, room: Any) -> None:
+    def finished(self, room: Any, record: MatchRecord) -> None:
         pass
 
 

@@ -69,3 +69,25 @@ class MatchRecord:
     players: tuple[PlayerRecord, ...]
     # Added to the stored totals of each human with a result (the others' are left alone).
     results: tuple[PlayerResult, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as plain JSON types (a cluster keeps it in Redis until it is stored)."""
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> MatchRecord:
+        return cls(
+            id=raw["id"],
+            seats=(SeatRow(**raw["seats"][0]), SeatRow(**raw["seats"][1])),
+            winner=raw["winner"],
+            reason=raw["reason"],
+            best_of=raw["best_of"],
+            started_at=raw["started_at"],
+            ended_at=raw["ended_at"],
+            rounds=tuple(
+                RoundRow(row["round"], (row["choices"][0], row["choices"][1]), row["outcome"])
+                for row in raw["rounds"]
+            ),
+            players=tuple(PlayerRecord.from_json(player) for player in raw["players"]),
+            results=tuple(PlayerResult(**result) for result in raw["results"]),
+        )

@@ -315,8 +315,9 @@ class Rooms:
         match = room.match
         del self.by_id[match.match_id]
         self.finished += 1
-        self.store.record_match(self._record(room))
-        self.journal.finished(room)
+        record = self._record(room)
+        self.store.record_match(record)
+        self.journal.finished(room, record)
         reason = match.reason.value if match.reason else ""
         self.observer.match_finished(reason, room.bot is not None)
         log.info(

@@ -113,7 +113,7 @@ def create_app(
         )
         app[SERVICE] = service
         if plugin is not None:
-            plugin.attach(service)
+            plugin.attach(service, store)
             app[METRICS].extra(plugin.metrics)
         for dialect in dialects.values():
             dialect.install(service)

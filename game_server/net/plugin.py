@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from game_server.core.ports import Storage
 from game_server.core.service import GameService, ServiceConfig
 
 
@@ -18,7 +19,9 @@ class Plugin(Protocol):
         """Keyword arguments for ``GameService`` (a queue, a locator, a forwarder)."""
         ...
 
-    def attach(self, service: GameService) -> None: ...
+    def attach(self, service: GameService, storage: Storage) -> None:
+        """Plug into the service made with ``service_options``, which stores in ``storage``."""
+        ...
 
     @property
     def ready(self) -> bool:

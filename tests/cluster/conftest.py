@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import random
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -15,9 +16,11 @@ import pytest
 
 from game_server.cluster.node import Cluster
 from game_server.core.match import MatchRules
+from game_server.core.ports import Storage
 from game_server.core.service import GameService, ServiceConfig
 from game_server.core.tokens import TokenSigner
 from game_server.net.ticker import Ticker
+from game_server.store.sqlite import SqliteStore
 from tests.support.redis import RedisServer
 from tests.support.service import Client, connect
 
@@ -31,6 +34,7 @@ class Node:
     cluster: Cluster
     service: GameService
     ticker: Ticker
+    storage: Storage
 
     crashed: bool = False
 
@@ -51,19 +55,22 @@ class Node:
         if not self.crashed:
             self.ticker.stop()
             await self.cluster.close()
+        await self.storage.close()
 
 
 NodeFactory = Callable[..., "asyncio.Future[Node]"]
 
 
 @pytest.fixture
-async def nodes(redis_server: RedisServer) -> AsyncIterator[Callable[..., Any]]:
-    """``await nodes(name, **service_config)``: a node of one cluster (a fresh key prefix
-    per test, so tests never see each other's keys)."""
+async def nodes(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """``await nodes(name, storage=None, **service_config)``: a node of one cluster (a
+    fresh key prefix per test, so tests never see each other's keys), storing in one
+    SQLite file shared by the test's nodes unless given a ``storage`` of its own."""
     prefix = f"test{next(_prefixes)}-{random.getrandbits(32):x}:"
     made: list[Node] = []
+    database = str(tmp_path / "cluster.db")
 
-    async def make(name: str, **overrides: Any) -> Node:
+    async def make(name: str, storage: Storage | None = None, **overrides: Any) -> Node:
         loop = asyncio.get_running_loop()
         config = ServiceConfig(
             **{"rules": RULES, "bot_after": 60.0, "bot_think": (0.0, 0.0), **overrides}
@@ -73,15 +80,19 @@ async def nodes(redis_server: RedisServer) -> AsyncIterator[Callable[..., Any]]:
             redis_server.url, node_id=name, prefix=prefix, heartbeat=0.1, node_ttl=0.6
         )
         await cluster.start()
+        store: Storage = (
+            storage if storage is not None else await asyncio.to_thread(SqliteStore, database)
+        )
         service = GameService(
             config,
             loop.time,
+            store=store,
             signer=TokenSigner(SECRET, 3600),
             rng=random.Random(name),
             **cluster.service_options(config, loop.time),
         )
-        cluster.attach(service)
-        node = Node(cluster, service, Ticker(service, loop))
+        cluster.attach(service, store)
+        node = Node(cluster, service, Ticker(service, loop), store)
         made.append(node)
         return node
 

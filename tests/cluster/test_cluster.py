@@ -4,8 +4,12 @@ across nodes, on a real redis-server."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
+from game_server.core.ports import Storage
+from game_server.core.records import MatchRecord
+from game_server.store.sqlite import SqliteStore
 from protocol import Bye, Hi, Movement, MovementKind, Queued, Result, Resume, Start
 from tests.cluster.conftest import until
 
@@ -172,3 +176,96 @@ async def test_the_host_dies_and_a_survivor_finishes_the_match(nodes: Any) -> No
     assert any(r.match_over for r in bob.outlet.of(Result))
     assert host.cluster.journal.takeovers == 1
     assert not host.service.rooms.by_id  # over, and recorded by the host that finished it
+
+
+async def play_to_the_end(ann: Any, bob: Any) -> str:
+    """Ann wins two rounds; the match id."""
+    match_id: str = ann.outlet.last(Start).match_id
+    for round_number in (1, 2):
+        await until(lambda n=round_number: bob.outlet.last(Start).round == n)
+        await until(lambda n=round_number: ann.outlet.last(Start).round == n)
+        ann.choose("rock")
+        bob.choose("scissors")
+        await until(lambda n=round_number: len(ann.outlet.of(Result)) == n)
+    assert ann.outlet.last(Result).match_over
+    return match_id
+
+
+async def redis_holds(node: Any, match_id: str) -> tuple[bool, bool]:
+    """Whether Redis still has the match's checkpoint, and its host's list names it."""
+    cluster = node.cluster
+    keys = cluster.keys
+    exists = await cluster.link.call(("EXISTS", keys.match(match_id)))
+    listed = await cluster.link.call(("SISMEMBER", keys.hosted(cluster.node_id), match_id))
+    return bool(exists), bool(listed)
+
+
+async def test_a_finished_match_leaves_redis_once_storage_has_it(nodes: Any) -> None:
+    a, _, ann, bob = await pair_across(nodes)
+    match_id = await play_to_the_end(ann, bob)
+    ann_id = ann.outlet.last(Hi).player_id
+    await a.storage.flush()
+    recent = await a.storage.recent_matches(ann_id, 5)
+    assert [m["id"] for m in recent] == [match_id]
+    gone = (False, False)
+    for _ in range(200):
+        if await redis_holds(a, match_id) == gone:
+            break
+        await asyncio.sleep(0.01)
+    assert await redis_holds(a, match_id) == gone
+
+
+class StoreThatNeverCommits:
+    """A store as a process killed before its writer committed sees it: finished matches
+    are taken and never written, and a flush never comes back."""
+
+    def __init__(self, inner: Storage) -> None:
+        self.inner = inner
+        self.held: list[MatchRecord] = []
+
+    def record_match(self, record: MatchRecord) -> None:
+        self.held.append(record)
+
+    async def flush(self) -> None:
+        await asyncio.Event().wait()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+async def test_the_host_dies_before_storing_a_finished_match_and_a_survivor_stores_it(
+    nodes: Any, tmp_path: Path
+) -> None:
+    b = await nodes("b")
+    dying = StoreThatNeverCommits(
+        await asyncio.to_thread(SqliteStore, str(tmp_path / "cluster.db"))
+    )
+    a = await nodes("a", storage=dying)
+    bob = b.client()
+    bob.hello(name="Bob")
+    bob.say(type="join", bot="never")
+    bob_id = bob.outlet.last(Hi).player_id
+    queue = b.cluster.queues["native"]
+    await until(lambda: bob_id in queue.tickets and queue.tickets[bob_id].state.value == "waiting")
+    ann = a.client()
+    ann.hello(name="Ann")
+    ann.say(type="join", bot="never")
+    await until(lambda: ann.outlet.of(Start) and bob.outlet.of(Start))
+    match_id = await play_to_the_end(ann, bob)  # hosted on a, which never stores it
+    ann_id = ann.outlet.last(Hi).player_id
+    assert [record.id for record in dying.held] == [match_id]
+    assert await redis_holds(a, match_id) == (True, True)  # kept: storage has not said yes
+    await a.crash()
+    await until(lambda: b.cluster.journal.recovered == 1, within=5.0)
+    assert b.cluster.journal.takeovers == 0  # stored, not played again
+    await b.storage.flush()
+    recent = await b.storage.recent_matches(ann_id, 5)
+    assert [(m["id"], m["winner"]) for m in recent] == [(match_id, ann_id)]
+    player = await b.storage.get_player(ann_id)
+    assert player is not None
+    assert (player.stats.wins, player.stats.total_score) == (1, 1)
+    # Ann comes back on b and is herself, with the match counted once.
+    again = b.client()
+    again.say(type="hello", token=ann.outlet.last(Hi).token)
+    await until(lambda: again.outlet.of(Hi), within=5.0)
+    assert again.outlet.last(Hi).player_id == ann_id
