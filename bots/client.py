@@ -459,6 +459,17 @@ class RoundLedger:
         self.paired += 1
         return compare_sides(other[0], other[1], other[2], player_id, opponent_id, result)
 
+    def reopen(self, match_id: str, round_number: int) -> int:
+        """Round ``round_number`` of the match is open again (a ``resume`` with time left):
+        results of it and later rounds seen so far are void. In a cluster a host can die
+        after sending a round's result and before its checkpoint of that round reached
+        Redis; the survivor replays the round (protocol/README.md, ``resume``). Returns
+        how many entries went."""
+        stale = [key for key in self._pending if key[0] == match_id and key[1] >= round_number]
+        for key in stale:
+            del self._pending[key]
+        return len(stale)
+
     def sweep(self, now: float | None = None) -> int:
         """Drop the entries older than ``ttl``; returns how many."""
         cutoff = (self.clock() if now is None else now) - self.ttl
@@ -735,6 +746,8 @@ class BotClient:
                     self.phase = Phase.PLAYING
                     opponent_bot = message.opponent.bot
                 checker.resume(message)
+                if ledger is not None and message.deadline_ms > 0:
+                    ledger.reopen(message.match_id, message.round)
                 if message.deadline_ms > 0 and message.choice is None:
                     await self._think(message.round_ms)
                     choice = self.strategy.next_choice()

@@ -307,6 +307,21 @@ def test_ledger_flags_wrong_opponents_and_duplicates() -> None:
     assert ledger.record("p_a", "p_b", side_a()) == ["m_1 round 1: two results for p_a"]
 
 
+def test_a_reopened_round_voids_the_results_seen_of_it() -> None:
+    # A cluster's host died after sending round 1's result to one side only, before its
+    # checkpoint of that round reached Redis: the survivor replays round 1 (resume).
+    ledger = RoundLedger()
+    ledger.record("p_a", "p_b", side_a())
+    ledger.record("p_a", "p_b", side_a(match_id="m_2"))  # another match: untouched
+    assert ledger.reopen("m_1", 1) == 1
+    replayed_a = side_a(you=ROCK, opponent=SCISSORS)
+    replayed_b = side_b(you=SCISSORS, opponent=ROCK)
+    assert ledger.record("p_a", "p_b", replayed_a) is None
+    assert ledger.record("p_b", "p_a", replayed_b) == []
+    assert len(ledger) == 1  # m_2's
+    assert ledger.reopen("m_2", 2) == 0  # a later round: round 1's result stands
+
+
 def test_ledger_compares_final_fields() -> None:
     a = side_a(
         match_over=True, winner=Winner.YOU, reason=EndReason.ROUNDS, total_score=1, win_streak=1
