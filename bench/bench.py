@@ -66,17 +66,26 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TARGET_FRACTION = 0.8  # of the echo ceiling's frame rate (the issue's target)
 
 
+def _task_cpu(task: Path) -> float:
+    """A thread's CPU seconds: from ``schedstat`` (nanoseconds: a short window at a low
+    rate still reads true) where the kernel keeps it, else ``stat``'s clock ticks."""
+    try:
+        return int((task / "schedstat").read_text().split()[0]) / 1e9
+    except (FileNotFoundError, IndexError, ValueError):
+        # After the command name in parentheses: state, ..., utime and stime (ticks).
+        fields = (task / "stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
 def thread_cpu(pid: int) -> tuple[float, float]:
     """CPU seconds so far of a process's main thread (where its event loop runs) and of
     all its other live threads together (the servers' threads live as long as they do)."""
     main = other = 0.0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            # After the command name in parentheses: state, ..., utime and stime (ticks).
-            fields = (task / "stat").read_text().rpartition(")")[2].split()
+            seconds = _task_cpu(task)
         except FileNotFoundError:  # a thread that ended meanwhile
             continue
-        seconds = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
         if task.name == str(pid):
             main += seconds
         else:
