@@ -56,6 +56,22 @@ class Observer(Protocol):
 
     def dropped(self) -> None: ...
 
+    def limited(self, limit: str) -> None:
+        """A limit against abuse turned something away (``LIMITS`` names them)."""
+        ...
+
+
+# Every limit against abuse, as ``Observer.limited`` names it (``rps_limited{limit}``).
+LIMITS = (
+    "flooding",  # a connection closed for flooding (messages or control frames)
+    "hello_timeout",  # a socket that did not say hello in time, closed
+    "guest_rate",  # a token-less hello refused by its address's bucket
+    "address_connections",  # an upgrade refused: its address holds too many sockets
+    "max_connections",  # an upgrade refused: the process holds --max-connections
+    "origin",  # a browser upgrade from an origin not in --allowed-origins
+    "unmasked_frame",  # a client frame without a mask, closed with 1002
+)
+
 
 class NullObserver:
     """The default: observe nothing, cost nothing."""
@@ -79,6 +95,9 @@ class NullObserver:
         pass
 
     def dropped(self) -> None:
+        pass
+
+    def limited(self, limit: str) -> None:
         pass
 
 

@@ -195,6 +195,7 @@ class GameService:
     def _admit(self, session: Session, now: float) -> bool:
         verdict = self.sessions.admit(session, now)
         if verdict is Verdict.DISCONNECT:
+            self.observer.limited("flooding")
             self.presence.kick(session, "flooding", CloseCode.POLICY_VIOLATION)
         return verdict is Verdict.ACCEPT
 

@@ -127,7 +127,12 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
                 if connection.behind:
                     await connection.catch_up()
             elif kind is WSMsgType.PING:
-                await ws.pong(message.data)
+                # Control frames count toward the flood guard like messages: a client may
+                # ping, not flood (a pong each costs the whole loop's time at 100,000/s).
+                if context.run(service.admit, session):
+                    await ws.pong(message.data)
+            elif kind is WSMsgType.PONG:
+                context.run(service.admit, session)
             elif kind is WSMsgType.BINARY:
                 context.run(inbound.unsupported, "binary")
             elif kind is WSMsgType.ERROR:

@@ -20,6 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from game_server.core.ports import LIMITS
 from protocol import CLIENT_MESSAGES, SERVER_MESSAGES, EndReason, ErrorCode
 
 # One extra sample: name, help, "counter" or "gauge", value, labels.
@@ -40,6 +41,7 @@ class PrometheusObserver(Collector):
         self.started = dict.fromkeys(_BOT.values(), 0)
         self.finished = {(r.value, bot): 0 for r in EndReason for bot in _BOT.values()}
         self.drops = 0
+        self.limits = dict.fromkeys(LIMITS, 0)
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
         self._counters: list[tuple[str, str, Callable[[], float]]] = []
         self._extra: list[Callable[[], list[Sample]]] = []
@@ -112,6 +114,14 @@ class PrometheusObserver(Collector):
             "Connections dropped because their send queue was full",
             value=self.drops,
         )
+        limited = CounterMetricFamily(
+            "rps_limited",
+            "What the limits against abuse turned away, by limit",
+            labels=["limit"],
+        )
+        for limit, count in self.limits.items():
+            limited.add_metric([limit], count)
+        yield limited
         cumulative, buckets = 0, []
         for bound, count in zip(
             [*map(str, ROUND_BUCKETS), "+Inf"], self.round_buckets, strict=True
@@ -162,3 +172,6 @@ class PrometheusObserver(Collector):
 
     def dropped(self) -> None:
         self.drops += 1
+
+    def limited(self, limit: str) -> None:
+        self.limits[limit] = self.limits.get(limit, 0) + 1
