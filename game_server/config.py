@@ -27,3 +27,9 @@ class ServerConfig:
     redis: str | None = None  # a Redis URL: this process is one node of a cluster
     node_id: str | None = None  # its name in the cluster (default: host-pid)
     node_ttl: float = 10.0  # a node silent this long is dead: its matches are taken over
+    # Seconds a new TCP connection has to send its whole request head (also how long an
+    # idle keep-alive HTTP connection is kept): half-sent requests are cut.
+    request_timeout: float = 10.0
+    # WebSockets one process holds at most; upgrades beyond get 503. The file limit is
+    # checked against it at start-up.
+    max_connections: int = 50_000

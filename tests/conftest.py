@@ -18,6 +18,7 @@ from game_server.cli.assembly import create_app
 from game_server.config import ServerConfig
 from game_server.core.match import MatchRules
 from game_server.core.service import ServiceConfig
+from game_server.net.app import runner_options
 from tests.support.postgres import PostgresServer, postgres_session
 from tests.support.redis import RedisServer, start_redis
 
@@ -48,7 +49,7 @@ async def start_server(aiohttp_server: ServerFactory) -> ServerFactory:
     async def start(server: dict[str, Any] | None = None, **service: Any) -> TestServer:
         rules = service.pop("rules", FAST)
         config = ServerConfig(service=ServiceConfig(rules=rules, **service), **(server or {}))
-        return await aiohttp_server(create_app(config), host="127.0.0.1")
+        return await aiohttp_server(create_app(config), host="127.0.0.1", **runner_options(config))
 
     return start
 

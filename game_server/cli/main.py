@@ -25,7 +25,7 @@ from game_server.cli.assembly import create_app
 from game_server.cli.settings import config_from, parse_settings
 from game_server.cli.systemd import notify
 from game_server.config import ServerConfig
-from game_server.net.app import WEBSOCKET_PATH, drain
+from game_server.net.app import WEBSOCKET_PATH, drain, runner_options
 from game_server.net.appkeys import SERVICE
 from game_server.ops.logs import AccessLogger, configure_logging
 
@@ -57,12 +57,14 @@ async def serve(config: ServerConfig, args: argparse.Namespace) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
 
+    raise_file_limit(config.max_connections + FILE_RESERVE)
     app = create_app(config)
     runner = web.AppRunner(
         app,
         access_log_class=AccessLogger,
         access_log=logging.getLogger("aiohttp.access"),
         handle_signals=False,
+        **runner_options(config),
     )
     await runner.setup()
     site = web.TCPSite(
@@ -97,6 +99,42 @@ async def serve(config: ServerConfig, args: argparse.Namespace) -> None:
     finally:
         await runner.cleanup()  # closes every socket with bye + 1001
         log.info("stopped")
+
+
+# Files beyond the WebSockets: the database, logs, listening sockets, HTTP requests and
+# connections still sending their request head.
+FILE_RESERVE = 1024
+
+
+def raise_file_limit(needed: int) -> int:
+    """Raise the soft limit on open files to the hard limit (a shell or pm2 often starts
+    a process at 1,024, far below what a server holds); warn if it stays below
+    ``needed``. Returns the soft limit in force."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return needed
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        # Linux refuses an infinite soft limit (it cannot exceed fs.nr_open).
+        wanted = max(soft, needed) if soft != resource.RLIM_INFINITY else soft
+    else:
+        wanted = hard
+    if soft != resource.RLIM_INFINITY and wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError) as exc:
+            log.warning("file_limit_not_raised", soft=soft, hard=hard, error=str(exc))
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "file_limit_low",
+            limit=soft,
+            needed=needed,
+            hint="past the limit new connections fail, /healthz included: raise the hard "
+            "limit (LimitNOFILE= under systemd, ulimit -Hn) or lower --max-connections",
+        )
+    return int(soft)
 
 
 # Young-generation collections every 700 allocations cost 8-9 % of a busy server's CPU

@@ -204,6 +204,29 @@ def build_parser() -> argparse.ArgumentParser:
         "it messages are dropped with rate_limited, sustained floods are closed with 1008",
     )
     option(
+        "--request-timeout",
+        type=positive_float,
+        default=server.request_timeout,
+        help="seconds a new TCP connection has to send its whole HTTP request head (and the "
+        "body of a login); a half-sent request is cut then (slowloris). Also how long an "
+        "idle keep-alive HTTP connection is kept",
+    )
+    option(
+        "--hello-timeout",
+        type=non_negative_float,
+        default=service.hello_timeout,
+        help="seconds a new WebSocket has to say a hello that is accepted; then it gets bye "
+        "hello_timeout and close 1008 (0 = no deadline)",
+    )
+    option(
+        "--max-connections",
+        type=positive_int,
+        default=server.max_connections,
+        help="WebSockets this process holds at most; upgrades beyond get HTTP 503. The "
+        "server raises its open-file limit to the hard limit at start-up and warns if that "
+        "is still below this plus a reserve",
+    )
+    option(
         "--heartbeat",
         type=non_negative_float,
         default=server.heartbeat,
@@ -302,6 +325,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         flood_rate=args.rate_limit,
         flood_burst=2 * args.rate_limit,
         reconnect_grace=args.reconnect_grace,
+        hello_timeout=args.hello_timeout or None,
     )
     return ServerConfig(
         service=service,
@@ -311,6 +335,8 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         redis=args.redis,
         node_id=args.node_id,
         node_ttl=args.node_ttl,
+        request_timeout=args.request_timeout,
+        max_connections=args.max_connections,
         token_secret=args.token_secret,
         token_ttl=args.token_ttl,
         wechat=None

@@ -189,6 +189,8 @@ class Presence:
 
     def _greet(self, session: Session, player: Player, message: Hello, now: float) -> None:
         """Bind the session to the player and catch it up on its match or queue entry."""
+        self.timers.cancel(session.hello_timer)
+        session.hello_timer = None
         self.roster.online(player)
         was_away = player.away
         self.timers.cancel(player.away_timer)
@@ -369,6 +371,8 @@ class Presence:
         """
         if not self.sessions.close(session):
             return
+        self.timers.cancel(session.hello_timer)
+        session.hello_timer = None
         if session.owner is not None:
             assert self.forwarder is not None
             self.forwarder.closed(session)  # the owner gives the player its grace

@@ -78,6 +78,8 @@ class ServiceConfig:
     reconnect_grace: float = 20.0  # a dropped player keeps its seat or queue entry this long
     flood_rate: float = 20.0
     flood_burst: float = 40.0
+    # Seconds a new connection has to say a hello that is accepted; None: no deadline.
+    hello_timeout: float | None = 15.0
 
     def __attrs_post_init__(self) -> None:
         low, high = self.bot_think
@@ -184,13 +186,34 @@ class GameService:
 
     # ------------------------------------------------------------ connections
 
-    def connect(self, outlet: Outlet, lobby: str = DEFAULT_LOBBY) -> Session:
-        return self.sessions.connect(outlet, self.lobbies[lobby])
+    def connect(
+        self, outlet: Outlet, lobby: str = DEFAULT_LOBBY, address: str | None = None
+    ) -> Session:
+        """A new connection from ``address`` (the client's, for per-address limits and
+        logs); closed with ``bye {reason: "hello_timeout"}`` and 1008 if no hello of it is
+        accepted within ``hello_timeout``."""
+        session = self.sessions.connect(outlet, self.lobbies[lobby], address)
+        timeout = self.config.hello_timeout
+        if timeout is not None:
+            session.hello_timer = self.timers.call_at(
+                self.clock() + timeout, partial(self._hello_overdue, session)
+            )
+        return session
+
+    def _hello_overdue(self, session: Session, now: float) -> None:
+        session.hello_timer = None
+        if session.closed or session.player is not None or session.owner is not None:
+            return
+        if session.pending is not None:  # its player is still loading: not the client's fault
+            return
+        self.observer.limited("hello_timeout")
+        self.presence.kick(session, "hello_timeout", CloseCode.POLICY_VIOLATION)
 
     def admit(self, session: Session) -> bool:
         """The flood guard, for adapters: False means drop the frame (the client was told,
         or closed for flooding). ``receive`` applies it itself; ``handle`` does not."""
-        return not session.closed and self._admit(session, self._advance())
+        now = self._advance()  # a timer due by now may close the session (hello_timeout)
+        return not session.closed and self._admit(session, now)
 
     def _admit(self, session: Session, now: float) -> bool:
         verdict = self.sessions.admit(session, now)
@@ -204,7 +227,7 @@ class GameService:
         if session.closed:
             return
         now = self._advance()
-        if not self._admit(session, now):
+        if session.closed or not self._admit(session, now):
             return
         if session.owner is not None:  # a cluster's: its player lives in another process
             self.presence.forward(session, data if isinstance(data, bytes) else data.encode())
@@ -223,6 +246,8 @@ class GameService:
         if session.closed:
             return
         now = self._advance()
+        if session.closed:
+            return
         try:
             self.observer.message_in(message.TYPE)
             self._dispatch(session, message, now)

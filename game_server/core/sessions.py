@@ -18,6 +18,7 @@ import attrs
 
 from game_server.core.ports import Observer, Outlet
 from game_server.core.ratelimit import FloodGuard, Verdict
+from game_server.core.timers import Timer
 from protocol import ClientMessage, Error, ErrorCode, MessageId
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ class Session:
     pending: list[ClientMessage] | None = None
     owner: str | None = None  # the process its frames are forwarded to (a cluster's)
     address: str | None = None  # the client's address, for logs and per-address limits
+    hello_timer: Timer | None = None  # until a hello is accepted: the deadline for one
 
 
 class Sessions:

@@ -58,6 +58,17 @@ WEBSOCKET_PATH = "/applet/websocket"
 StoreOpener = Callable[[], Awaitable[Storage]]
 
 
+def runner_options(config: ServerConfig) -> dict[str, Any]:
+    """What ``web.AppRunner`` (or a test server) is given for ``config``.
+
+    aiohttp has no deadline for a request head of its own, but it arms its keep-alive
+    timer when a connection is made, and at that time closes a connection still waiting
+    for a whole request head: so ``keepalive_timeout`` is the head deadline (and how
+    long an idle keep-alive connection lives). An upgraded WebSocket turns it off.
+    """
+    return {"keepalive_timeout": config.request_timeout}
+
+
 def create_app(
     config: ServerConfig,
     *,

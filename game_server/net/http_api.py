@@ -5,6 +5,7 @@ Errors are ``{"error": {"code", "message"}}`` with a fitting status (protocol §
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import re
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,7 @@ from aiohttp import web
 
 from game_server.core.ports import StoreUnavailable
 from game_server.core.records import PlayerRecord
-from game_server.net.appkeys import SERVICE, STORE, WECHAT
+from game_server.net.appkeys import CONFIG, SERVICE, STORE, WECHAT
 from game_server.wechat.errors import LoginError
 from game_server.wechat.login import login as wechat_login
 from game_server.wechat.login import parse_login_body
@@ -162,7 +163,12 @@ async def login(request: web.Request) -> web.Response:
         return json_error(
             404, "login_unavailable", "this server has no WeChat app configured; play as a guest"
         )
-    raw = await _read_body(request, LOGIN_BODY_MAX)
+    try:
+        # Within the request deadline: a body sent a byte at a time holds no handler.
+        async with asyncio.timeout(request.app[CONFIG].request_timeout):
+            raw = await _read_body(request, LOGIN_BODY_MAX)
+    except TimeoutError:
+        return json_error(408, "timeout", "the body did not arrive in time")
     if raw is None:
         return json_error(
             413, "too_large", f"the body must be at most {LOGIN_BODY_MAX // 1024} KiB"

@@ -72,6 +72,11 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
         return refusal
     config = app[CONFIG]
     service = app[SERVICE]
+    if len(app[CONNECTIONS]) >= config.max_connections:
+        app[METRICS].limited("max_connections")
+        raise web.HTTPServiceUnavailable(
+            text="this server is full; connect again", headers={"Retry-After": "5"}
+        )
     ws = DirectWebSocketResponse(
         use_direct=config.fast_path,
         # aiohttp refuses payloads of max_msg_size and up; frames up to 4096 bytes pass and
@@ -141,7 +146,13 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
     finally:
         ws.set_sink(None)
         context.run(inbound.disconnect)
-        await connection.finish()
-        app[CONNECTIONS].discard(connection)
-        context.run(log.info, "disconnected", close_code=ws.close_code, dropped=connection.dropped)
+        try:
+            await connection.finish()
+        finally:
+            # Also when the handler is cancelled (a lost connection, with aiohttp's
+            # handler_cancellation): a socket must never stay counted after it is gone.
+            app[CONNECTIONS].discard(connection)
+            context.run(
+                log.info, "disconnected", close_code=ws.close_code, dropped=connection.dropped
+            )
     return ws

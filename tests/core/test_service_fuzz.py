@@ -151,7 +151,8 @@ def test_any_sequence_of_frames_keeps_the_service_sound(
             service.receive(session, orjson.dumps(hello))
         check_invariants(service)
     # Every session still open still answers.
-    clock.advance(100)  # past any flood-control penalty
+    clock.advance(100)  # past any flood-control penalty (and every hello deadline)
+    service.tick()
     for session, outlet in zip(sessions, outlets, strict=True):
         if session.closed or outlet.closed:
             continue

@@ -1,0 +1,122 @@
+"""Attacks from the open internet against a real server process, over real sockets.
+
+Each test is one attack from issue 15's list that the server used to lose to, run the
+way an attacker would (raw sockets, no client library's manners), with an honest
+checking bot playing meanwhile where that is the point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import WSMsgType
+
+from bots.client import BotClient
+from protocol import BotMode
+from tests.support.processes import FAST_GAME, ServerProcess, launch
+
+
+@pytest.fixture
+async def processes() -> AsyncIterator[list[ServerProcess]]:
+    started: list[ServerProcess] = []
+    yield started
+    for proc in started:
+        if proc.process.returncode is None:
+            proc.process.kill()
+            await proc.process.wait()
+
+
+async def _slow_request(port: int, trickle: float, give_up: float) -> float | None:
+    """Send 10 bytes of an upgrade request, then one byte every ``trickle`` seconds;
+    the seconds until the server closed the socket, or None if it never did."""
+    started = time.monotonic()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return 0.0  # refused outright also holds
+    try:
+        writer.write(b"GET /appl")
+        while time.monotonic() - started < give_up:
+            try:
+                if await asyncio.wait_for(reader.read(1024), trickle) == b"":
+                    return time.monotonic() - started
+            except TimeoutError:
+                writer.write(b"i")
+                await writer.drain()
+        return None
+    except ConnectionError:
+        return time.monotonic() - started
+    finally:
+        writer.close()
+
+
+async def test_half_sent_requests_are_cut_at_the_request_deadline(
+    processes: list[ServerProcess],
+) -> None:
+    proc = await launch(*FAST_GAME, "--request-timeout", "1.5")
+    processes.append(proc)
+    slow = [asyncio.create_task(_slow_request(proc.port, 0.25, 8.0)) for _ in range(300)]
+    await asyncio.sleep(0.5)
+    async with aiohttp.ClientSession() as http:
+        # Meanwhile honest players connect, play, and the health check answers.
+        report = await BotClient(proc.url, mode=BotMode.NOW).play(2, session=http)
+        assert (report.matches, report.violations, report.errors) == (2, [], [])
+        health = await http.get(f"{proc.http}/healthz")
+        assert health.status == 200
+    closed_after = await asyncio.gather(*slow)
+    assert None not in closed_after, "a half-sent request outlived the deadline"
+    assert max(t for t in closed_after if t is not None) < 4.0
+
+
+async def test_a_socket_that_never_says_hello_is_closed_with_1008(
+    processes: list[ServerProcess],
+) -> None:
+    proc = await launch(*FAST_GAME, "--hello-timeout", "1")
+    processes.append(proc)
+    async with aiohttp.ClientSession() as http:
+        silent = await http.ws_connect(proc.url)
+        talker = await http.ws_connect(proc.url)
+        await talker.send_str('{"type":"hello","name":"Talker"}')
+        started = time.monotonic()
+        frame = await silent.receive(timeout=5)
+        assert frame.type is WSMsgType.TEXT
+        assert orjson.loads(frame.data) == {"type": "bye", "reason": "hello_timeout"}
+        frame = await silent.receive(timeout=5)
+        assert frame.type is WSMsgType.CLOSE
+        assert silent.close_code == 1008
+        assert frame.extra == "hello_timeout"
+        assert 0.5 < time.monotonic() - started < 3.0
+        assert orjson.loads((await talker.receive(timeout=5)).data)["type"] == "hi"
+        await asyncio.sleep(1.5)
+        assert not talker.closed
+        metrics = await (await http.get(f"{proc.http}/metrics")).text()
+        assert 'rps_limited_total{limit="hello_timeout"} 1.0' in metrics
+
+
+def test_the_file_limit_is_raised_to_the_hard_limit_and_a_low_one_is_reported() -> None:
+    import resource
+
+    import structlog
+
+    from game_server.cli.main import raise_file_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard <= 256:
+        pytest.skip(f"needs a finite hard file limit above 256, not {hard}")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        with structlog.testing.capture_logs() as logs:
+            assert raise_file_limit(1000) == hard
+        assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+        assert not [e for e in logs if e["event"] == "file_limit_low"]
+        with structlog.testing.capture_logs() as logs:
+            raise_file_limit(hard + 1)
+        (low,) = [e for e in logs if e["event"] == "file_limit_low"]
+        assert (low["limit"], low["needed"]) == (hard, hard + 1)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
