@@ -33,3 +33,9 @@ class ServerConfig:
     # WebSockets one process holds at most; upgrades beyond get 503. The file limit is
     # checked against it at start-up.
     max_connections: int = 50_000
+    # WebSockets one client address (an IPv6 /64) may hold at once; 0 = no cap (a carrier
+    # NAT puts thousands of phones behind one address).
+    max_connections_per_address: int = 0
+    # Proxies (CIDRs) whose X-Forwarded-For / X-Real-IP name the client; from anyone else
+    # those headers are ignored and the peer's address is the client's.
+    trusted_proxies: tuple[str, ...] = ()

@@ -22,6 +22,7 @@ from game_server.core.match import MatchRules
 from game_server.core.service import ServiceConfig
 from game_server.core.strategies import MIX, STRATEGY_NAMES
 from game_server.core.tokens import SECRET_MIN_BYTES
+from game_server.net.addresses import parse_networks
 from game_server.net.app import WEBSOCKET_PATH
 from game_server.wechat.client import WeChatConfig
 
@@ -52,6 +53,22 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+    return value
+
+
+def networks(text: str) -> str:
+    """CIDRs, comma-separated, checked and kept as text (the shell parses them)."""
+    try:
+        parse_networks(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def port_number(text: str) -> int:
@@ -227,6 +244,24 @@ def build_parser() -> argparse.ArgumentParser:
         "is still below this plus a reserve",
     )
     option(
+        "--max-connections-per-address",
+        type=non_negative_int,
+        default=server.max_connections_per_address,
+        help="WebSockets one client address (an IPv6 /64) may hold at once; upgrades beyond "
+        "get HTTP 429 (0 = no cap: a carrier NAT puts thousands of phones behind one "
+        "address, so keep any cap high)",
+    )
+    option(
+        "--trusted-proxies",
+        type=networks,
+        default=",".join(server.trusted_proxies),
+        metavar="CIDRS",
+        help="proxies (CIDRs, comma-separated, e.g. 127.0.0.1/32,::1/128 for nginx on this "
+        "host) whose X-Forwarded-For / X-Real-IP name the client; from anyone else those "
+        "headers are ignored. The client's address counts for every per-address limit and "
+        "shows in the logs",
+    )
+    option(
         "--heartbeat",
         type=non_negative_float,
         default=server.heartbeat,
@@ -337,6 +372,8 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         node_ttl=args.node_ttl,
         request_timeout=args.request_timeout,
         max_connections=args.max_connections,
+        max_connections_per_address=args.max_connections_per_address,
+        trusted_proxies=tuple(str(n) for n in parse_networks(args.trusted_proxies)),
         token_secret=args.token_secret,
         token_ttl=args.token_ttl,
         wechat=None

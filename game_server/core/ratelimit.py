@@ -1,8 +1,10 @@
-"""Flood control for one connection: warn on bursts, disconnect on sustained abuse."""
+"""Flood control for one connection (warn on bursts, disconnect on sustained abuse), and
+the per-address limits: connections per address, and a bucket per address."""
 
 from __future__ import annotations
 
 import enum
+import ipaddress
 
 import attrs
 
@@ -62,3 +64,41 @@ class FloodGuard:
         if self._strikes.take(now):
             return Verdict.REJECT
         return Verdict.DISCONNECT
+
+
+def address_key(address: str | None) -> str:
+    """What per-address limits count by: an IPv4 address, or an IPv6 address's /64 (one
+    subscriber's usual share: a client can pick any address in it)."""
+    if address is None:
+        return "-"
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network((parsed, 64), strict=False))
+    return str(parsed)
+
+
+class AddressCounts:
+    """Open connections per address key, against a cap (0 = no cap)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.counts: dict[str, int] = {}
+
+    def acquire(self, key: str) -> bool:
+        count = self.counts.get(key, 0)
+        if self.cap and count >= self.cap:
+            return False
+        self.counts[key] = count + 1
+        return True
+
+    def release(self, key: str) -> None:
+        count = self.counts.get(key, 0) - 1
+        if count > 0:
+            self.counts[key] = count
+        else:
+            self.counts.pop(key, None)

@@ -10,19 +10,24 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
+from ipaddress import ip_network
 from typing import Any
 
 import aiohttp
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from game_server import __version__
 from game_server.config import ServerConfig
 from game_server.core.ports import Storage
+from game_server.core.ratelimit import AddressCounts
 from game_server.core.service import GameService
 from game_server.core.tokens import TokenSigner
 from game_server.net import fastpath, http_api
+from game_server.net.addresses import client_address
 from game_server.net.appkeys import (
+    ADDRESSES,
     CONFIG,
     CONNECTIONS,
     FLUSHER,
@@ -46,7 +51,7 @@ from game_server.net.socketio import SOCKETIO_ROUTE, SocketIODialect
 from game_server.net.ticker import Ticker
 from game_server.net.web_client import add_client_routes
 from game_server.net.websocket import websocket_handler
-from game_server.ops.logs import log_lines_lost
+from game_server.ops.logs import CLIENT_ADDRESS, log_lines_lost
 from game_server.ops.metrics import PrometheusObserver
 from game_server.wechat.client import WeChatClient
 from protocol import CloseCode
@@ -81,8 +86,18 @@ def create_app(
         WEBSOCKET_PATH: NativeDialect(),
         SOCKETIO_ROUTE: SocketIODialect(),  # the 2016 demo's clients; with or without the "/"
     }
-    app = web.Application()
+    trusted = tuple(ip_network(cidr) for cidr in config.trusted_proxies)
+
+    @web.middleware
+    async def real_address(request: web.Request, handler: Handler) -> web.StreamResponse:
+        address = client_address(request.remote, request.headers, trusted)
+        if address is not None:
+            request[CLIENT_ADDRESS] = address
+        return await handler(request)
+
+    app = web.Application(middlewares=[real_address])
     app[CONFIG] = config
+    app[ADDRESSES] = AddressCounts(config.max_connections_per_address)
     app[CONNECTIONS] = set()
     app[STARTED] = time.monotonic()
     app[LIFECYCLE] = Lifecycle()

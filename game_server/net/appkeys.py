@@ -8,6 +8,7 @@ from aiohttp import web
 
 from game_server.config import ServerConfig
 from game_server.core.ports import Storage
+from game_server.core.ratelimit import AddressCounts
 from game_server.core.service import GameService
 from game_server.net.connection import Connection, Flusher
 from game_server.net.heartbeat import Heartbeat
@@ -38,3 +39,4 @@ STARTED = web.AppKey("started", float)
 LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 METRICS = web.AppKey("metrics", PrometheusObserver)
 PLUGIN = web.AppKey("plugin", Plugin)  # a cluster, when one is configured
+ADDRESSES = web.AppKey("addresses", AddressCounts)  # open WebSockets per client address

@@ -70,6 +70,7 @@ class Connection:
         "_transport",
         "_wake",
         "_writer",
+        "address",
         "close_timeout",
         "dropped",
         "heard",
@@ -89,8 +90,10 @@ class Connection:
         close_timeout: float = 2.0,
         observer: Observer | None = None,
         flusher: Flusher | None = None,
+        address: str | None = None,
     ) -> None:
         self.ws = ws
+        self.address = address  # the client's (net/addresses.py), for per-address limits
         self.request = request
         self.queue_limit = queue_limit
         self.close_timeout = close_timeout

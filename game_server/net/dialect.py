@@ -40,7 +40,7 @@ class NativeDialect:
 
     def open(self, service: GameService, connection: Connection) -> Session:
         outlet: Outlet = connection
-        return service.connect(outlet)
+        return service.connect(outlet, address=connection.address)
 
     def text(self, service: GameService, session: Session, data: bytes) -> None:
         service.receive(session, data)

@@ -129,7 +129,8 @@ class SocketIODialect:
         connection.send_encoded(open_frame(secrets.token_urlsafe(15)))
         connection.send_encoded(b"40")  # connected to the default namespace
         peer = LegacyPeer(lookup=self._lookup)
-        return service.connect(LegacyOutlet(connection, peer, service, self._peers), LEGACY_LOBBY)
+        outlet = LegacyOutlet(connection, peer, service, self._peers)
+        return service.connect(outlet, LEGACY_LOBBY, connection.address)
 
     def text(self, service: GameService, session: Session, data: bytes) -> None:
         outlet = session.outlet

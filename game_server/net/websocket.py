@@ -8,13 +8,22 @@ import uuid
 import structlog
 from aiohttp import WSMsgType, web
 
+from game_server.core.ratelimit import address_key
 from game_server.core.service import GameService
 from game_server.core.sessions import Session
-from game_server.net.appkeys import CONFIG, CONNECTIONS, FLUSHER, LIFECYCLE, METRICS, SERVICE
+from game_server.net.appkeys import (
+    ADDRESSES,
+    CONFIG,
+    CONNECTIONS,
+    FLUSHER,
+    LIFECYCLE,
+    METRICS,
+    SERVICE,
+)
 from game_server.net.connection import Connection
 from game_server.net.dialect import Dialect
 from game_server.net.fastpath import DirectWebSocketResponse
-from game_server.ops.logs import REQUEST_ID
+from game_server.ops.logs import CLIENT_ADDRESS, REQUEST_ID
 
 log = structlog.get_logger("game_server")
 
@@ -71,12 +80,29 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
     if refusal is not None:
         return refusal
     config = app[CONFIG]
-    service = app[SERVICE]
     if len(app[CONNECTIONS]) >= config.max_connections:
         app[METRICS].limited("max_connections")
         raise web.HTTPServiceUnavailable(
             text="this server is full; connect again", headers={"Retry-After": "5"}
         )
+    address = request.get(CLIENT_ADDRESS) or request.remote
+    key = address_key(address)
+    addresses = app[ADDRESSES]
+    if not addresses.acquire(key):
+        app[METRICS].limited("address_connections")
+        raise web.HTTPTooManyRequests(
+            text="too many connections from your address", headers={"Retry-After": "5"}
+        )
+    try:
+        return await _serve(request, dialect, address)
+    finally:
+        addresses.release(key)
+
+
+async def _serve(request: web.Request, dialect: Dialect, address: str | None) -> web.StreamResponse:
+    app = request.app
+    config = app[CONFIG]
+    service = app[SERVICE]
     ws = DirectWebSocketResponse(
         use_direct=config.fast_path,
         # aiohttp refuses payloads of max_msg_size and up; frames up to 4096 bytes pass and
@@ -99,13 +125,14 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
         close_timeout=config.close_timeout,
         observer=app[METRICS],
         flusher=app[FLUSHER],
+        address=address,
     )
     app[CONNECTIONS].add(connection)
     session = dialect.open(service, connection)
     structlog.contextvars.bind_contextvars(
         session=session.id,
         request_id=request_id,
-        remote=request.remote,
+        remote=address,
         forwarded_for=request.headers.get("X-Forwarded-For"),
     )
     # Text frames are handled in aiohttp's read callback (net/fastpath.py) or,

@@ -19,6 +19,8 @@ from aiohttp.web import BaseRequest, StreamResponse
 
 LogFormat = Literal["auto", "json", "console"]
 REQUEST_ID = web.RequestKey("request_id", str)
+# The client's address: the peer's, or what a trusted proxy said (net/addresses.py).
+CLIENT_ADDRESS = web.RequestKey("client_address", str)
 
 
 # Lines waiting for the log thread beyond which new ones are dropped (and counted): a few
@@ -180,8 +182,9 @@ class AccessLogger(AbstractAccessLogger):
     """aiohttp access log lines as structlog events (one JSON object per request).
 
     WebSocket requests are logged when the socket closes, so ``duration_ms`` is the
-    connection's lifetime. The proxy's ``X-Request-Id`` and ``X-Forwarded-For`` are kept
-    as they came, next to the peer address, never in its place.
+    connection's lifetime. ``remote`` is the client's address: the peer's, or what a
+    trusted proxy said it is (``--trusted-proxies``); the ``X-Forwarded-For`` header is
+    kept as it came beside it.
     """
 
     def __init__(self, logger: logging.Logger, log_format: str) -> None:
@@ -195,7 +198,7 @@ class AccessLogger(AbstractAccessLogger):
             path=request.path,
             status=response.status,
             duration_ms=round(time * 1000, 2),
-            remote=request.remote,
+            remote=request.get(CLIENT_ADDRESS) or request.remote,
             request_id=request.headers.get("X-Request-Id") or request.get(REQUEST_ID),
             forwarded_for=request.headers.get("X-Forwarded-For"),
             user_agent=request.headers.get("User-Agent"),

@@ -617,6 +617,8 @@ async def test_matches_through_nginx(tmp_path: Path) -> None:
             "0",
             "--log-format",
             "json",
+            "--trusted-proxies",
+            "127.0.0.1/32,::1/128",
             *FAST_GAME,
         )
         https, http = free_port(), free_port()
@@ -705,10 +707,20 @@ async def test_matches_through_nginx(tmp_path: Path) -> None:
                 assert response.status == 403
             async with session.get(f"{base}/healthz") as response:
                 assert response.status == 200
+            # The server sees this client's address, not nginx's nor the one it forged.
+            ws = await session.ws_connect(url, headers={"X-Forwarded-For": "198.51.100.66"})
+            await ws.send_str('{"type": "hello", "name": "outsider"}')
+            assert json.loads((await ws.receive(timeout=5)).data)["type"] == "hi"
+            await ws.close()
 
         # Graceful: nginx finishes open requests, the server drains (nothing left to play).
         assert await exit_code(nginx, signal.SIGQUIT) == 0, text_of(nginx_log)
         assert await exit_code(server, signal.SIGTERM) == 0, text_of(server_log)
+        events = [json.loads(line) for line in text_of(server_log).splitlines() if line[:1] == "{"]
+        upgrades = [
+            e["remote"] for e in events if e["event"] == "http" and e["path"] == "/applet/websocket"
+        ]
+        assert upgrades[-1] == "127.0.0.2", upgrades
     finally:
         await stop(nginx)
         await stop(server)

@@ -120,3 +120,23 @@ def test_the_file_limit_is_raised_to_the_hard_limit_and_a_low_one_is_reported() 
         assert (low["limit"], low["needed"]) == (hard, hard + 1)
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+async def test_the_logs_show_the_address_a_trusted_proxy_names_and_no_other(
+    processes: list[ServerProcess],
+) -> None:
+    proc = await launch(*FAST_GAME, "--trusted-proxies", "127.0.0.2/32")
+    processes.append(proc)
+    for local in ("127.0.0.2", "127.0.0.1"):
+        connector = aiohttp.TCPConnector(local_addr=(local, 0))
+        async with aiohttp.ClientSession(connector=connector) as http:
+            ws = await http.ws_connect(proc.url, headers={"X-Forwarded-For": "198.51.100.7"})
+            await ws.send_str(orjson.dumps({"type": "hello", "name": local}).decode())
+            assert orjson.loads((await ws.receive(timeout=5)).data)["type"] == "hi"
+            await ws.close()
+    assert await proc.stop() == 0
+    await asyncio.sleep(0.1)  # the reader task drains stderr
+    upgrades = [e for e in proc.events if e["event"] == "http" and e["path"] == "/applet/websocket"]
+    assert [e["remote"] for e in upgrades] == ["198.51.100.7", "127.0.0.1"]
+    hellos = [e for e in proc.events if e["event"] == "hello"]
+    assert [e["remote"] for e in hellos] == ["198.51.100.7", "127.0.0.1"]
