@@ -236,6 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
         "hello_timeout and close 1008 (0 = no deadline)",
     )
     option(
+        "--guest-rate",
+        type=non_negative_float,
+        default=service.guest_rate,
+        help="hellos without a token (each makes a new guest) one client address may send "
+        "a second, bursts of ten times that; beyond it they get rate_limited (0 = no limit). "
+        "Keep it generous: a carrier NAT puts thousands of phones behind one address",
+    )
+    option(
         "--max-connections",
         type=positive_int,
         default=server.max_connections,
@@ -361,6 +369,8 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         flood_burst=2 * args.rate_limit,
         reconnect_grace=args.reconnect_grace,
         hello_timeout=args.hello_timeout or None,
+        guest_rate=args.guest_rate or None,
+        guest_burst=10 * args.guest_rate,
     )
     return ServerConfig(
         service=service,

@@ -65,6 +65,12 @@ AWAY = frozenset({PlayerState.AWAY_QUEUED, PlayerState.AWAY_PLAYING})
 CONNECTED = frozenset({PlayerState.IDLE, PlayerState.QUEUED, PlayerState.PLAYING})
 
 
+# How long a guest that never finished a match is remembered once it holds nothing: long
+# enough to come back after a dropped socket or a network change (its token names it
+# only while it is remembered), short enough that a flood of guests never piles up.
+GUEST_FORGET_AFTER = 60.0
+
+
 class BadTransition(RuntimeError):
     """The service tried a move its state machine does not have: a bug, never a client's."""
 
@@ -84,6 +90,9 @@ class Player:
     lobby: Lobby | None = None  # set while queued
     forget_timer: Timer | None = None  # set while offline
     away_timer: Timer | None = None  # set while away
+    # In storage, or to be: False for a new guest until its first finished match (or a
+    # login), so a guest that never plays costs no row and is forgotten once it leaves.
+    durable: bool = True
 
     def move(self, event: PlayerEvent) -> PlayerState:
         moves = TRANSITIONS[self.state]
@@ -200,11 +209,12 @@ class Roster:
         self._by_openid[openid] = player.id
 
     def offline(self, player: Player, now: float) -> None:
-        """The player holds nothing any more: forget it after ``forget_after``."""
+        """The player holds nothing any more: forget it after ``forget_after`` (a guest that
+        never played after ``GUEST_FORGET_AFTER``: time to come back after a dropped
+        socket, while nothing of it is stored)."""
         self.timers.cancel(player.forget_timer)
-        player.forget_timer = self.timers.call_at(
-            now + self.forget_after, partial(self._forget, player)
-        )
+        after = self.forget_after if player.durable else min(self.forget_after, GUEST_FORGET_AFTER)
+        player.forget_timer = self.timers.call_at(now + after, partial(self._forget, player))
 
     def online(self, player: Player) -> None:
         self.timers.cancel(player.forget_timer)

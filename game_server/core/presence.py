@@ -20,6 +20,7 @@ from game_server.core.context import Context
 from game_server.core.lobbies import Lobbies
 from game_server.core.players import Player, PlayerEvent, PlayerState, Roster
 from game_server.core.ports import Forwarder, HereLocator, Locator, StoreUnavailable
+from game_server.core.ratelimit import AddressBuckets, address_key
 from game_server.core.records import PlayerRecord
 from game_server.core.rooms import Rooms
 from game_server.core.tokens import InvalidToken, TokenSigner
@@ -68,9 +69,11 @@ class Presence:
         reconnect_grace: float,
         locator: Locator | None = None,
         forwarder: Forwarder | None = None,
+        guests: AddressBuckets | None = None,
     ) -> None:
         """``replay`` handles a message that arrived while the session's player loaded;
-        ``locator`` and ``forwarder`` are a cluster's (one process owns every player)."""
+        ``locator`` and ``forwarder`` are a cluster's (one process owns every player);
+        ``guests`` meters hellos without a token per client address."""
         self.roster = roster
         self.sessions = sessions
         self.lobbies = lobbies
@@ -87,6 +90,8 @@ class Presence:
         self.reconnect_grace = reconnect_grace
         self.locator: Locator = locator or HereLocator()
         self.forwarder = forwarder
+        self.guests = guests
+        self.observer = context.observer
         self.online = 0
         self.draining = False
 
@@ -96,6 +101,14 @@ class Presence:
         if session.player is not None:
             raise ProtocolError(ErrorCode.ALREADY_HELLO, "you already said hello", message.id)
         if message.token is None:
+            guests = self.guests
+            if guests is not None and not guests.take(address_key(session.address), now):
+                self.observer.limited("guest_rate")
+                raise ProtocolError(
+                    ErrorCode.RATE_LIMITED,
+                    "too many new players from your address; say hello again in a few seconds",
+                    message.id,
+                )
             self._greet(session, self.new_guest(), message, now)
             return
         try:
@@ -182,9 +195,14 @@ class Presence:
         )
 
     def new_guest(self) -> Player:
-        player = Player(id=self.new_id("p_"), name=self.guest_name(), created_at=self.wall_clock())
+        """A new player in memory only: storage gets it with its first finished match."""
+        player = Player(
+            id=self.new_id("p_"),
+            name=self.guest_name(),
+            created_at=self.wall_clock(),
+            durable=False,
+        )
         self.roster.add(player)
-        self.store.save_player(player.record(player.created_at))
         return player
 
     def _greet(self, session: Session, player: Player, message: Hello, now: float) -> None:
@@ -200,7 +218,7 @@ class Presence:
             player.name, changed = message.name, True
         if message.avatar is not None and message.avatar != player.avatar:
             player.avatar, changed = message.avatar, True
-        if changed:
+        if changed and player.durable:
             self.store.save_player(player.record(self.wall_clock()))
         replaced = player.session is not None
         if player.session is not None:
@@ -252,6 +270,7 @@ class Presence:
                 Player(id=self.new_id("p_"), name=self.guest_name(), created_at=self.wall_clock())
             )
         self.roster.link_openid(player, openid)
+        player.durable = True  # a WeChat identity: kept whether it plays or not
         player.unionid = unionid or player.unionid
         if name:
             player.name = name
@@ -381,7 +400,8 @@ class Presence:
         if player is None:
             return
         self._detach(session, player)
-        self.store.save_player(player.record(self.wall_clock()))
+        if player.durable:
+            self.store.save_player(player.record(self.wall_clock()))
         grace = session.lobby.reconnect_grace
         if grace is None:
             grace = self.reconnect_grace

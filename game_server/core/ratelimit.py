@@ -102,3 +102,38 @@ class AddressCounts:
             self.counts[key] = count
         else:
             self.counts.pop(key, None)
+
+
+class AddressBuckets:
+    """A token bucket per address key (``rate`` a second, ``burst`` at once), in bounded
+    memory: past ``max_keys`` addresses, those whose bucket has filled up again are
+    dropped (a full bucket is what a new one starts as), and if that is not enough, all
+    (failing open: never more memory, never refusing an honest address for a full table).
+    """
+
+    def __init__(self, rate: float, burst: float, max_keys: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, key: str, now: float) -> bool:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.max_keys:
+                self._prune(now)
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
+        return bucket.take(now)
+
+    def _prune(self, now: float) -> None:
+        rate, burst = self.rate, self.burst
+        self._buckets = {
+            key: bucket
+            for key, bucket in self._buckets.items()
+            if bucket.stamp is not None and bucket.tokens + (now - bucket.stamp) * rate < burst
+        }
+        if len(self._buckets) >= self.max_keys:
+            self._buckets.clear()

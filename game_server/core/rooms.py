@@ -305,6 +305,7 @@ class Rooms:
         self.timers.cancel(room.timer)
         self.timers.cancel(room.bot_timer)
         for human in room.humans:
+            human.durable = True  # its match is stored below, and the player with it
             if human.room is room:
                 human.room = None
                 if human.move(PlayerEvent.MATCH_OVER) is PlayerState.OFFLINE:

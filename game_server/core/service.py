@@ -39,7 +39,7 @@ from game_server.core.ports import (
     Relay,
 )
 from game_server.core.presence import Presence
-from game_server.core.ratelimit import Verdict
+from game_server.core.ratelimit import AddressBuckets, Verdict
 from game_server.core.records import PlayerRecord
 from game_server.core.relay import LocalRelay
 from game_server.core.rooms import BotConfig, Room, Rooms
@@ -80,6 +80,11 @@ class ServiceConfig:
     flood_burst: float = 40.0
     # Seconds a new connection has to say a hello that is accepted; None: no deadline.
     hello_timeout: float | None = 15.0
+    # Hellos without a token (each a new guest) one client address may send a second,
+    # with bursts of ``guest_burst``; None: no limit. Generous: a carrier NAT puts
+    # thousands of phones behind one address (docs/internet.md).
+    guest_rate: float | None = 20.0
+    guest_burst: float = 200.0
 
     def __attrs_post_init__(self) -> None:
         low, high = self.bot_think
@@ -143,6 +148,9 @@ class GameService:
             reconnect_grace=config.reconnect_grace,
             locator=locator,
             forwarder=forwarder,
+            guests=None
+            if config.guest_rate is None
+            else AddressBuckets(config.guest_rate, config.guest_burst),
         )
         self.rooms.on_closed = self._room_closed
         self._on_drained: Callable[[], None] | None = None

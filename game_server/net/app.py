@@ -151,6 +151,7 @@ def create_app(
             store_failures=lambda: store.failures,
             store_writes_dropped=lambda: store.writes_dropped,
             log_lines_lost=log_lines_lost,
+            remembered=lambda: len(service.roster),
         )
         app[TICKER] = Ticker(app[SERVICE], loop)
         app[FLUSHER] = Flusher(loop)

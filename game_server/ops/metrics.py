@@ -59,6 +59,7 @@ class PrometheusObserver(Collector):
         store_failures: Callable[[], float] = lambda: 0,
         store_writes_dropped: Callable[[], float] = lambda: 0,
         log_lines_lost: Callable[[], float] = lambda: 0,
+        remembered: Callable[[], float] = lambda: 0,
     ) -> None:
         """Wire the live gauges (and the storage's own counters) up, read at scrape time."""
         self._gauges = [
@@ -66,6 +67,11 @@ class PrometheusObserver(Collector):
             ("rps_queue_length", "Players waiting in the matchmaking queue", queue),
             ("rps_matches_live", "Matches in progress", matches),
             ("rps_store_backlog", "Writes waiting for the storage thread", store_backlog),
+            (
+                "rps_players_remembered",
+                "Players in memory: connected, away, or offline for a while after they played",
+                remembered,
+            ),
         ]
         self._counters = [
             (

@@ -7,9 +7,11 @@ import random
 from typing import Any
 
 from game_server.core.match import MatchRules
+from game_server.core.players import GUEST_FORGET_AFTER
+from game_server.core.ratelimit import AddressBuckets
 from game_server.core.service import GameService, ServiceConfig
 from protocol import Bye, CloseCode, Hi
-from tests.support.fakes import FakeClock
+from tests.support.fakes import FakeClock, MemoryStore
 from tests.support.service import connect
 
 
@@ -55,3 +57,80 @@ def test_no_hello_deadline_when_turned_off() -> None:
     service.tick()
     assert client.outlet.closed is None
     assert service.timers.pending == 0
+
+
+def test_token_less_hellos_are_metered_per_address() -> None:
+    service, clock = make(guest_rate=2.0, guest_burst=5.0)
+
+    def guest(address: str) -> str:
+        client = connect(service)
+        client.session.address = address
+        client.say(type="hello", id="h")
+        if client.outlet.of(Hi):
+            return "hi"
+        error = client.error()
+        assert error.ref == "h"
+        return error.code.value
+
+    assert [guest("198.51.100.1") for _ in range(7)] == ["hi"] * 5 + ["rate_limited"] * 2
+    assert guest("198.51.100.2") == "hi"  # another address has its own bucket
+    assert guest("2001:db8::1") == "hi"
+    assert guest("2001:db8::2") == "hi"  # the same /64 shares one
+    clock.advance(1.0)  # two a second come back
+    assert [guest("198.51.100.1") for _ in range(3)] == ["hi", "hi", "rate_limited"]
+    # A hello with a token is a returning player: never metered.
+    first = connect(service)
+    first.session.address = "198.51.100.3"
+    token = first.hello().token
+    for _ in range(10):
+        again = connect(service)
+        again.session.address = "198.51.100.1"
+        again.say(type="hello", token=token)
+        assert again.outlet.of(Hi)
+
+
+def test_a_guest_costs_no_row_until_it_plays_and_no_memory_once_gone() -> None:
+    store = MemoryStore()
+    config = ServiceConfig(
+        rules=MatchRules(best_of=1, round_seconds=5.0, round_pause=0.0),
+        bot_think=(0.0, 0.0),
+        guest_rate=None,
+    )
+    clock = FakeClock()
+    service = GameService(config, clock, rng=random.Random(1), store=store)
+    for _ in range(2000):  # a flood of guests that never play
+        client = connect(service)
+        client.hello(name="flood")
+        service.disconnect(client.session)
+    assert store.players == {}
+    clock.advance(GUEST_FORGET_AFTER)  # time to come back after a dropped socket, then gone
+    service.tick()
+    assert service.roster.by_id == {}
+    assert service.timers.pending == 0
+    # One that plays is stored with its match, and remembered a while after it leaves.
+    player = connect(service)
+    player_id = player.hello(name="Player").player_id
+    player.say(type="join", bot="now")
+    player.choose("rock")
+    clock.advance(5.0)
+    service.tick()
+    assert set(store.players) == {player_id}
+    service.disconnect(player.session)
+    assert set(service.roster.by_id) == {player_id}
+
+
+def test_address_buckets_stay_bounded() -> None:
+    buckets = AddressBuckets(rate=1.0, burst=2.0, max_keys=100)
+    for n in range(10_000):
+        buckets.take(f"a{n}", now=float(n))
+        assert len(buckets) <= 100
+    # At a prune, an address still short of tokens keeps its bucket; full ones go.
+    buckets = AddressBuckets(rate=1.0, burst=2.0, max_keys=3)
+    assert buckets.take("busy", 0.0)
+    assert buckets.take("busy", 0.0)
+    assert buckets.take("idle1", 0.0)
+    assert buckets.take("idle2", 0.0)
+    assert buckets.take("new", 1.9)  # busy has 1.9 tokens, the idle ones 2 again
+    assert len(buckets) == 2
+    assert buckets.take("busy", 1.9)
+    assert not buckets.take("busy", 1.9)

@@ -189,6 +189,25 @@ def test_a_queue_entry_lapses_with_the_grace() -> None:
     assert [type(m) for m in a2.outlet.sent] == [Hi]
 
 
+def test_a_guest_that_never_played_is_forgotten_a_minute_after_it_holds_nothing() -> None:
+    service, clock = make(reconnect_grace=2.0)
+    a = connect(service)
+    a.hello()
+    a.say(type="join", bot="never")
+    service.disconnect(a.session)
+    clock.advance(2.0)  # its queue entry is held for the grace, then it holds nothing
+    service.tick()
+    clock.advance(59.0)
+    service.tick()
+    assert len(service.roster.by_id) == 1  # a dropped socket may still come back
+    clock.advance(1.0)
+    service.tick()
+    assert service.roster.by_id == {}
+    assert service.timers.pending == 0
+    # Its token names nobody now: the client starts over as a guest, as after expiry.
+    assert come_back(service, a).error().code is ErrorCode.INVALID_TOKEN
+
+
 def test_replacing_a_live_connection_resumes_without_left_or_back() -> None:
     service, _ = make()
     a, b = pair(service)
@@ -260,6 +279,7 @@ def test_a_player_not_in_memory_is_loaded_and_messages_wait_for_it() -> None:
     a = connect(first)
     player_id = a.hello(name="Ann").player_id
     first.roster.by_id[player_id].stats.total_score = 12  # as if it had won a lot
+    first.roster.by_id[player_id].durable = True
     first.disconnect(a.session)
     # A new process (same secret, same storage) has never seen this player.
     store.defer = True
@@ -331,8 +351,7 @@ def test_finished_matches_and_players_are_stored() -> None:
     service, clock = make(store)
     a, b = pair(service)
     ann, bob = a.outlet.last(Hi).player_id, b.outlet.last(Hi).player_id
-    assert set(store.players) == {ann, bob}  # guests are stored when they are made
-    assert store.players[ann].name == "Ann"
+    assert store.players == {}  # guests are stored with their first finished match
     for _ in range(2):
         a.choose("rock")
         b.choose("scissors")
@@ -347,6 +366,7 @@ def test_finished_matches_and_players_are_stored() -> None:
     ]
     assert (store.players[ann].stats.total_score, store.players[ann].stats.wins) == (1, 1)
     assert store.players[bob].stats.losses == 1
+    assert store.players[ann].name == "Ann"
     # What storage adds to the stored totals (another process may have moved them).
     assert record.results == (PlayerResult(ann, "win", 1), PlayerResult(bob, "lose", 0))
     assert record.started_at <= record.ended_at

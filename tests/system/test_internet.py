@@ -8,8 +8,10 @@ checking bot playing meanwhile where that is the point.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -140,3 +142,65 @@ async def test_the_logs_show_the_address_a_trusted_proxy_names_and_no_other(
     assert [e["remote"] for e in upgrades] == ["198.51.100.7", "127.0.0.1"]
     hellos = [e for e in proc.events if e["event"] == "hello"]
     assert [e["remote"] for e in hellos] == ["198.51.100.7", "127.0.0.1"]
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith((name + " ", name + "{")):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+async def _guest_flood(url: str, count: int, workers: int = 20) -> dict[str, int]:
+    """``count`` connections that each say hello without a token and leave."""
+    seen: dict[str, int] = {}
+    left = iter(range(count))
+
+    async def worker(http: aiohttp.ClientSession) -> None:
+        for _ in left:
+            async with http.ws_connect(url) as ws:
+                await ws.send_str('{"type":"hello"}')
+                reply = orjson.loads((await ws.receive(timeout=5)).data)
+                key = reply.get("code", reply["type"])
+                seen[key] = seen.get(key, 0) + 1
+
+    async with aiohttp.ClientSession() as http:
+        await asyncio.gather(*(worker(http) for _ in range(workers)))
+    return seen
+
+
+async def test_a_guest_flood_leaves_no_rows_and_no_memory_behind(
+    tmp_path: Path, processes: list[ServerProcess]
+) -> None:
+    db = tmp_path / "rps.db"
+    proc = await launch(*FAST_GAME, "--db", str(db))
+    processes.append(proc)
+    async with aiohttp.ClientSession() as http:
+        honest = BotClient(proc.url, mode=BotMode.NOW)
+        await honest.play(1, session=http)  # a player that played: stored, with a token
+        warm = await _guest_flood(proc.url, 300)  # warm up what a first flood allocates
+        before = _rss_kib(proc.process.pid)
+        seen = await _guest_flood(proc.url, 3000)
+        after = _rss_kib(proc.process.pid)
+        # The address's bucket let a burst of guests in and refused the rest of the flood.
+        assert warm.get("hi", 0) + seen.get("hi", 0) >= 200
+        assert seen.get("rate_limited", 0) >= 1000
+        # The honest player comes back with its token whatever the flood did.
+        await honest.play(2, session=http)
+        assert honest.report.violation_count == 0, honest.report.violations
+        metrics = await (await http.get(f"{proc.http}/metrics")).text()
+    # In memory: the honest player and the guests let in this last minute, no more.
+    assert _metric(metrics, "rps_players_remembered") <= 1 + warm["hi"] + seen.get("hi", 0)
+    assert _metric(metrics, 'rps_limited_total{limit="guest_rate"}') >= 1000
+    assert after - before < 4096, f"RSS grew {after - before} KiB over the flood"
+    assert await proc.stop() == 0
+    with sqlite3.connect(db) as conn:
+        (rows,) = conn.execute("SELECT count(*) FROM players").fetchone()
+    assert rows == 1  # the honest player; no guest that never played
