@@ -51,7 +51,7 @@ from game_server.net.socketio import SOCKETIO_ROUTE, SocketIODialect
 from game_server.net.ticker import Ticker
 from game_server.net.web_client import add_client_routes
 from game_server.net.websocket import websocket_handler
-from game_server.ops.logs import CLIENT_ADDRESS, log_lines_lost
+from game_server.ops.logs import CLIENT_ADDRESS, log_lines_lost, log_lines_sampled
 from game_server.ops.metrics import PrometheusObserver
 from game_server.wechat.client import WeChatClient
 from protocol import CloseCode
@@ -152,6 +152,12 @@ def create_app(
             store_writes_dropped=lambda: store.writes_dropped,
             log_lines_lost=log_lines_lost,
             remembered=lambda: len(service.roster),
+        )
+        app[METRICS].labelled(
+            "rps_log_lines_sampled_out",
+            "Per-connection log lines not written under load (counted here instead), by event",
+            "event",
+            log_lines_sampled,
         )
         app[TICKER] = Ticker(app[SERVICE], loop)
         app[FLUSHER] = Flusher(loop)

@@ -8,14 +8,18 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections import deque
-from typing import Literal, TextIO
+from collections.abc import Callable, MutableMapping
+from typing import Any, Literal, TextIO
 
 import orjson
 import structlog
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web import BaseRequest, StreamResponse
+
+from game_server.core.ratelimit import TokenBucket
 
 LogFormat = Literal["auto", "json", "console"]
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -129,7 +133,63 @@ class LogSink:
             pass  # the lines are dropped all the same
 
 
+# Lines each connection writes (~4 per connection, ~1 KB): a handshake flood made them a
+# disk filler. At info level they are sampled: up to ``rate`` a second (bursts of
+# ``burst``) are written, the rest only counted, by event, in rps_log_lines_sampled_out.
+# Matches, warnings and errors are always written; at debug level so is everything.
+CONNECTION_EVENTS = frozenset(
+    {
+        "http",  # the access log: one per request, one per WebSocket
+        "connected",
+        "hello",
+        "disconnected",
+        "player_disconnected",
+        "session_closed",
+        "connection_cut",
+        "reconnect_grace_over",
+        "socket_error",
+        "login",
+        "login_refused",
+    }
+)
+CONNECTION_LINES_RATE = 50.0
+CONNECTION_LINES_BURST = 500.0
+
+
+class ConnectionLineSampler:
+    """A structlog processor (first in the chain, so a dropped line costs little) that
+    writes per-connection info lines up to a rate and counts the rest."""
+
+    def __init__(
+        self,
+        rate: float = CONNECTION_LINES_RATE,
+        burst: float = CONNECTION_LINES_BURST,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._bucket = TokenBucket(rate, burst)
+        self._clock = clock
+        self._lock = threading.Lock()  # aiohttp's access log and the loop share it
+        self.dropped: dict[str, int] = {}
+
+    def __call__(
+        self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        event = event_dict.get("event")
+        if method_name in ("info", "debug") and event in CONNECTION_EVENTS:
+            with self._lock:
+                if not self._bucket.take(self._clock()):
+                    self.dropped[event] = self.dropped.get(event, 0) + 1
+                    raise structlog.DropEvent
+        return event_dict
+
+
 _sink: LogSink | None = None
+_sampler: ConnectionLineSampler | None = None
+
+
+def log_lines_sampled() -> dict[str, int]:
+    """Per-connection lines not written (sampled out under load), by event."""
+    return {} if _sampler is None else dict(_sampler.dropped)
 
 
 def log_lines_lost() -> int:
@@ -154,7 +214,13 @@ def configure_logging(fmt: LogFormat = "auto", level: str = "info") -> None:
     else:
         _sink.close()
     _sink = sink = LogSink(sys.stderr)
+    global _sampler
+    sampling: list[structlog.typing.Processor] = []
+    if level.lower() != "debug":
+        _sampler = ConnectionLineSampler()
+        sampling.append(_sampler)
     shared: list[structlog.typing.Processor] = [
+        *sampling,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

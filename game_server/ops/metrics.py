@@ -45,6 +45,7 @@ class PrometheusObserver(Collector):
         self._gauges: list[tuple[str, str, Callable[[], float]]] = []
         self._counters: list[tuple[str, str, Callable[[], float]]] = []
         self._extra: list[Callable[[], list[Sample]]] = []
+        self._labelled: list[tuple[str, str, str, Callable[[], dict[str, int]]]] = []
         # rps_round_seconds: a count per bucket (the last one is +Inf) and the sum.
         self.round_buckets = [0] * (len(ROUND_BUCKETS) + 1)
         self.round_seconds = 0.0
@@ -90,6 +91,10 @@ class PrometheusObserver(Collector):
                 log_lines_lost,
             ),
         ]
+
+    def labelled(self, name: str, doc: str, label: str, read: Callable[[], dict[str, int]]) -> None:
+        """A counter family with one label, its values read at scrape time."""
+        self._labelled.append((name, doc, label, read))
 
     def extra(self, source: Callable[[], list[Sample]]) -> None:
         """More families, read from ``source`` at scrape time (a cluster's)."""
@@ -144,6 +149,11 @@ class PrometheusObserver(Collector):
             yield GaugeMetricFamily(name, doc, value=read())
         for name, doc, read in self._counters:
             yield CounterMetricFamily(name, doc, value=read())
+        for name, doc, label, read_labelled in self._labelled:
+            family = CounterMetricFamily(name, doc, labels=[label])
+            for value, count in read_labelled().items():
+                family.add_metric([value], count)
+            yield family
         for source in self._extra:
             for name, doc, kind, sample, labels in source():
                 extra: CounterMetricFamily | GaugeMetricFamily

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TextIO
 
 import pytest
+import structlog
 
-from game_server.ops.logs import LogSink
+from game_server.ops.logs import ConnectionLineSampler, LogSink
 
 DEVNULL = os.stat(os.devnull).st_rdev
 
@@ -121,3 +122,24 @@ def test_a_reader_that_stalls_never_holds_up_who_logs(pipe: tuple[int, TextIO]) 
     numbers = [int(got.split()[0]) for got in read_lines(read_end, kept)]
     assert numbers == sorted(numbers)
     assert len(numbers) == kept
+
+
+def test_connection_lines_are_sampled_under_load_and_counted() -> None:
+    now = [0.0]
+    sampler = ConnectionLineSampler(rate=10.0, burst=20.0, clock=lambda: now[0])
+
+    def kept(event: str, method: str = "info") -> bool:
+        try:
+            sampler(None, method, {"event": event})
+        except structlog.DropEvent:
+            return False
+        return True
+
+    assert sum(kept("connected") for _ in range(100)) == 20  # the burst
+    assert sampler.dropped == {"connected": 80}
+    # Matches, warnings and errors are always written, whatever the load.
+    assert all(kept("match_over") for _ in range(100))
+    assert all(kept("connected", "warning") for _ in range(100))
+    now[0] += 1.0
+    assert sum(kept("disconnected") for _ in range(100)) == 10  # the rate
+    assert sampler.dropped == {"connected": 80, "disconnected": 90}

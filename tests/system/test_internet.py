@@ -204,3 +204,33 @@ async def test_a_guest_flood_leaves_no_rows_and_no_memory_behind(
     with sqlite3.connect(db) as conn:
         (rows,) = conn.execute("SELECT count(*) FROM players").fetchone()
     assert rows == 1  # the honest player; no guest that never played
+
+
+async def test_a_handshake_flood_is_counted_in_metrics_not_written_to_the_log(
+    processes: list[ServerProcess],
+) -> None:
+    proc = await launch(*FAST_GAME)
+    processes.append(proc)
+    lines_before = len(proc.events)
+    async with aiohttp.ClientSession() as http:
+
+        async def upgrades(count: int) -> None:
+            for _ in range(count):
+                ws = await http.ws_connect(proc.url)
+                await ws.close()
+
+        await asyncio.gather(*(upgrades(100) for _ in range(20)))  # 2,000 connections
+        honest = await BotClient(proc.url, mode=BotMode.NOW).play(1, session=http)
+        assert honest.violation_count == 0
+        await asyncio.sleep(0.2)  # the log thread writes its last batch
+        metrics = await (await http.get(f"{proc.http}/metrics")).text()
+    written = len(proc.events) - lines_before
+    # Each connection was ~3 lines (access, connected, disconnected): 6,000 before.
+    assert written < 1500, written
+    sampled = sum(
+        _metric(metrics, f'rps_log_lines_sampled_out_total{{event="{event}"}}')
+        for event in ("http", "connected", "disconnected")
+    )
+    assert written + sampled >= 6000
+    # The match's lines are never sampled out.
+    assert any(e["event"] == "match_over" for e in proc.events)
