@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+import unicodedata
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -19,6 +20,7 @@ E = TypeVar("E", bound=enum.Enum)
 Parser = Callable[[Any], Any]
 
 NAME_MAX = 32
+MARKS_MAX = 3  # combining marks on one character (Vietnamese and Thai stack two)
 AVATAR_MAX = 512
 TOKEN_MAX = 512
 ID_MAX = 64
@@ -79,12 +81,43 @@ def text(max_len: int = TEXT_MAX) -> Parser:
     return parse
 
 
+def _marks_ok(name: str) -> bool:
+    run = 0
+    for c in name:
+        if unicodedata.combining(c):
+            run += 1
+            if run > MARKS_MAX:
+                return False
+        else:
+            run = 0
+    return True
+
+
+def limit_marks(text: str) -> str:
+    """``text`` with at most ``MARKS_MAX`` combining marks on each character."""
+    if _marks_ok(text):
+        return text
+    kept, run = [], 0
+    for c in text:
+        if unicodedata.combining(c):
+            run += 1
+            if run > MARKS_MAX:
+                continue
+        else:
+            run = 0
+        kept.append(c)
+    return "".join(kept)
+
+
 def player_name(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("must be a string")
     name = value.strip()
     if not 1 <= len(name) <= NAME_MAX or not name.isprintable():
         raise ValueError(f"must be 1-{NAME_MAX} printable characters")
+    if not _marks_ok(name):
+        # A tower of combining marks ("Zalgo" text) spills over the lines above and below.
+        raise ValueError(f"must have at most {MARKS_MAX} combining marks on a character")
     return name
 
 

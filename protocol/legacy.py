@@ -51,7 +51,7 @@ PING_INTERVAL_MS = 25_000
 PING_TIMEOUT_MS = 60_000
 DEFAULT_NAMESPACE = "/"
 UID_MAX = f.ID_MAX
-UNAME_MAX = 64  # echoed back as declared; the native name is this, cleaned, cut to 32
+UNAME_MAX = 64  # the longest accepted; the name shown is this, cleaned, cut to 32
 ACK_ID_MAX = 2**53 - 1  # acks ride as native message ids, which are safe integers
 EVENTS = ("hello", "join", "leave", "choice", "face")
 
@@ -386,9 +386,12 @@ class LegacyPeer:
                 f"hello.user.uavatar must be a string of at most {f.AVATAR_MAX} characters",
                 ack,
             )
-        # Echoed back exactly as declared; the native player gets what its rules accept.
-        self._declared = _Declared(uid=uid, uname=uname or "", uavatar=uavatar or None)
-        return Hello(name=_native_name(uname), avatar=_native_avatar(uavatar), id=ack)
+        # The name and avatar as the native hello's rules accept them, for the player and
+        # for whoever is shown this one (never control or bidi characters, never a
+        # tracker's http:// image); the uid as declared, as the demo's clients match on it.
+        name, avatar = _native_name(uname), _native_avatar(uavatar)
+        self._declared = _Declared(uid=uid, uname=name or "", uavatar=avatar)
+        return Hello(name=name, avatar=avatar, id=ack)
 
     # ------------------------------------------------------------ the game's answer to an ack
 
@@ -551,10 +554,13 @@ def _is_uid(uid: Any) -> bool:
 
 
 def _native_name(uname: str | None) -> str | None:
-    """The declared name as a native name (printable, 1-32 characters), or None for a guest's."""
+    """The declared name cleaned to what a native name may be (printable: no control or
+    bidi characters; few combining marks on a character; 1-32 characters), or None for
+    a guest's."""
     if uname is None:
         return None
-    name = "".join(c for c in uname if c.isprintable()).strip()[: f.NAME_MAX].strip()
+    printable = "".join(c for c in uname if c.isprintable())
+    name = f.limit_marks(printable).strip()[: f.NAME_MAX].strip()
     return name or None
 
 

@@ -538,3 +538,25 @@ async def test_shutdown_says_bye_in_the_dialect(
     assert await ann.event("bye") == {"reason": "shutdown"}
     assert await ann.closed() == 1001
     await closing
+
+
+async def test_a_declared_name_and_avatar_reach_the_opponent_cleaned_like_a_native_hello(
+    start_server: ServerFactory, http: aiohttp.ClientSession
+) -> None:
+    server = await start_server()
+    mallory, bob = await DemoClient.connect(http, server), await DemoClient.connect(http, server)
+    evil = "Mallory\u202e\u0000\u0007<img src=x onerror=alert(1)>"
+    await mallory.emit(
+        "hello", {"user": {"uid": "u-m", "uname": evil, "uavatar": "http://tracker.example/p"}}
+    )
+    await mallory.event("hi")
+    await bob.hello("u-bob", "Bob")
+    await mallory.emit("join")
+    await bob.emit("join")
+    users = {u["uid"]: u for u in (await bob.event("start"))["roomUsers"]}
+    shown = users["u-m"]
+    # What a native hello would have accepted: no control or bidi characters, 32 at most,
+    # no avatar that is not https (the markup is text; clients show names as text).
+    assert shown["uname"] == "Mallory<img src=x onerror=alert("
+    assert shown["uavatar"] is None
+    assert users["u-bob"]["uavatar"] == "https://example.com/u-bob.png"

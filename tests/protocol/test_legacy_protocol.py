@@ -256,7 +256,7 @@ def test_hello_declares_the_user_and_the_native_player_gets_what_its_rules_accep
     assert peer.user is None  # applied only once the service says hi
     (frame,) = peer.on_server(Hi(player_id=ME, name="Wei", token="t", online=5))
     assert event_of(frame) == ("hi", {"message": "welcome", "nearby": 5})
-    assert peer.user == LegacyUser(uid="oX1", uname=" Wei\x07 ", uavatar="https://wx.qlogo.cn/a")
+    assert peer.user == LegacyUser(uid="oX1", uname="Wei", uavatar="https://wx.qlogo.cn/a")
     assert peer.player_id == ME
 
 
@@ -269,9 +269,19 @@ def test_hello_declares_the_user_and_the_native_player_gets_what_its_rules_accep
         (
             {"user": {"uid": "u", "uname": "x" * 40, "uavatar": "http://insecure/a.png"}},
             Hello(name="x" * 32),
-            LegacyUser(uid="u", uname="x" * 40, uavatar="http://insecure/a.png"),
+            LegacyUser(uid="u", uname="x" * 32),
         ),
-        ({"user": {"uid": "u", "uname": "\x00\x01"}}, Hello(), LegacyUser("u", "\x00\x01")),
+        ({"user": {"uid": "u", "uname": "\x00\x01"}}, Hello(), LegacyUser("u", "Player 1")),
+        (
+            {"user": {"uid": "u", "uname": "Mallory\u202e\u0000\u0007<img src=x>"}},
+            Hello(name="Mallory<img src=x>"),
+            LegacyUser("u", "Mallory<img src=x>"),
+        ),
+        (
+            {"user": {"uid": "u", "uname": "Z" + "\u0301" * 30, "uavatar": "http://t.example/"}},
+            Hello(name="Z\u0301\u0301\u0301"),
+            LegacyUser("u", "Z\u0301\u0301\u0301"),
+        ),
     ],
 )
 def test_hello_variants(data: Any, native: Hello, declared: LegacyUser) -> None:

@@ -599,6 +599,8 @@ def test_legacy_numbers_table() -> None:
         ("Anne Marie", "Anne Marie"),
         ("小明", "小明"),
         ("émile 😀", "émile 😀"),
+        ("Nguye\u0302\u0303n", "Nguye\u0302\u0303n"),  # Vietnamese, decomposed: two marks
+        ("\u0e01\u0e35\u0e49", "\u0e01\u0e35\u0e49"),  # Thai: a vowel and a tone mark
     ],
 )
 def test_name_accepted(raw: str, expected: str) -> None:
@@ -620,6 +622,9 @@ def test_name_accepted(raw: str, expected: str) -> None:
         "tab\there",
         "zero\u200bwidth",
         "nb\u00a0sp",
+        "Mallory\u202ereversed",  # bidi override
+        "Z" + "\u0301" * 4,  # four combining marks on one letter
+        "\u0301" * 32,  # nothing but marks
         ["Bob"],
     ],
 )
