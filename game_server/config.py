@@ -39,3 +39,6 @@ class ServerConfig:
     # Proxies (CIDRs) whose X-Forwarded-For / X-Real-IP name the client; from anyone else
     # those headers are ignored and the peer's address is the client's.
     trusted_proxies: tuple[str, ...] = ()
+    # Origins (scheme://host[:port]) a browser's WebSocket upgrade may come from; empty:
+    # any. Requests without an Origin header (apps, bots) are never refused for it.
+    allowed_origins: tuple[str, ...] = ()

@@ -64,6 +64,18 @@ def number(value: Any) -> int | float:
     return value
 
 
+PING_T_MAX = 2**63  # |ping.t| below this: an integer past 64 bits cannot come back exactly
+
+
+def ping_time(value: Any) -> int | float:
+    """A finite number of magnitude below 2^63: one that is echoed back exactly (JSON
+    integers past 64 bits would be read, and echoed, as the nearest float)."""
+    number_value = number(value)
+    if not -PING_T_MAX < number_value < PING_T_MAX:
+        raise ValueError("must be a number between -2^63 and 2^63 (exclusive)")
+    return number_value
+
+
 def boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise ValueError("must be true or false")

@@ -103,7 +103,7 @@ class Leave:
 @attrs.frozen(kw_only=True)
 class Ping:
     TYPE: ClassVar[str] = "ping"
-    t: int | float | None = attrs.field(default=None, metadata=wire(f.number, omit_none=True))
+    t: int | float | None = attrs.field(default=None, metadata=wire(f.ping_time, omit_none=True))
     id: MessageId | None = attrs.field(default=None, metadata=_ID)
 
 

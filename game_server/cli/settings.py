@@ -71,6 +71,17 @@ def networks(text: str) -> str:
     return text
 
 
+def origins(text: str) -> str:
+    """Origins, comma-separated, checked and kept as text."""
+    for origin in filter(None, (part.strip() for part in text.split(","))):
+        scheme, sep, rest = origin.partition("://")
+        if scheme not in ("http", "https") or not sep or not rest or "/" in rest:
+            raise argparse.ArgumentTypeError(
+                f"expected origins like https://game.example.com, got {origin!r}"
+            )
+    return text
+
+
 def port_number(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -270,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
         "shows in the logs",
     )
     option(
+        "--allowed-origins",
+        type=origins,
+        default="",
+        metavar="ORIGINS",
+        help="origins (scheme://host[:port], comma-separated) a browser's WebSocket upgrade "
+        "may come from, e.g. https://game.example.com; others get HTTP 403. Unset: any. "
+        "Clients that send no Origin (mini-programs, apps, bots) are never refused for it",
+    )
+    option(
         "--heartbeat",
         type=non_negative_float,
         default=server.heartbeat,
@@ -384,6 +404,11 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         max_connections=args.max_connections,
         max_connections_per_address=args.max_connections_per_address,
         trusted_proxies=tuple(str(n) for n in parse_networks(args.trusted_proxies)),
+        allowed_origins=tuple(
+            part.strip().lower().rstrip("/")
+            for part in args.allowed_origins.split(",")
+            if part.strip()
+        ),
         token_secret=args.token_secret,
         token_ttl=args.token_ttl,
         wechat=None

@@ -191,6 +191,7 @@ def create_app(
         if HTTP_CLIENT in app:
             await app[HTTP_CLIENT].close()
 
+    app.on_response_prepare.append(_common_headers)
     app.on_startup.append(start_service)
     app.on_shutdown.append(close_sockets)
     app.on_cleanup.append(close_store)
@@ -202,6 +203,16 @@ def create_app(
     app.router.add_get("/metrics", metrics)
     add_client_routes(app)
     return app
+
+
+SERVER_HEADER = "rps-server"  # not aiohttp's exact version: nothing for a scanner to match
+
+
+async def _common_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response: no exact server version, and no content sniffing."""
+    headers = response.headers
+    headers["Server"] = SERVER_HEADER
+    headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
 async def drain(app: web.Application) -> None:

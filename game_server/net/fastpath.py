@@ -15,6 +15,9 @@ releases listed in ``CHECKED_RELEASES`` a socket takes three shortcuts (together
 - **Writing**: ``text_frames`` builds RFC 6455 server frames, and a connection writes a
   turn's frames to the transport in one call (``send_frame`` is a coroutine per frame).
 - **Pinging**: ``PING_FRAME`` is written the same way by the keep-alive sweep.
+- **Masks**: every socket's parser sits behind ``MaskedFramesOnly``, which closes a
+  socket that sends an unmasked frame with 1002, as RFC 6455 requires (aiohttp's parser
+  does not check).
 
 The reader leans on aiohttp internals (the queue class the parser feeds,
 ``_post_start``); the writer and the ping rely on aiohttp writing only whole frames of its
@@ -31,7 +34,9 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import aiohttp
-from aiohttp import WSMsgType, streams, web
+from aiohttp import WSCloseCode, WSMsgType, streams, web
+from aiohttp.helpers import set_exception
+from aiohttp.http_websocket import WebSocketError
 
 TextSink = Callable[[bytes], None]
 
@@ -65,6 +70,80 @@ def text_frames(payloads: Iterable[bytes]) -> bytes:
 # The queue's high-water mark, as aiohttp sets it.
 _QUEUE_LIMIT: int = getattr(streams, "DEFAULT_CHUNK_SIZE", 2**16)
 
+
+class MaskedFramesOnly:
+    """Stands between the connection and aiohttp's frame parser, which takes unmasked
+    frames from clients although RFC 6455 (5.1) says a server must close the connection
+    then, with 1002. It follows the frame headers through the byte stream (a few
+    operations per frame); at the first unmasked frame it hands the parser only the
+    bytes before it, then fails the socket's queue with a protocol error, so
+    ``receive()`` closes with 1002."""
+
+    __slots__ = ("_failed", "_head", "_on_unmasked", "_parser", "_queue", "_skip")
+
+    def __init__(self, parser: Any, queue: Any, on_unmasked: Callable[[], None] | None) -> None:
+        self._parser = parser
+        self._queue = queue
+        self._on_unmasked = on_unmasked
+        self._skip = 0  # payload bytes of the current frame still to come
+        self._head = b""  # a frame header cut off at the end of the last read
+        self._failed = False
+
+    def feed_eof(self) -> None:
+        self._parser.feed_eof()
+
+    def feed_data(self, data: bytes) -> tuple[bool, bytes]:
+        if self._failed:
+            return True, b""
+        unmasked = self._find_unmasked(data)
+        if unmasked < 0:
+            result: tuple[bool, bytes] = self._parser.feed_data(data)
+            return result
+        if unmasked:
+            self._parser.feed_data(data[:unmasked])
+        self._failed = True
+        if self._on_unmasked is not None:
+            self._on_unmasked()
+        set_exception(
+            self._queue,
+            WebSocketError(WSCloseCode.PROTOCOL_ERROR, "client frames must be masked"),
+        )
+        return True, b""
+
+    def _find_unmasked(self, data: bytes) -> int:
+        """Where the first unmasked frame starts in ``data`` (0 if its header began in an
+        earlier read), or -1."""
+        head = self._head
+        buffer = head + data if head else data
+        offset = len(head)
+        size = len(buffer)
+        pos, skip = 0, self._skip
+        while pos < size:
+            if skip:
+                step = min(skip, size - pos)
+                pos += step
+                skip -= step
+                continue
+            if size - pos < 2:
+                break
+            second = buffer[pos + 1]
+            if not second & 0x80:
+                return max(pos - offset, 0)
+            length = second & 0x7F
+            header = 6 if length < 126 else (8 if length == 126 else 14)
+            if size - pos < header:
+                break
+            if length == 126:
+                length = int.from_bytes(buffer[pos + 2 : pos + 4], "big")
+            elif length == 127:
+                length = int.from_bytes(buffer[pos + 2 : pos + 10], "big")
+            pos += header
+            skip = length
+        self._skip = skip
+        self._head = bytes(buffer[pos:]) if pos < size else b""
+        return -1
+
+
 try:
     from aiohttp._websocket.reader import WebSocketDataQueue, WebSocketReader
 except ImportError:  # pragma: no cover - moved in a release that is not checked anyway
@@ -96,31 +175,42 @@ class DirectWebSocketResponse(web.WebSocketResponse):
     ``use_direct=False`` (or an unchecked aiohttp release) makes it a plain one.
     """
 
-    def __init__(self, *, use_direct: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        use_direct: bool = True,
+        on_unmasked: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self._use_direct = use_direct and SUPPORTED
+        self._on_unmasked = on_unmasked
         self._direct_queue: Any = None
 
     def _post_start(self, request: web.BaseRequest, protocol: str | None, writer: Any) -> None:
-        if not self._use_direct:
+        if not SUPPORTED:
             super()._post_start(request, protocol, writer)
             return
-        # aiohttp's own _post_start (3.14), with the queue class swapped. Bytes the client
-        # sent behind its upgrade request are parsed here, before any sink is set, so they
-        # queue for ``receive()`` and the frames after them queue behind them.
+        # aiohttp's own _post_start (3.14), with the queue class swapped on the fast path
+        # and the parser behind MaskedFramesOnly. Bytes the client sent behind its upgrade
+        # request are parsed here, before any sink is set, so they queue for ``receive()``
+        # and the frames after them queue behind them.
         self._ws_protocol = protocol
         self._writer = writer
         self._reset_heartbeat()
         assert self._loop is not None
-        queue = _DirectQueue(request._protocol, _QUEUE_LIMIT, loop=self._loop)
+        queue_class = _DirectQueue if self._use_direct else WebSocketDataQueue
+        queue = queue_class(request._protocol, _QUEUE_LIMIT, loop=self._loop)
         self._reader = queue
         self._parser = WebSocketReader(
             queue, self._max_msg_size, compress=bool(self._compress), decode_text=self._decode_text
         )
         callback = None if self._heartbeat is None else self._on_data_received
-        request.protocol.set_parser(self._parser, data_received_cb=callback)
+        checked = MaskedFramesOnly(self._parser, queue, self._on_unmasked)
+        request.protocol.set_parser(checked, data_received_cb=callback)  # type: ignore[arg-type]
         request.protocol.keep_alive(False)
-        self._direct_queue = queue
+        if self._use_direct:
+            self._direct_queue = queue
 
     @property
     def direct(self) -> bool:

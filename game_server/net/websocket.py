@@ -80,6 +80,11 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
     if refusal is not None:
         return refusal
     config = app[CONFIG]
+    origin = request.headers.get("Origin")
+    allowed = config.allowed_origins
+    if allowed and origin is not None and origin.lower().rstrip("/") not in allowed:
+        app[METRICS].limited("origin")
+        raise web.HTTPForbidden(text="this origin may not connect here")
     if len(app[CONNECTIONS]) >= config.max_connections:
         app[METRICS].limited("max_connections")
         raise web.HTTPServiceUnavailable(
@@ -114,6 +119,7 @@ async def _serve(request: web.Request, dialect: Dialect, address: str | None) ->
         autoping=False,
         timeout=config.close_timeout,
         decode_text=False,  # orjson reads the UTF-8 bytes directly
+        on_unmasked=lambda: app[METRICS].limited("unmasked_frame"),
     )
     await ws.prepare(request)
     request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]

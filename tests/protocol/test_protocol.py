@@ -70,7 +70,7 @@ CLIENT_SAMPLES: list[ClientMessage] = [
     Ping(t=0),
     Ping(t=1_700_000_000_123, id="p"),
     Ping(t=12.5),
-    Ping(t=-1.0e300),
+    Ping(t=-9.0e18),
 ]
 
 OPPONENT = Opponent(id="p-2", name="Bob", avatar="https://x.example/b.png", bot=False)
@@ -845,3 +845,24 @@ def test_lower_bound_only_error_reads_well() -> None:
     with pytest.raises(ProtocolError) as caught:
         decode_server('{"type":"queued","waiting":-1}')
     assert caught.value.message == "queued.waiting must be an integer of at least 0"
+
+
+@pytest.mark.parametrize("t", [0, -1, 1.5, 2**53 + 1, 2**63 - 1, -(2**63) + 1, 1.7e12, 9.2e18])
+def test_ping_t_is_echoed_exactly(t: float) -> None:
+    message = decode_client(json.dumps({"type": "ping", "t": t}))
+    assert message == Ping(t=t)
+    assert json.loads(encode(Pong(t=message.t)))["t"] == t
+
+
+@pytest.mark.parametrize("t", [2**63, 2**64 + 1, -(2**63), 10**30, 1e300])
+def test_ping_t_that_cannot_come_back_exactly_is_refused(t: float) -> None:
+    error = client_error({"type": "ping", "t": t, "id": "p"})
+    assert (error.code, error.ref) == (ErrorCode.INVALID_FIELD, "p")
+
+
+def test_null_means_absent_on_optional_fields_and_is_invalid_on_required_ones() -> None:
+    assert decode_client('{"type": "join", "bot": null, "id": null}') == Join()
+    assert decode_client('{"type": "ping", "t": null}') == Ping()
+    error = client_error({"type": "choice", "match_id": "m", "round": None, "choice": "rock"})
+    assert error.code is ErrorCode.INVALID_FIELD
+    assert "choice.round" in error.message

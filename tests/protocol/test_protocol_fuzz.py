@@ -246,10 +246,13 @@ avatars = st.builds(lambda host, path: f"https://{host}/{path}", hosts, paths)
 
 tokens = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=512)
 
+# What ping.t accepts: any finite number of magnitude below 2^63 (echoed exactly).
 numbers = (
-    st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    st.integers(min_value=-(2**63) + 1, max_value=2**63 - 1)
     | st.integers(min_value=-SAFE_INT, max_value=SAFE_INT)
-    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.floats(
+        min_value=-(2.0**63), max_value=2.0**63, exclude_min=True, exclude_max=True, allow_nan=False
+    )
 )
 
 client_messages: st.SearchStrategy[ClientMessage] = st.one_of(

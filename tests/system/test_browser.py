@@ -260,6 +260,9 @@ async def expect_round(client: Client, number: int, you: str, opponent: str, out
     await expect(last).to_have_attribute("data-you", you)
     await expect(last).to_have_attribute("data-opponent", opponent)
     await expect(last).to_have_attribute("data-outcome", outcome)
+    # The hands in words as well as icons: readable without an emoji font.
+    await expect(last).to_contain_text(f"You: {you or 'nothing'}")
+    await expect(last).to_contain_text(f"Opponent: {opponent or 'nothing'}")
 
 
 async def fits_the_phone(client: Client, *, hands: bool) -> None:
@@ -349,6 +352,8 @@ async def test_two_pages_play_a_match_and_again(open_page: OpenPage, server: Ser
         {"round": "1", "you": "scissors", "opponent": "rock", "outcome": "lose"},
         {"round": "2", "you": "paper", "opponent": "scissors", "outcome": "lose"},
     ]
+    first_round = ann.by("final-history").get_by_test_id("history-round").first
+    await expect(first_round).to_contain_text("rock · ✌️ scissors")
     await expect(ann.by("announcer")).to_contain_text("You win the match!")
     ARTIFACTS.mkdir(exist_ok=True)
     await ann.page.screenshot(path=str(ARTIFACTS / "browser-match-over.png"), full_page=True)
