@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import os
 import subprocess
@@ -142,3 +143,35 @@ def test_store_bench_times_both_engines_at_toy_scale() -> None:
     rows = {line[:16].strip(): line[16:].split() for line in lines[2:]}
     assert list(rows) == ["loop", "thread", "end to end", "one at a time", "KB per match"]
     assert all(float(value) > 0 for value in rows["KB per match"])
+
+
+async def test_attacks_run_against_a_test_server_and_all_hold() -> None:
+    """bench/attacks.py, briefly, against a server whose deadlines are short."""
+    from tests.support.processes import launch
+
+    server = await launch("--request-timeout", "1", "--hello-timeout", "1")
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "bench/attacks.py",
+            server.url,
+            *("--seconds", "1", "--deadline", "4", "--scale", "0.05", "--warmup", "1"),
+            cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output = (await asyncio.wait_for(process.communicate(), 150))[0].decode()
+    finally:
+        await server.stop()
+    lines = [
+        line for line in output.splitlines() if line and not line.startswith(("baseline", "honest"))
+    ]
+    assert process.returncode == 0, output
+    assert len(lines) == 11, output  # every attack in bench/attacks.py
+    assert all(line.split()[1] == "held" for line in lines), output
+
+
+def test_attacks_refuse_a_server_that_is_not_on_this_machine() -> None:
+    result = run_script("bench/attacks.py", "ws://203.0.113.1:9595/applet/websocket")
+    assert result.returncode != 0
+    assert "loopback only" in result.stderr
