@@ -26,7 +26,7 @@ from game_server.cli.settings import config_from, parse_settings
 from game_server.cli.systemd import notify
 from game_server.config import ServerConfig
 from game_server.net.app import WEBSOCKET_PATH, drain, runner_options
-from game_server.net.appkeys import SERVICE
+from game_server.net.appkeys import METRICS, SERVICE
 from game_server.ops.logs import AccessLogger, configure_logging
 
 log = structlog.get_logger("game_server")
@@ -67,6 +67,13 @@ async def serve(config: ServerConfig, args: argparse.Namespace) -> None:
         **runner_options(config),
     )
     await runner.setup()
+    server = runner.server
+    app[METRICS].gauge(
+        "rps_http_connections",
+        "TCP connections the server holds: WebSockets, HTTP requests, and connections still "
+        "sending a request head (cut at --request-timeout)",
+        lambda: 0 if server is None else len(server.connections),
+    )
     site = web.TCPSite(
         runner,
         args.host,

@@ -46,6 +46,7 @@ class PrometheusObserver(Collector):
         self._counters: list[tuple[str, str, Callable[[], float]]] = []
         self._extra: list[Callable[[], list[Sample]]] = []
         self._labelled: list[tuple[str, str, str, Callable[[], dict[str, int]]]] = []
+        self._more_gauges: list[tuple[str, str, Callable[[], float]]] = []
         # rps_round_seconds: a count per bucket (the last one is +Inf) and the sum.
         self.round_buckets = [0] * (len(ROUND_BUCKETS) + 1)
         self.round_seconds = 0.0
@@ -91,6 +92,10 @@ class PrometheusObserver(Collector):
                 log_lines_lost,
             ),
         ]
+
+    def gauge(self, name: str, doc: str, read: Callable[[], float]) -> None:
+        """One more live gauge, read at scrape time."""
+        self._more_gauges.append((name, doc, read))
 
     def labelled(self, name: str, doc: str, label: str, read: Callable[[], dict[str, int]]) -> None:
         """A counter family with one label, its values read at scrape time."""
@@ -145,7 +150,7 @@ class PrometheusObserver(Collector):
             buckets=buckets,
             sum_value=self.round_seconds,
         )
-        for name, doc, read in self._gauges:
+        for name, doc, read in [*self._gauges, *self._more_gauges]:
             yield GaugeMetricFamily(name, doc, value=read())
         for name, doc, read in self._counters:
             yield CounterMetricFamily(name, doc, value=read())

@@ -65,6 +65,8 @@ async def test_half_sent_requests_are_cut_at_the_request_deadline(
     slow = [asyncio.create_task(_slow_request(proc.port, 0.25, 8.0)) for _ in range(300)]
     await asyncio.sleep(0.5)
     async with aiohttp.ClientSession() as http:
+        metrics = await (await http.get(f"{proc.http}/metrics")).text()
+        assert _metric(metrics, "rps_http_connections") >= 300  # they show while they last
         # Meanwhile honest players connect, play, and the health check answers.
         report = await BotClient(proc.url, mode=BotMode.NOW).play(2, session=http)
         assert (report.matches, report.violations, report.errors) == (2, [], [])
@@ -73,6 +75,9 @@ async def test_half_sent_requests_are_cut_at_the_request_deadline(
     closed_after = await asyncio.gather(*slow)
     assert None not in closed_after, "a half-sent request outlived the deadline"
     assert max(t for t in closed_after if t is not None) < 4.0
+    async with aiohttp.ClientSession() as http:
+        metrics = await (await http.get(f"{proc.http}/metrics")).text()
+    assert _metric(metrics, "rps_http_connections") < 10
 
 
 async def test_a_socket_that_never_says_hello_is_closed_with_1008(
