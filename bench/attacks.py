@@ -267,9 +267,10 @@ async def ping_flood(http: aiohttp.ClientSession, target: Target) -> Outcome:
 
     async def one() -> tuple[int | None, bool, int]:
         ws = await http.ws_connect(target.url, autoping=False)
-        reader = asyncio.create_task(read_until_closed(ws, target.seconds + 5))
+        reader = asyncio.create_task(read_until_closed(ws, target.seconds + 10))
         sent = 0
-        end = time.monotonic() + target.seconds
+        # An attacker floods until it is cut off (here: at most this long, this many).
+        end = time.monotonic() + target.seconds + 5
         try:
             while time.monotonic() < end and not reader.done() and sent < target.count(200_000):
                 await ws.ping(b"x")
@@ -282,17 +283,21 @@ async def ping_flood(http: aiohttp.ClientSession, target: Target) -> Outcome:
         await ws.close()
         return ws.close_code, any("flooding" in f for f in frames), sent
 
+    before = await metric(http, target, 'rps_limited_total{limit="flooding"}')
     results = await asyncio.gather(*(one() for _ in range(3)))
-    closed = sum(code == 1008 and bye for code, bye, _ in results)
+    cut = await metric(http, target, 'rps_limited_total{limit="flooding"}') - before
+    told = sum(code == 1008 and bye for code, bye, _ in results)
+    # A flooder too busy to read its socket may miss its bye: the server then cuts it.
     return Outcome(
-        closed == 3,
-        f"{closed}/3 ping flooders closed 1008 with bye flooding after "
+        cut >= 3,
+        f"{cut:g}/3 ping flooders cut for flooding ({told} read bye and 1008) after "
         f"{', '.join(str(sent) for _, _, sent in results)} pings",
     )
 
 
 async def message_flood(http: aiohttp.ClientSession, target: Target) -> Outcome:
     """App-level pings back to back."""
+    before = await metric(http, target, 'rps_limited_total{limit="flooding"}')
     ws = await http.ws_connect(target.url)
     try:
         for _ in range(target.count(2000)):
@@ -301,9 +306,9 @@ async def message_flood(http: aiohttp.ClientSession, target: Target) -> Outcome:
         pass
     frames = await read_until_closed(ws, target.seconds + 5)
     await ws.close()
+    cut = await metric(http, target, 'rps_limited_total{limit="flooding"}') - before
     return Outcome(
-        ws.close_code == 1008 and any("flooding" in f for f in frames),
-        f"closed {ws.close_code} after {len(frames)} replies",
+        cut >= 1, f"cut for flooding: closed {ws.close_code} after {len(frames)} replies"
     )
 
 
