@@ -186,9 +186,12 @@ class Nodes:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
-async def paced(nodes: Nodes, server_pids: list[int], args: argparse.Namespace) -> dict[str, Any]:
+async def paced(
+    nodes: Nodes, groups: dict[str, list[int]], args: argparse.Namespace
+) -> dict[str, Any]:
     """500 bots offering the target rate, spread over the nodes; server-side CPU over the
-    window in which every load generator measured."""
+    window in which every load generator measured, in all and by ``groups`` (the nodes,
+    redis-server, the database's processes)."""
     generators = max(2, len(nodes.urls))
     reports_dir = Path(tempfile.mkdtemp(prefix="rps-cluster-bench-"))
     procs = [
@@ -220,21 +223,23 @@ async def paced(nodes: Nodes, server_pids: list[int], args: argparse.Namespace) 
     for proc in procs:
         assert proc.stdout is not None
         await proc.stdout.readline()  # {"window": "start"}
-    before, started = cpu_of(server_pids), time.monotonic()
+    before, started = {g: cpu_of(p) for g, p in groups.items()}, time.monotonic()
     ends = [asyncio.ensure_future(_readline(proc)) for proc in procs]
     await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
-    after, elapsed = cpu_of(server_pids), time.monotonic() - started
+    after, elapsed = {g: cpu_of(p) for g, p in groups.items()}, time.monotonic() - started
     await asyncio.gather(*ends)
     for proc in procs:
         await proc.communicate()
     reports = [orjson.loads((reports_dir / f"{i}.json").read_bytes()) for i in range(generators)]
     shutil.rmtree(reports_dir)
     result = merge(reports)
-    server_cores = (after - before) / elapsed
-    result["server_cores"] = round(server_cores, 3)
-    result["cpu_s_per_1000_matches"] = round(
-        server_cores * 1000 / max(result["matches_per_s"], 1e-9), 3
-    )
+    used = sum(after.values()) - sum(before.values())
+    per_1000 = 1000 / max(result["matches_per_s"], 1e-9) / elapsed
+    result["server_cores"] = round(used / elapsed, 3)
+    result["cpu_s_per_1000_matches"] = round(used * per_1000, 3)
+    result["cpu_s_per_1000_matches_by"] = {
+        group: round((after[group] - before[group]) * per_1000, 3) for group in groups
+    }
     return result
 
 
@@ -255,11 +260,11 @@ async def scenario(
     nodes = Nodes(count, db, redis)
     try:
         await asyncio.sleep(1.0)  # every node has announced itself
-        pids = [process.pid for process in nodes.processes]
+        groups = {"nodes": [process.pid for process in nodes.processes]}
         if redis is not None:
-            pids.append(redis.process.pid)
-        pids += database.pids() if use_redis else []
-        result = await paced(nodes, pids, args)
+            groups["redis"] = [redis.process.pid]
+            groups["database"] = database.pids()
+        result = await paced(nodes, groups, args)
         result["scenario"] = name
         result["database"] = database.kind if use_redis else "sqlite (its own)"
         return result
@@ -349,7 +354,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 def report(results: dict[str, Any]) -> str:
     lines = [
         f"{'scenario':<26} {'matches/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'server cores':>12} {'CPU s/1000 matches':>19}"
+        f"{'server cores':>12} {'CPU s/1000 matches':>19}  nodes / redis / database"
     ]
     base = results["scenarios"][0]["cpu_s_per_1000_matches"]
     for row in results["scenarios"]:
@@ -357,7 +362,8 @@ def report(results: dict[str, Any]) -> str:
         lines.append(
             f"{row['scenario']:<26} {row['matches_per_s']:>9.0f} {row['p50_ms']:>7.2f} "
             f"{row['p99_ms']:>7.2f} {row['server_cores']:>12.2f} "
-            f"{row['cpu_s_per_1000_matches']:>12.3f} (x{ratio:.2f})"
+            f"{row['cpu_s_per_1000_matches']:>12.3f} (x{ratio:.2f})  "
+            + " / ".join(f"{v:.3f}" for v in row["cpu_s_per_1000_matches_by"].values())
         )
     t = results["takeover"]
     lines.append(

@@ -163,7 +163,8 @@ class MatchJournal:
 
     async def _confirm_stored(self) -> None:
         """Wait until storage has committed the finished matches, then drop their
-        checkpoints; one flush covers every match finished before it began."""
+        checkpoints; one wait covers every match finished before it began, and rides with
+        storage's own batches (a flush would hand each match over on its own)."""
         storage = self.cluster.storage
         assert storage is not None, "attach() the cluster first"
         cluster = self.cluster
@@ -171,7 +172,7 @@ class MatchJournal:
             while self._unconfirmed:
                 batch, self._unconfirmed = self._unconfirmed, []
                 try:
-                    await storage.flush()
+                    await storage.committed()
                 except Exception as exc:
                     # The batch failed: storage counted and logged the lost writes. The
                     # checkpoints go anyway; a storage failure is not a process's death.

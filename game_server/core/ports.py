@@ -245,6 +245,10 @@ class Storage(PlayerStore, Protocol):
 
     async def flush(self) -> None: ...
 
+    async def committed(self) -> None:
+        """Everything written so far is committed, without hurrying the writes."""
+        ...
+
     async def close(self) -> None: ...
 
 

@@ -178,6 +178,11 @@ class ThreadedStore(Generic[C]):
         """Wait until everything written so far is committed."""
         await self.writer.read(lambda conn: None)
 
+    async def committed(self) -> None:
+        """Wait until everything written so far is committed, in its own time: the
+        writes are not hurried out of their batch as by ``flush``."""
+        await asyncio.wrap_future(self.writer.committed())
+
     async def close(self) -> None:
         await self.writer.close()
 

@@ -79,6 +79,10 @@ class Database(Protocol[C]):
         ...
 
 
+def _nothing(conn: Any) -> None:
+    """A job that only marks a place in the order of jobs."""
+
+
 class Job(Generic[C]):
     __slots__ = ("fn", "future", "match", "parts", "write")
 
@@ -184,6 +188,17 @@ class Writer(Generic[C]):
     async def read(self, fn: Callable[[C], T]) -> T:
         return await asyncio.wrap_future(self.submit(fn, write=False))
 
+    def committed(self) -> Future[None]:
+        """Done once every write made so far is committed (or its batch failed: then
+        ``StoreUnavailable``), without hurrying them: unlike a read, which hands the
+        gathered writes over at once, this rides along with the next hand-over, so the
+        writes still go in batches."""
+        if self.closed:
+            raise RuntimeError("the store is closed")
+        future: Future[None] = Future()
+        self._gather(Job(_nothing, future, False))
+        return future
+
     def write(self, fn: Callable[[C], Any], *, match: MatchRecord | None = None) -> None:
         """Fire and forget; ``match`` marks a finished match's write, stored in bulk."""
         if self.closed:
@@ -195,8 +210,11 @@ class Writer(Generic[C]):
             if self._overflow % 10_000 == 1:
                 log.error("store_backlog_full", backlog=self.backlog_max, dropped=self._overflow)
             return
+        self._gather(Job(fn, None, True, match))
+
+    def _gather(self, job: Job[C]) -> None:
         gathered = self._gathered
-        gathered.append(Job(fn, None, True, match))
+        gathered.append(job)
         if len(gathered) >= HANDOFF_MAX:
             self.hand_over()
         elif self._handoff is None:

@@ -237,6 +237,23 @@ async def test_a_run_of_matches_in_one_batch_adds_up_in_order(store: Store) -> N
     assert await store.get_player(f"p_foe{count - 1}") is not None
 
 
+async def test_committed_waits_for_the_writes_without_hurrying_them(store: Store) -> None:
+    """A cluster waits for each finished match's commit before it forgets the match in
+    Redis; the wait must leave the writes in their batch (a flush hands them over at once:
+    at 400 matches a second that was a transaction per match)."""
+    ann, bob = player("p_ann"), player("p_bob")
+    store.record_match(won("m_1", ann, bob, 10.0))
+    batches = store.writer.batches
+    waited = asyncio.ensure_future(store.committed())
+    store.record_match(won("m_2", ann, bob, 11.0))
+    await asyncio.sleep(0.01)  # well within the hand-off delay: nothing handed over yet
+    assert not waited.done()
+    assert store.writer.batches == batches
+    await asyncio.wait_for(waited, 5)
+    assert store.writer.batches == batches + 1  # both matches and the wait: one batch
+    assert [m["id"] for m in await store.recent_matches("p_ann", 5)] == ["m_2", "m_1"]
+
+
 async def test_leaderboard_ranks_players_who_played(store: Store) -> None:
     store.save_player(player("p_idle", total_score=0))
     store.save_player(player("p_low", total_score=1, wins=1))
