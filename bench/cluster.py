@@ -13,7 +13,8 @@ about half the matches cross nodes and with three about two thirds:
 4. three processes on Redis and the shared database.
 
 The shared database is PostgreSQL when the server can use it (``--db postgresql://``) and
-PostgreSQL's programs are here; otherwise one SQLite file (said in the output). Reported
+PostgreSQL's programs are here (and ``--sqlite`` is not given); otherwise one SQLite file
+(said in the output). Reported
 per scenario: matches/s, choice->result p50/p99, and the CPU of every server-side process
 together (the nodes, redis-server, PostgreSQL's processes) over the measured window, as
 CPU seconds per 1,000 matches and as cores kept busy. The load generators' own CPU is
@@ -89,10 +90,12 @@ def cpu_of(pids: list[int]) -> float:
 class Database:
     """The shared database of a scenario: PostgreSQL if the server has it, else SQLite."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, use_postgres: bool = True) -> None:
         self.directory = directory
         self.postgres: Any = None
         self.kind = "sqlite"
+        if not use_postgres:
+            return
         try:
             importlib.import_module("game_server.store.postgres")
             postgres = importlib.import_module("tests.support.postgres")
@@ -328,7 +331,9 @@ async def takeover(database: Database, args: argparse.Namespace) -> dict[str, An
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    database = Database(Path(tempfile.mkdtemp(prefix="rps-cluster-bench-db-")))
+    database = Database(
+        Path(tempfile.mkdtemp(prefix="rps-cluster-bench-db-")), use_postgres=not args.sqlite
+    )
     try:
         rows = [
             await scenario("1 process, on its own", 1, False, database, args),
@@ -381,6 +386,11 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="short windows")
+    parser.add_argument(
+        "--sqlite",
+        action="store_true",
+        help="the nodes share one SQLite file instead of PostgreSQL (what Redis alone costs)",
+    )
     parser.add_argument("--clients", type=int, default=500)
     parser.add_argument("--rate", type=float, default=400.0, help="matches/s offered")
     parser.add_argument("--window", type=float, default=10.0)
