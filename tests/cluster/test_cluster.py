@@ -57,6 +57,12 @@ async def test_players_on_two_nodes_are_paired_and_play_a_full_match(nodes: Any)
 async def pair_across(nodes: Any) -> tuple[Any, Any, Any, Any]:
     """Bob waits on b, Ann joins on a: their match runs on a. Returns a, b, ann, bob."""
     a, b = await nodes("a"), await nodes("b")
+    ann, bob = await pair_on(a, b)
+    return a, b, ann, bob
+
+
+async def pair_on(a: Any, b: Any) -> tuple[Any, Any]:
+    """Bob waits on node b, Ann joins on node a: their match runs on a. Returns ann, bob."""
     bob = b.client()
     bob.hello(name="Bob")
     bob.say(type="join", bot="never")
@@ -67,7 +73,7 @@ async def pair_across(nodes: Any) -> tuple[Any, Any, Any, Any]:
     ann.hello(name="Ann")
     ann.say(type="join", bot="never")
     await until(lambda: ann.outlet.of(Start) and bob.outlet.of(Start))
-    return a, b, ann, bob
+    return ann, bob
 
 
 async def test_faces_and_movements_cross_nodes(nodes: Any) -> None:
@@ -241,16 +247,7 @@ async def test_the_host_dies_before_storing_a_finished_match_and_a_survivor_stor
         await asyncio.to_thread(SqliteStore, str(tmp_path / "cluster.db"))
     )
     a = await nodes("a", storage=dying)
-    bob = b.client()
-    bob.hello(name="Bob")
-    bob.say(type="join", bot="never")
-    bob_id = bob.outlet.last(Hi).player_id
-    queue = b.cluster.queues["native"]
-    await until(lambda: bob_id in queue.tickets and queue.tickets[bob_id].state.value == "waiting")
-    ann = a.client()
-    ann.hello(name="Ann")
-    ann.say(type="join", bot="never")
-    await until(lambda: ann.outlet.of(Start) and bob.outlet.of(Start))
+    ann, bob = await pair_on(a, b)
     match_id = await play_to_the_end(ann, bob)  # hosted on a, which never stores it
     ann_id = ann.outlet.last(Hi).player_id
     assert [record.id for record in dying.held] == [match_id]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -21,16 +20,6 @@ from aiohttp import WSMsgType
 from bots.client import BotClient
 from protocol import BotMode
 from tests.support.processes import FAST_GAME, ServerProcess, launch
-
-
-@pytest.fixture
-async def processes() -> AsyncIterator[list[ServerProcess]]:
-    started: list[ServerProcess] = []
-    yield started
-    for proc in started:
-        if proc.process.returncode is None:
-            proc.process.kill()
-            await proc.process.wait()
 
 
 async def _slow_request(port: int, trickle: float, give_up: float) -> float | None:

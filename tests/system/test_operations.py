@@ -89,16 +89,6 @@ def test_bad_config_files_are_refused(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- real processes
 
 
-@pytest.fixture
-async def processes() -> AsyncIterator[list[ServerProcess]]:
-    started: list[ServerProcess] = []
-    yield started
-    for proc in started:
-        if proc.process.returncode is None:
-            proc.process.kill()
-            await proc.process.wait()
-
-
 async def test_tls_serves_wss(tmp_path: Path, processes: list[ServerProcess]) -> None:
     cert, key = self_signed_certificate(tmp_path)
     proc = await launch(
