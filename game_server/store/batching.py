@@ -28,6 +28,7 @@ import attrs
 import orjson
 
 from game_server.core.records import MatchRecord, PlayerRecord, PlayerResult
+from game_server.store.schema import PLAYER_COLUMNS, PROFILE_ROW
 
 MATCH_ROW = (
     "id", "player1", "name1", "bot1", "player2", "name2", "bot2", "winner", "reason",
@@ -52,6 +53,50 @@ class RunSql:
     profiles: str
     results: str
     encode: Callable[[bytes], Any]  # the JSON text as the engine's driver binds it
+
+    @classmethod
+    def build(
+        cls,
+        from_json: Callable[[tuple[str, ...]], str],
+        *,
+        matches_tail: str,
+        rows_tail: str,
+        update_profile: str,
+        encode: Callable[[bytes], Any],
+    ) -> RunSql:
+        """The same four statements in each engine's words: ``from_json`` makes a table of
+        the given columns from the one JSON parameter, ``matches_tail`` and ``rows_tail``
+        end the selects the inserts read (SQLite needs ``WHERE true`` to read ON CONFLICT
+        as the INSERT's; PostgreSQL takes ``ORDER BY id`` for the players, so nodes lock
+        shared players in one order), and ``update_profile`` is the upsert's SET clause."""
+        return cls(
+            matches=f"""
+                INSERT INTO matches ({", ".join(MATCH_ROW)}) {from_json(MATCH_ROW)}
+                {matches_tail}
+                ON CONFLICT (id) DO NOTHING RETURNING id
+            """,
+            rounds=f"INSERT INTO rounds ({', '.join(ROUND_ROW)}) {from_json(ROUND_ROW)}",
+            profiles=f"""
+                WITH v AS ({from_json(PROFILE_ROW)})
+                INSERT INTO players ({PLAYER_COLUMNS})
+                SELECT id, name, avatar,
+                    CASE WHEN EXISTS (
+                        SELECT 1 FROM players p WHERE p.openid = v.openid AND p.id <> v.id
+                    ) THEN NULL ELSE openid END,
+                    unionid, total_score, win_streak, wins, losses, draws, created_at, last_seen
+                FROM v {rows_tail}
+                ON CONFLICT (id) DO UPDATE SET {update_profile}
+            """,
+            results=f"""
+                WITH v AS ({from_json(RESULT_ROW)})
+                UPDATE players SET
+                    total_score = total_score + v.points,
+                    wins = wins + v.won, losses = losses + v.lost, draws = draws + v.drawn,
+                    win_streak = CASE WHEN v.reset THEN v.streak ELSE win_streak + v.streak END
+                FROM v WHERE players.id = v.id
+            """,
+            encode=encode,
+        )
 
 
 class Cursor(Protocol):

@@ -46,7 +46,7 @@ from psycopg.rows import dict_row
 
 from game_server.core.records import PlayerRecord
 from game_server.store.base import PRUNE_BATCH, ThreadedStore
-from game_server.store.batching import MATCH_ROW, RESULT_ROW, ROUND_ROW, RunSql
+from game_server.store.batching import MATCH_ROW, RunSql
 from game_server.store.schema import PLAYER_COLUMNS, PROFILE_ROW, player_from_row
 from game_server.store.writer import BACKLOG_MAX
 
@@ -158,30 +158,11 @@ _UPDATE_PROFILE = """
     last_seen = greatest(players.last_seen, excluded.last_seen)
 """
 
-RUN_SQL = RunSql(
-    matches=f"""
-        INSERT INTO matches ({", ".join(MATCH_ROW)}) {_from_json(MATCH_ROW)}
-        ON CONFLICT (id) DO NOTHING RETURNING id
-    """,
-    rounds=f"INSERT INTO rounds ({', '.join(ROUND_ROW)}) {_from_json(ROUND_ROW)}",
-    profiles=f"""
-        WITH v AS ({_from_json(PROFILE_ROW)})
-        INSERT INTO players ({PLAYER_COLUMNS})
-        SELECT id, name, avatar,
-            CASE WHEN EXISTS (SELECT 1 FROM players p WHERE p.openid = v.openid AND p.id <> v.id)
-                THEN NULL ELSE openid END,
-            unionid, total_score, win_streak, wins, losses, draws, created_at, last_seen
-        FROM v ORDER BY id
-        ON CONFLICT (id) DO UPDATE SET {_UPDATE_PROFILE}
-    """,
-    results=f"""
-        WITH v AS ({_from_json(RESULT_ROW)})
-        UPDATE players SET
-            total_score = total_score + v.points,
-            wins = wins + v.won, losses = losses + v.lost, draws = draws + v.drawn,
-            win_streak = CASE WHEN v.reset THEN v.streak ELSE win_streak + v.streak END
-        FROM v WHERE players.id = v.id
-    """,
+RUN_SQL = RunSql.build(
+    _from_json,
+    matches_tail="",
+    rows_tail="ORDER BY id",
+    update_profile=_UPDATE_PROFILE,
     encode=bytes.decode,  # text: psycopg would send bytes as bytea
 )
 

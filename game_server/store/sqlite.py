@@ -29,7 +29,7 @@ import structlog
 
 from game_server.core.records import PlayerRecord
 from game_server.store.base import PRUNE_BATCH, ThreadedStore
-from game_server.store.batching import MATCH_ROW, RESULT_ROW, ROUND_ROW, RunSql
+from game_server.store.batching import MATCH_ROW, RunSql
 from game_server.store.schema import PLAYER_COLUMNS, PROFILE_ROW, migrate, player_from_row
 from game_server.store.writer import BACKLOG_MAX
 
@@ -75,33 +75,15 @@ def _from_json(columns: tuple[str, ...]) -> str:
 
 # A run of finished matches (store/batching.py). "WHERE true" tells SQLite's parser that
 # ON CONFLICT belongs to the INSERT, not to a join.
-RUN_SQL = RunSql(
-    matches=f"""
-        INSERT INTO matches ({", ".join(MATCH_ROW)}) {_from_json(MATCH_ROW)} WHERE true
-        ON CONFLICT (id) DO NOTHING RETURNING id
-    """,
-    rounds=f"INSERT INTO rounds ({', '.join(ROUND_ROW)}) {_from_json(ROUND_ROW)}",
-    profiles=f"""
-        WITH v AS ({_from_json(PROFILE_ROW)})
-        INSERT INTO players ({PLAYER_COLUMNS})
-        SELECT id, name, avatar,
-            CASE WHEN EXISTS (SELECT 1 FROM players p WHERE p.openid = v.openid AND p.id <> v.id)
-                THEN NULL ELSE openid END,
-            unionid, total_score, win_streak, wins, losses, draws, created_at, last_seen
-        FROM v WHERE true
-        ON CONFLICT (id) DO UPDATE SET
-            name = excluded.name, avatar = excluded.avatar,
-            openid = coalesce(excluded.openid, openid),
-            unionid = coalesce(excluded.unionid, unionid),
-            last_seen = max(last_seen, excluded.last_seen)
-    """,
-    results=f"""
-        WITH v AS ({_from_json(RESULT_ROW)})
-        UPDATE players SET
-            total_score = total_score + v.points,
-            wins = wins + v.won, losses = losses + v.lost, draws = draws + v.drawn,
-            win_streak = CASE WHEN v.reset THEN v.streak ELSE win_streak + v.streak END
-        FROM v WHERE players.id = v.id
+RUN_SQL = RunSql.build(
+    _from_json,
+    matches_tail="WHERE true",
+    rows_tail="WHERE true",
+    update_profile="""
+        name = excluded.name, avatar = excluded.avatar,
+        openid = coalesce(excluded.openid, openid),
+        unionid = coalesce(excluded.unionid, unionid),
+        last_seen = max(last_seen, excluded.last_seen)
     """,
     encode=lambda text: text,  # bytes: sqlite3 binds them as a BLOB, which json_each reads
 )
