@@ -33,6 +33,7 @@ class CloseCode(enum.IntEnum):
     PROTOCOL_ERROR = 1002  # a frame that breaks RFC 6455 itself
     POLICY_VIOLATION = 1008  # flooding, or silence where a message was due
     TOO_BIG = 1009  # a frame over the size limit
+    SERVICE_RESTART = 1012  # a cluster lost what it shared with the player's process: reconnect
     TRY_AGAIN_LATER = 1013  # the client read too slowly to keep up; reconnect
 
 

@@ -50,13 +50,12 @@ from game_server.core.records import PlayerRecord
 from game_server.core.rooms import Room
 from game_server.core.service import GameService, ServiceConfig
 from game_server.core.sessions import Session
-from protocol import ServerMessage, encode
+from protocol import CloseCode, ServerMessage, encode
 
 log = structlog.get_logger("game_server.cluster")
 
 HANDOVER_PATIENCE = 5.0  # seconds between checks that a hand-over's process still lives
 MOVED_KEEP = 30.0  # seconds frames for a handed-over connection are passed on
-CLOSE_SERVICE_RESTART = 1012  # RFC 6455: the player's process restarted; reconnect
 
 # KEYS: owner:{player}. ARGV: this process, the prefix of process keys, and "1" once the
 # dead owner's matches were tried. {owner, 1} if another live process owns the player;
@@ -571,7 +570,7 @@ class Cluster:
         for human in service.rooms.abandon(room):
             session = human.session
             if session is not None:
-                session.outlet.close(CLOSE_SERVICE_RESTART, "reconnect")
+                session.outlet.close(CloseCode.SERVICE_RESTART, "reconnect")
             service.roster.remove(human)
 
     # ------------------------------------------------------------ hand-overs
@@ -684,7 +683,7 @@ class Cluster:
     def _close_forwarding(node: str, sessions: list[Session]) -> None:
         for session in sessions:
             if session.owner == node and not session.closed:
-                session.outlet.close(CLOSE_SERVICE_RESTART, "reconnect")
+                session.outlet.close(CloseCode.SERVICE_RESTART, "reconnect")
 
     def _scan(self) -> None:
         """Find processes whose heartbeat stopped, and clean up after them.

@@ -22,7 +22,7 @@ from game_server.core.matchmaker import InMemoryMatchmaker
 from game_server.core.service import GameService
 from game_server.core.sessions import Session
 from game_server.net.connection import Connection
-from protocol import Hi, Result, ServerMessage, Start
+from protocol import CloseCode, Hi, Result, ServerMessage, Start
 from protocol.legacy import LegacyPeer, LegacyUser, Standing, open_frame
 
 log = structlog.get_logger("game_server")
@@ -36,8 +36,6 @@ LEGACY_BOT_AFTER = 1.0
 # The demo's robot "changes its choice at random times": after its first, 2 or 3 times.
 LEGACY_BOT_CHANGES = (2, 3)
 
-CLOSE_NORMAL = 1000
-CLOSE_POLICY_VIOLATION = 1008
 # engine.io's handshake error codes, which Socket.IO clients report as they are.
 TRANSPORT_UNKNOWN = 0
 SESSION_ID_UNKNOWN = 1
@@ -153,7 +151,7 @@ class SocketIODialect:
             # An explicit goodbye from a client that has no token to come back with: it
             # leaves its queue entry or game now rather than after the reconnect grace.
             service.disconnect(session, keep_seat=False)
-            outlet.close(CLOSE_NORMAL, "client disconnect")
+            outlet.close(CloseCode.NORMAL, "client disconnect")
 
     def _lookup(self, player_id: str) -> LegacyUser | None:
         peer = self._peers.get(player_id)
