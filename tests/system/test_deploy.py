@@ -582,8 +582,17 @@ async def test_a_cluster_behind_nginx_plays_as_one_server(
                 )
                 for i in range(6)
             ]
+
+            async def play(index: int, bot: BotClient) -> BotReport:
+                # One after another: each join then meets the bot before it, which nginx
+                # sent to another node. Bots started together meet on their own node: a
+                # node sends its joins to Redis in one batch, so they queue side by side
+                # (and nobody would have to cross nodes here).
+                await asyncio.sleep(0.3 * index)
+                return await bot.play(2, session=session)
+
             reports = await asyncio.wait_for(
-                asyncio.gather(*(bot.play(2, session=session) for bot in bots)), timeout=60
+                asyncio.gather(*(play(i, bot) for i, bot in enumerate(bots))), timeout=60
             )
         for report in reports:
             assert report.matches == 2
