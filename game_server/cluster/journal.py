@@ -68,10 +68,13 @@ end
 return 1
 """
 
-# KEYS: m:{match}, hosted:{me}. ARGV: me, match id. Storage has the match: forget it.
+# KEYS: hosted:{me}, then m:{match} of each match. ARGV: me, then each match's id, in the
+# same order. Storage has these matches: forget them (one call for all a commit covered).
 STORED = """
-if redis.call('HGET', KEYS[1], 'host') == ARGV[1] then redis.call('DEL', KEYS[1]) end
-redis.call('SREM', KEYS[2], ARGV[2])
+for i = 2, #KEYS do
+  if redis.call('HGET', KEYS[i], 'host') == ARGV[1] then redis.call('DEL', KEYS[i]) end
+  redis.call('SREM', KEYS[1], ARGV[i])
+end
 return 1
 """
 
@@ -177,10 +180,9 @@ class MatchJournal:
                     # The batch failed: storage counted and logged the lost writes. The
                     # checkpoints go anyway; a storage failure is not a process's death.
                     log.error("match_store_unconfirmed", matches=len(batch), error=repr(exc))
-                hosted = cluster.keys.hosted(cluster.node_id)
-                for match_id in batch:
-                    redis_keys = [cluster.keys.match(match_id), hosted]
-                    cluster.link.submit(self._stored(redis_keys, [cluster.node_id, match_id]))
+                redis_keys = [cluster.keys.hosted(cluster.node_id)]
+                redis_keys += [cluster.keys.match(match_id) for match_id in batch]
+                cluster.link.submit(self._stored(redis_keys, [cluster.node_id, *batch]))
         finally:
             self._confirming = None
 
