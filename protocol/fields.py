@@ -93,22 +93,8 @@ def text(max_len: int = TEXT_MAX) -> Parser:
     return parse
 
 
-def _marks_ok(name: str) -> bool:
-    run = 0
-    for c in name:
-        if unicodedata.combining(c):
-            run += 1
-            if run > MARKS_MAX:
-                return False
-        else:
-            run = 0
-    return True
-
-
 def limit_marks(text: str) -> str:
     """``text`` with at most ``MARKS_MAX`` combining marks on each character."""
-    if _marks_ok(text):
-        return text
     kept, run = [], 0
     for c in text:
         if unicodedata.combining(c):
@@ -127,7 +113,7 @@ def player_name(value: Any) -> str:
     name = value.strip()
     if not 1 <= len(name) <= NAME_MAX or not name.isprintable():
         raise ValueError(f"must be 1-{NAME_MAX} printable characters")
-    if not _marks_ok(name):
+    if limit_marks(name) != name:
         # A tower of combining marks ("Zalgo" text) spills over the lines above and below.
         raise ValueError(f"must have at most {MARKS_MAX} combining marks on a character")
     return name
