@@ -35,23 +35,28 @@ MATCH_ROW = (
     "best_of", "started_at", "ended_at",
 )  # fmt: skip
 ROUND_ROW = ("match_id", "round", "choice1", "choice2", "outcome")
-RESULT_ROW = ("id", "points", "won", "lost", "drawn", "reset", "streak")
+UPDATE_ROW = (
+    "id", "name", "avatar", "openid", "unionid", "last_seen",
+    "points", "won", "lost", "drawn", "reset", "streak",
+)  # fmt: skip
 
 
 @attrs.frozen
 class RunSql:
     """One engine's statements for a run, each taking one JSON parameter (a JSON array of
     rows, each an array in the order of ``MATCH_ROW``, ``ROUND_ROW``, ``PROFILE_ROW`` or
-    ``RESULT_ROW``)."""
+    ``UPDATE_ROW``)."""
 
     matches: str  # must return the ids it inserted (ON CONFLICT DO NOTHING RETURNING id)
     rounds: str
     # The players of a run in two statements, whatever the run's length: a row is made for
     # a player storage does not have yet (with its totals as they were before the run),
-    # every profile is brought up to date as a single save would, then the run's results
-    # are added. Same effect as the matches' upserts one by one, in order.
-    profiles: str
-    results: str
+    # then every player's profile is brought up to date as a single save would and the
+    # run's results are added, in one update: one new row version per player and run (an
+    # upsert of the profile and then an update of the totals made two, and row versions
+    # are most of what a run costs PostgreSQL). Same effect as the matches one by one.
+    new_players: str
+    updates: str
     encode: Callable[[bytes], Any]  # the JSON text as the engine's driver binds it
 
     @classmethod
@@ -61,14 +66,27 @@ class RunSql:
         *,
         matches_tail: str,
         rows_tail: str,
-        update_profile: str,
+        latest: str,
+        lock_in_order: bool,
         encode: Callable[[bytes], Any],
     ) -> RunSql:
         """The same four statements in each engine's words: ``from_json`` makes a table of
         the given columns from the one JSON parameter, ``matches_tail`` and ``rows_tail``
         end the selects the inserts read (SQLite needs ``WHERE true`` to read ON CONFLICT
         as the INSERT's; PostgreSQL takes ``ORDER BY id`` for the players, so nodes lock
-        shared players in one order), and ``update_profile`` is the upsert's SET clause."""
+        shared players in one order), ``latest`` names the engine's greater-of-two
+        function (``max`` in SQLite, ``greatest`` in PostgreSQL), and ``lock_in_order``
+        has the update lock its rows in id order first (PostgreSQL, where nodes write at
+        once: an update takes rows in whatever order its join reads them)."""
+        # An openid another player holds is not taken over (the column is unique): the
+        # save that would move it keeps the player's own instead.
+        openid_free = """CASE WHEN EXISTS (
+            SELECT 1 FROM players p WHERE p.openid = v.openid AND p.id <> v.id
+        ) THEN NULL ELSE v.openid END"""
+        held = """, held AS (
+            SELECT p.id FROM players p JOIN v ON p.id = v.id ORDER BY p.id FOR UPDATE OF p
+        )"""
+        in_held = " AND v.id IN (SELECT id FROM held)"
         return cls(
             matches=f"""
                 INSERT INTO matches ({", ".join(MATCH_ROW)}) {from_json(MATCH_ROW)}
@@ -76,24 +94,25 @@ class RunSql:
                 ON CONFLICT (id) DO NOTHING RETURNING id
             """,
             rounds=f"INSERT INTO rounds ({', '.join(ROUND_ROW)}) {from_json(ROUND_ROW)}",
-            profiles=f"""
+            new_players=f"""
                 WITH v AS ({from_json(PROFILE_ROW)})
                 INSERT INTO players ({PLAYER_COLUMNS})
-                SELECT id, name, avatar,
-                    CASE WHEN EXISTS (
-                        SELECT 1 FROM players p WHERE p.openid = v.openid AND p.id <> v.id
-                    ) THEN NULL ELSE openid END,
+                SELECT id, name, avatar, {openid_free},
                     unionid, total_score, win_streak, wins, losses, draws, created_at, last_seen
                 FROM v {rows_tail}
-                ON CONFLICT (id) DO UPDATE SET {update_profile}
+                ON CONFLICT (id) DO NOTHING
             """,
-            results=f"""
-                WITH v AS ({from_json(RESULT_ROW)})
+            updates=f"""
+                WITH v AS ({from_json(UPDATE_ROW)}){held if lock_in_order else ""}
                 UPDATE players SET
+                    name = v.name, avatar = v.avatar,
+                    openid = coalesce({openid_free}, players.openid),
+                    unionid = coalesce(v.unionid, players.unionid),
+                    last_seen = {latest}(players.last_seen, v.last_seen),
                     total_score = total_score + v.points,
                     wins = wins + v.won, losses = losses + v.lost, draws = draws + v.drawn,
                     win_streak = CASE WHEN v.reset THEN v.streak ELSE win_streak + v.streak END
-                FROM v WHERE players.id = v.id
+                FROM v WHERE players.id = v.id{in_held if lock_in_order else ""}
             """,
             encode=encode,
         )
@@ -177,9 +196,16 @@ class Tally:
             p.last_seen,
         )
 
-    def result_row(self) -> tuple[Any, ...]:
+    def update_row(self) -> tuple[Any, ...]:
+        """The profile as it is now, and what the run adds to the totals."""
+        p = self.profile
         return (
-            self.profile.id,
+            p.id,
+            p.name,
+            p.avatar,
+            p.openid,
+            p.unionid,
+            p.last_seen,
             self.points,
             self.won,
             self.lost,
@@ -232,19 +258,19 @@ class Run:
             if not kept:
                 return
             rest = rest_params(sql, kept)
-        for statement, param in zip((sql.rounds, sql.profiles, sql.results), rest, strict=True):
+        for statement, param in zip((sql.rounds, sql.new_players, sql.updates), rest, strict=True):
             conn.execute(statement, (param,))
 
 
 def rest_params(sql: RunSql, records: list[MatchRecord]) -> tuple[Any, Any, Any]:
-    """The rounds', profiles' and results' parameters of matches that all went in."""
+    """The rounds', new players' and updates' parameters of matches that all went in."""
     tallies = tally_players(records)
     return (
         sql.encode(orjson.dumps(round_rows(records))),
         # In id order: two processes sharing a database lock the players' rows they share
         # in the same order, so their runs wait for each other instead of deadlocking.
         sql.encode(orjson.dumps(sorted(tally.profile_row() for tally in tallies))),
-        sql.encode(orjson.dumps(sorted(tally.result_row() for tally in tallies))),
+        sql.encode(orjson.dumps(sorted(tally.update_row() for tally in tallies))),
     )
 
 

@@ -79,12 +79,8 @@ RUN_SQL = RunSql.build(
     _from_json,
     matches_tail="WHERE true",
     rows_tail="WHERE true",
-    update_profile="""
-        name = excluded.name, avatar = excluded.avatar,
-        openid = coalesce(excluded.openid, openid),
-        unionid = coalesce(excluded.unionid, unionid),
-        last_seen = max(last_seen, excluded.last_seen)
-    """,
+    latest="max",
+    lock_in_order=False,  # one writer at a time: SQLite locks the whole database
     encode=lambda text: text,  # bytes: sqlite3 binds them as a BLOB, which json_each reads
 )
 
