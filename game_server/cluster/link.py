@@ -1,14 +1,17 @@
 """This process's link to Redis: every command in order, one round trip per moment.
 
 Whatever the process sends to Redis (the mailbox's stream entries, queue scripts, owner
-keys, heartbeats, checkpoints) goes through ``submit``: commands gather for
-``GATHER_SECONDS`` and go out together on one connection, so they are applied in the order
-they were submitted (a connection pool could reorder two batches), and a busy moment
-costs one round trip, not one per command. The batch is written and read by
-``RespConnection`` (hiredis, one wake-up per batch) rather than redis-py's ``Pipeline`` or
-its connection's reply-at-a-time reads, whose per-call machinery (command objects,
-retries, a timeout context per reply) cost a busy node a quarter of its CPU
-(docs/cluster.md).
+keys, heartbeats, checkpoints) goes through ``submit``: commands gather and go out
+together on one connection, so they are applied in the order they were submitted (a
+connection pool could reorder two batches), and a busy moment costs one round trip, not
+one per command. Each command says how long it may wait (``within``: ``GATHER_SECONDS``
+unless the caller can wait longer); a batch leaves when the most pressing of its commands
+is due, and takes everything pending, plus what the ``gatherers`` add (the journal's
+checkpoints, which need not hurry, become one command in whichever batch leaves next).
+The batch is written and read by ``RespConnection`` (hiredis, one wake-up per batch)
+rather than redis-py's ``Pipeline`` or its connection's reply-at-a-time reads, whose
+per-call machinery (command objects, retries, a timeout context per reply) cost a busy
+node a quarter of its CPU (docs/cluster.md).
 
 A batch that fails (Redis unreachable, the connection lost mid-way) fails every command
 in it with ``LinkDown``: none is replayed, since a script may have run before its reply
@@ -30,6 +33,7 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 
 from game_server.cluster.resp import RespConnection
@@ -40,10 +44,11 @@ PENDING_MAX = 50_000  # commands held while Redis is unreachable
 RETRY_FIRST = 0.1  # seconds before the first retry; doubles up to RETRY_MAX
 RETRY_MAX = 1.0
 SOCKET_TIMEOUT = 2.0  # a batch unanswered this long counts as a lost connection
-GATHER_SECONDS = 0.003  # commands gather this long into one batch
+GATHER_SECONDS = 0.003  # a command waits at most this long for others (unless told more)
 
 Command = tuple[Any, ...]  # a Redis command and its arguments: ("SET", key, value)
 Done = Callable[[Any], None]  # the (last) command's reply, or the exception it raised
+Op = tuple[Sequence[Command], Done | None]  # commands sent together, and who gets the reply
 
 
 class Lua:
@@ -80,10 +85,12 @@ class RedisLink:
         self.on_reconnect: list[Callable[[], None]] = []
         self.on_down: list[Callable[[], None]] = []
         self.scripts: list[Lua] = []
-        self._pending: collections.deque[tuple[Sequence[Command], Done | None]] = (
-            collections.deque()
-        )
+        # Called as each batch is made: commands that waited for any batch to ride along.
+        self.gatherers: list[Callable[[], list[Op]]] = []
+        self._pending: collections.deque[Op] = collections.deque()
         self._wake = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None  # the next batch's departure
+        self._due = 0.0  # ... and when that is (loop time)
         self._task: asyncio.Task[None] | None = None
         self._connection: RespConnection | None = None
         self._closing = False
@@ -101,9 +108,15 @@ class RedisLink:
         self.available = True
         self._task = asyncio.create_task(self._run(), name="redis-link")
 
-    def submit(self, commands: Command | Sequence[Command], done: Done | None = None) -> None:
-        """Queue a command (or a few, in order); ``done`` gets the last one's reply, or the
-        first error among them."""
+    def submit(
+        self,
+        commands: Command | Sequence[Command],
+        done: Done | None = None,
+        *,
+        within: float = GATHER_SECONDS,
+    ) -> None:
+        """Queue a command (or a few, in order) to leave within ``within`` seconds; ``done``
+        gets the last one's reply, or the first error among them."""
         batch: Sequence[Command] = (
             (commands,) if commands and isinstance(commands[0], str) else commands
         )
@@ -113,8 +126,23 @@ class RedisLink:
             if lost is not None:
                 lost(LinkDown("redis is unreachable"))
         self._pending.append((batch, done))
-        if not self._wake.is_set():
-            self._wake.set()
+        self.flush_within(within)
+
+    def flush_within(self, seconds: float) -> None:
+        """Have a batch leave within ``seconds`` (for what the gatherers hold)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + seconds
+        timer = self._timer
+        if timer is not None:
+            if self._due <= due:
+                return
+            timer.cancel()
+        self._due = due
+        self._timer = loop.call_at(due, self._depart)
+
+    def _depart(self) -> None:
+        self._timer = None
+        self._wake.set()
 
     async def call(self, commands: Command | Sequence[Command]) -> Any:
         """Submit and wait for the reply (raises what the command raised)."""
@@ -133,6 +161,9 @@ class RedisLink:
 
     async def close(self) -> None:
         self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._wake.set()
         if self._task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -142,6 +173,9 @@ class RedisLink:
 
     async def kill(self) -> None:
         """Stop at once, as a killed process would: nothing more is sent (tests)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -157,21 +191,33 @@ class RedisLink:
 
     async def _run(self) -> None:
         while True:
+            # Woken when the most pressing command is due (or to close): whatever else
+            # gathered by then goes in the same round trip.
             await self._wake.wait()
-            # Let a moment's commands gather: one round trip for all of them.
-            await asyncio.sleep(GATHER_SECONDS)
             self._wake.clear()
             try:
                 await self._drain()
+                while self._closing and self._pending and self.available:
+                    await self._drain()  # what came in meanwhile leaves before the end
             except Exception:  # a bug must not stop the link for good
                 log.exception("redis_link_failed")
             if self._closing:
                 return
 
     async def _drain(self) -> None:
+        """One batch: everything pending and what the gatherers hold (again, after a
+        pause, while Redis cannot be reached). What is submitted meanwhile waits for its
+        own departure: a batch per ``within`` at most, however busy the moment."""
         pause = RETRY_FIRST
         pending = self._pending
-        while pending:
+        while True:
+            # Every batch takes what the gatherers hold, first: what they hold is as new as
+            # anything pending (a checkpoint made now), and a result relayed to another
+            # process must not reach Redis before the checkpoint of its round.
+            for gather in reversed(self.gatherers):
+                pending.extendleft(reversed(gather()))
+            if not pending:
+                return
             batch = [pending.popleft() for _ in range(len(pending))]
             commands = [command for op, _ in batch for command in op]
             try:
@@ -188,29 +234,34 @@ class RedisLink:
                 await asyncio.sleep(pause)
                 pause = min(RETRY_MAX, pause * 2)
                 continue
-            pause = RETRY_FIRST
             if not self.available:
                 self._came_back()
-            start = 0
-            again: list[tuple[Sequence[Command], Done | None]] = []
-            for op, done in batch:
-                end = start + len(op)
-                errors = [r for r in replies[start:end] if isinstance(r, Exception)]
-                start = end
-                if errors and isinstance(errors[0], NoScriptError):
-                    again.append((op, done))  # it did not run: load the scripts, retry
-                    continue
-                if done is not None:
-                    try:
-                        done(errors[0] if errors else replies[end - 1])
-                    except Exception:
-                        log.exception("redis_reply_failed")
-            if again:
-                # If the scripts cannot be loaded, the retried commands fail as the link
-                # does, on their next attempt.
-                with contextlib.suppress(RedisError, OSError):
-                    await self._load_scripts()
-                pending.extendleft(reversed(again))
+            again = self._answer(batch, replies)
+            if not again:
+                return
+            # If the scripts cannot be loaded, the retried commands fail as the link
+            # does, on their next attempt.
+            with contextlib.suppress(RedisError, OSError):
+                await self._load_scripts()
+            pending.extendleft(reversed(again))
+
+    def _answer(self, batch: list[Op], replies: list[Any]) -> list[Op]:
+        """Hand each op its reply; the ops to send again (their script was not loaded)."""
+        start = 0
+        again: list[Op] = []
+        for op, done in batch:
+            end = start + len(op)
+            errors = [r for r in replies[start:end] if isinstance(r, Exception)]
+            start = end
+            if errors and isinstance(errors[0], NoScriptError):
+                again.append((op, done))  # it did not run: load the scripts, retry
+                continue
+            if done is not None:
+                try:
+                    done(errors[0] if errors else replies[end - 1])
+                except Exception:
+                    log.exception("redis_reply_failed")
+        return again
 
     async def _round_trip(self, commands: list[Command]) -> list[Any]:
         """Write every command, then wait for every reply (an error reply as its
@@ -218,7 +269,14 @@ class RedisLink:
         self.batches += 1
         async with asyncio.timeout(SOCKET_TIMEOUT):
             connection = self._connection
-            if connection is None or not connection.is_open:
+            if connection is not None and not connection.is_open:
+                # Lost between two batches: Redis may have restarted (empty) in that
+                # moment, and what this process holds there must be said again once the
+                # new connection works, as after any outage.
+                self._connection = None
+                self._went_down(RedisConnectionError("connection to redis lost"))
+                connection = None
+            if connection is None:
                 connection = await RespConnection.open(self.url)
                 self._connection = connection
             return await connection.batch(commands)
