@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 
+from game_server.cluster.link import LinkDown, Op
 from game_server.core.match import Match, MatchRules, MatchState, RoundRecord, Seat
 from game_server.core.records import MatchRecord, PlayerRecord
 from game_server.core.rooms import Room
@@ -43,40 +44,67 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("game_server.cluster")
 
-# KEYS: m:{match}, hosted:{me}. ARGV: me, match id, its state, and (at its start, else "")
-# the humans (comma-separated) and what does not change. 0 if another process hosts the
-# match now (it was taken over): stop hosting it.
-CHECKPOINT = """
-local host = redis.call('HGET', KEYS[1], 'host')
-if host and host ~= ARGV[1] then return 0 end
-if ARGV[5] ~= '' then
-  redis.call('HSET', KEYS[1], 'host', ARGV[1], 'humans', ARGV[4], 'static', ARGV[5],
-    'state', ARGV[3])
-  redis.call('SADD', KEYS[2], ARGV[2])
-else
-  redis.call('HSET', KEYS[1], 'state', ARGV[3])
-end
-return 1
-"""
-
-# KEYS: m:{match}. ARGV: me, the match's record (JSON). The match is over: its record stays
-# here until storage has it, for a survivor to store if this process dies before that.
-FINISH = """
-if redis.call('HGET', KEYS[1], 'host') == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'over', ARGV[2])
-end
-return 1
-"""
-
-# KEYS: hosted:{me}, then m:{match} of each match. ARGV: me, then each match's id, in the
-# same order. Storage has these matches: forget them (one call for all a commit covered).
-STORED = """
+# What the journal has for Redis, as one script per batch of the link (a script per
+# checkpoint cost Redis and this process a fixed price each, for a few bytes of work).
+# KEYS: hosted:{me}, then m:{match} of each entry. ARGV: me, then six per entry: its kind
+# ("c": keep the match, "s": storage has it, forget it), the match id, its state, its
+# humans (comma-separated), what does not change, its record once it is over; "" for what
+# the entry does not carry. Returns the ids of the matches another process hosts now (a
+# survivor took them over while this one was cut off): this one stops hosting them.
+#
+# A match's hash is written only by its host (what does not change comes first and makes
+# this process the host): the state of a match whose first entry never arrived (a lost
+# batch) is of no use to a survivor, and a record is kept only where a survivor could
+# find it.
+JOURNAL = """
+local taken = {}
 for i = 2, #KEYS do
-  if redis.call('HGET', KEYS[i], 'host') == ARGV[1] then redis.call('DEL', KEYS[i]) end
-  redis.call('SREM', KEYS[1], ARGV[i])
+  local key = KEYS[i]
+  local at = (i - 2) * 6 + 1
+  local match = ARGV[at + 2]
+  if ARGV[at + 1] == 's' then
+    if redis.call('HGET', key, 'host') == ARGV[1] then redis.call('DEL', key) end
+    redis.call('SREM', KEYS[1], match)
+  else
+    local host = redis.call('HGET', key, 'host')
+    if host and host ~= ARGV[1] then
+      taken[#taken + 1] = match
+    else
+      if ARGV[at + 5] ~= '' then
+        redis.call('HSET', key, 'host', ARGV[1], 'humans', ARGV[at + 4], 'static', ARGV[at + 5])
+        redis.call('SADD', KEYS[1], match)
+        host = ARGV[1]
+      end
+      if host then
+        if ARGV[at + 3] ~= '' then redis.call('HSET', key, 'state', ARGV[at + 3]) end
+        if ARGV[at + 6] ~= '' then redis.call('HSET', key, 'over', ARGV[at + 6]) end
+      end
+    end
+  end
 end
-return 1
+return taken
 """
+
+# A checkpoint waits at most this long, riding with whatever batch leaves first (a
+# relayed result takes its round's checkpoint with it: see RedisLink._drain). A host
+# killed in that moment after its own players saw a result costs a replay of that round
+# (protocol/README.md says what a client sees); waiting longer would save little more.
+JOURNAL_SECONDS = 0.01
+
+
+class _Entry:
+    """What the journal has yet to send about one match: the latest state replaces an
+    earlier one still waiting, so a busy match costs one entry per batch."""
+
+    __slots__ = ("humans", "over", "room", "state", "static")
+
+    def __init__(self, room: Room) -> None:
+        self.room = room
+        self.state: bytes | str = ""
+        self.humans = ""
+        self.static = ""
+        self.over = ""
+
 
 # KEYS: m:{match}, hosted:{dead}, hosted:{me}. ARGV: me, match id, the prefix of process
 # keys, the prefix of owner keys. The checkpoint's data if this process took it over.
@@ -107,12 +135,15 @@ class MatchJournal:
         self.cluster = cluster
         self.takeovers = 0  # matches this process took over
         self.abandoned = 0  # matches it stopped hosting because another took them
-        self._checkpoint = cluster.link.lua(CHECKPOINT)
         self.recovered = 0  # finished matches of dead processes this one stored for them
-        self._finish = cluster.link.lua(FINISH)
-        self._stored = cluster.link.lua(STORED)
+        self._journal = cluster.link.lua(JOURNAL)
         self._takeover = cluster.link.lua(TAKEOVER)
         self._described: set[str] = set()  # matches whose static part is written
+        # What waits for the link's next batch: entries by match, then matches to forget.
+        self._entries: dict[str, _Entry] = {}
+        self._forget: list[str] = []
+        cluster.link.gatherers.append(self._gathered)
+        cluster.link.on_reconnect.append(self._rewrite)
         # Finished matches handed to storage whose commit is not confirmed yet, and the
         # task confirming them (one at a time: a flush covers every write before it).
         self._unconfirmed: list[str] = []
@@ -121,30 +152,76 @@ class MatchJournal:
     # ------------------------------------------------------------ Journal
 
     def checkpoint(self, room: Room) -> None:
-        cluster = self.cluster
-        keys = cluster.keys
         match_id = room.match.match_id
-        state = orjson.dumps(self._state(room))
-        humans = static = ""
+        entry = self._entry(room)
+        entry.state = orjson.dumps(self._state(room))
         if match_id not in self._described:
             self._described.add(match_id)
-            humans = ",".join(human.id for human in room.humans)
-            static = orjson.dumps(self._static(room)).decode()
-        args = [cluster.node_id, match_id, state, humans, static]
-        redis_keys = [keys.match(match_id), keys.hosted(cluster.node_id)]
-        cluster.link.submit(self._checkpoint(redis_keys, args), partial(self._checkpointed, room))
+            entry.humans = ",".join(human.id for human in room.humans)
+            entry.static = orjson.dumps(self._static(room)).decode()
 
     def finished(self, room: Room, record: MatchRecord) -> None:
         """The match is over and its record on its way to storage: the checkpoint keeps
         the record until storage confirms the commit (a process killed in between would
         otherwise lose a finished match: gone from Redis, never in the database)."""
-        cluster = self.cluster
         match_id = room.match.match_id
         self._described.discard(match_id)
-        record_json = orjson.dumps(record.to_json()).decode()
-        args = [cluster.node_id, record_json]
-        cluster.link.submit(self._finish([cluster.keys.match(match_id)], args))
+        self._entry(room).over = orjson.dumps(record.to_json()).decode()
         self._confirm(match_id)
+
+    def _rewrite(self) -> None:
+        """Redis is back, perhaps restarted empty: every running match is written again,
+        whole, so a survivor could still take it over if this process died now."""
+        self._described.clear()
+        service = self.cluster.service
+        if service is not None:
+            for room in list(service.rooms.by_id.values()):
+                if not room.closed:
+                    self.checkpoint(room)
+
+    def _entry(self, room: Room) -> _Entry:
+        match_id = room.match.match_id
+        entry = self._entries.get(match_id)
+        if entry is None:
+            entry = self._entries[match_id] = _Entry(room)
+            if len(self._entries) == 1:
+                self.cluster.link.flush_within(JOURNAL_SECONDS)
+        return entry
+
+    def _gathered(self) -> list[Op]:
+        """The link makes a batch: everything waiting goes as one script."""
+        entries, forget = self._entries, self._forget
+        if not entries and not forget:
+            return []
+        self._entries, self._forget = {}, []
+        cluster = self.cluster
+        match_key = cluster.keys.match
+        redis_keys = [cluster.keys.hosted(cluster.node_id)]
+        args: list[Any] = [cluster.node_id]
+        for match_id, entry in entries.items():
+            redis_keys.append(match_key(match_id))
+            args += ("c", match_id, entry.state, entry.humans, entry.static, entry.over)
+        for match_id in forget:
+            redis_keys.append(match_key(match_id))
+            args += ("s", match_id, "", "", "", "")
+        return [((self._journal(redis_keys, args),), partial(self._written, entries))]
+
+    def _written(self, entries: dict[str, _Entry], reply: Any) -> None:
+        if isinstance(reply, Exception):
+            if not isinstance(reply, LinkDown):  # an outage is logged by the link
+                log.error("journal_write_failed", matches=len(entries), error=repr(reply))
+            # Lost with the batch: a running match describes itself again next time.
+            for match_id, entry in entries.items():
+                if entry.static:
+                    self._described.discard(match_id)
+            return
+        for match_id in reply:
+            entry = entries[_text(match_id)]
+            room = entry.room
+            if not room.closed:
+                self.abandoned += 1
+                log.warning("match_taken_over_elsewhere", match_id=room.match.match_id)
+                self.cluster.abandon(room)
 
     def _confirm(self, match_id: str) -> None:
         self._unconfirmed.append(match_id)
@@ -180,17 +257,10 @@ class MatchJournal:
                     # The batch failed: storage counted and logged the lost writes. The
                     # checkpoints go anyway; a storage failure is not a process's death.
                     log.error("match_store_unconfirmed", matches=len(batch), error=repr(exc))
-                redis_keys = [cluster.keys.hosted(cluster.node_id)]
-                redis_keys += [cluster.keys.match(match_id) for match_id in batch]
-                cluster.link.submit(self._stored(redis_keys, [cluster.node_id, *batch]))
+                self._forget += batch
+                cluster.link.flush_within(JOURNAL_SECONDS)
         finally:
             self._confirming = None
-
-    def _checkpointed(self, room: Room, reply: Any) -> None:
-        if reply == 0 and not room.closed:
-            self.abandoned += 1
-            log.warning("match_taken_over_elsewhere", match_id=room.match.match_id)
-            self.cluster.abandon(room)
 
     def _static(self, room: Room) -> dict[str, Any]:
         """What does not change in a match: written once, at its start."""

@@ -184,6 +184,35 @@ async def test_the_host_dies_and_a_survivor_finishes_the_match(nodes: Any) -> No
     assert not host.service.rooms.by_id  # over, and recorded by the host that finished it
 
 
+async def test_redis_restarts_empty_then_the_host_dies_and_the_match_goes_on(
+    nodes: Any, redis_server: Any
+) -> None:
+    """A restart quicker than any batch (no command failed: the link only finds its
+    connection gone) still counts as an outage: the host writes its running match again,
+    whole, so a survivor can take it over when the host dies next."""
+    a, b, ann, bob = await pair_across(nodes)
+    c = await nodes("c")
+    match_id = ann.outlet.last(Start).match_id
+    redis_server.stop()
+    redis_server.restart()  # empty, on the same port
+    await until(lambda: a.cluster.link.failures == 1 and a.cluster.link.available, within=5.0)
+    await until(lambda: b.cluster.link.available and c.cluster.link.available, within=5.0)
+    for _ in range(100):  # the match written again, with its host's list naming it
+        if await redis_holds(a, match_id) == (True, True):
+            break
+        await asyncio.sleep(0.05)
+    assert await redis_holds(a, match_id) == (True, True)
+    ann.choose("rock")
+    bob.choose("scissors")
+    await until(lambda: bob.outlet.last(Start).round == 2)
+    await asyncio.sleep(0.7)  # the survivors have had Redis back for a whole TTL
+    await a.crash()
+    await until(lambda: bob.outlet.of(Resume), within=5.0)
+    resume = bob.outlet.last(Resume)
+    assert (resume.match_id, resume.round) == (match_id, 2)
+    assert resume.score.opponent == 1
+
+
 async def play_to_the_end(ann: Any, bob: Any) -> str:
     """Ann wins two rounds; the match id."""
     match_id: str = ann.outlet.last(Start).match_id
