@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/cluster.py             # every scenario, ~3 minutes
     .venv/bin/python bench/cluster.py --quick     # shorter windows
+    .venv/bin/python bench/cluster.py --only alone,1   # Redis + the database's cost alone
 
 Scenarios, each with 500 bots offering 400 matches a second (paced joins, as
 ``bench/bench.py``'s paced run), spread evenly over the nodes, so that with two nodes
@@ -53,6 +54,13 @@ from game_server.cli.command import server_command  # noqa: E402
 from tests.support.redis import RedisServer, start_redis  # noqa: E402
 
 SECRET = "the benchmark cluster's token secret"
+# The paced scenarios: their key for --only, their name, the processes, whether on Redis.
+SCENARIOS = {
+    "alone": ("1 process, on its own", 1, False),
+    "1": ("1 process, Redis + db", 1, True),
+    "2": ("2 processes, Redis + db", 2, True),
+    "3": ("3 processes, Redis + db", 3, True),
+}
 TTL = 3.0  # --node-ttl in the takeover run
 
 
@@ -336,10 +344,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     )
     try:
         rows = [
-            await scenario("1 process, on its own", 1, False, database, args),
-            await scenario("1 process, Redis + db", 1, True, database, args),
-            await scenario("2 processes, Redis + db", 2, True, database, args),
-            await scenario("3 processes, Redis + db", 3, True, database, args),
+            await scenario(name, count, use_redis, database, args)
+            for key, (name, count, use_redis) in SCENARIOS.items()
+            if key in args.only
         ]
         return {
             "method": {
@@ -350,7 +357,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 "database": database.kind,
             },
             "scenarios": rows,
-            "takeover": await takeover(database, args),
+            "takeover": await takeover(database, args) if "takeover" in args.only else None,
         }
     finally:
         database.stop()
@@ -361,8 +368,10 @@ def report(results: dict[str, Any]) -> str:
         f"{'scenario':<26} {'matches/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'server cores':>12} {'CPU s/1000 matches':>19}  nodes / redis / database"
     ]
-    base = results["scenarios"][0]["cpu_s_per_1000_matches"]
-    for row in results["scenarios"]:
+    rows = results["scenarios"]
+    alone = [row for row in rows if row["scenario"] == SCENARIOS["alone"][0]]
+    base = alone[0]["cpu_s_per_1000_matches"] if alone else 0.0
+    for row in rows:
         ratio = row["cpu_s_per_1000_matches"] / base if base else float("nan")
         lines.append(
             f"{row['scenario']:<26} {row['matches_per_s']:>9.0f} {row['p50_ms']:>7.2f} "
@@ -371,6 +380,9 @@ def report(results: dict[str, Any]) -> str:
             + " / ".join(f"{v:.3f}" for v in row["cpu_s_per_1000_matches_by"].values())
         )
     t = results["takeover"]
+    if t is None:
+        lines.append(f"database: {results['method']['database']}")
+        return "\n".join(lines)
     lines.append(
         f"takeover (node TTL {t['node_ttl_s']} s): {t['matches_taken_over']} matches taken over"
         f" {t['takeover_s_first']}-{t['takeover_s_last']} s after the kill;"
@@ -398,7 +410,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--takeover-clients", type=int, default=60)
     parser.add_argument("--takeover-seconds", type=float, default=15.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results" / "cluster.json")
+    parser.add_argument(
+        "--only",
+        type=lambda text: [part.strip() for part in text.split(",")],
+        default=[*SCENARIOS, "takeover"],
+        help="the runs to make, comma-separated, of: "
+        + ", ".join([*SCENARIOS, "takeover"])
+        + " (all by default); x one process needs 'alone'. E.g. --only alone,1 for the"
+        " cost of Redis + the database alone, in A/B runs against another tree",
+    )
     args = parser.parse_args()
+    unknown = set(args.only) - {*SCENARIOS, "takeover"}
+    if unknown:
+        parser.error(f"--only: unknown {', '.join(sorted(unknown))}")
     if args.quick:
         args.window, args.warmup, args.takeover_seconds = 4.0, 2.0, 12.0
     return args
