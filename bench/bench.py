@@ -120,6 +120,10 @@ class Server:
                 "0",
                 "--rate-limit",
                 "100000",
+                # Every bot is a guest from 127.0.0.1: one address's guest meter (20 a
+                # second after a burst of 200) would leave most of them without a hello.
+                "--guest-rate",
+                "0",
                 "--db",
                 str(self.state / "rps.db"),
                 *self.extra_args,
