@@ -18,8 +18,9 @@ One connection per node (its writer thread). A batch of jobs is one transaction;
 of finished matches is a few statements each reading its rows from one JSON parameter
 (``store/batching.py``), with each match counted once (``ON CONFLICT DO NOTHING
 RETURNING id``). Players' rows are locked in id order before they are updated, so two
-nodes lock the rows they share in the same order. A deadlock PostgreSQL still breaks (a profile saved in one batch while
-another node's run holds the row) costs the losing batch one careful retry, nothing lost.
+nodes lock the rows they share in the same order. A deadlock PostgreSQL still breaks (a
+profile saved in one batch while another node's run holds the row) costs the losing batch
+one careful retry, nothing lost.
 
 A lost connection (the server restarted, a network cut) fails the batch it happened in:
 its reads raise ``StoreUnavailable`` and its writes are counted as lost. The next batch
