@@ -89,6 +89,7 @@ return taken
 # relayed result takes its round's checkpoint with it: see RedisLink._drain). A host
 # killed in that moment after its own players saw a result costs a replay of that round
 # (protocol/README.md says what a client sees); waiting longer would save little more.
+# A match's first entry does not wait (``checkpoint``).
 JOURNAL_SECONDS = 0.01
 
 
@@ -159,6 +160,11 @@ class MatchJournal:
             self._described.add(match_id)
             entry.humans = ",".join(human.id for human in room.humans)
             entry.static = orjson.dumps(self._static(room)).decode()
+            # A match its players have seen start must be in Redis at once: until it is,
+            # this process's death loses it (a later checkpoint lost costs only a replay
+            # of a round). Starts come in batches, after the queue's replies: one round
+            # trip each.
+            self.cluster.link.flush_within(0.0)
 
     def finished(self, room: Room, record: MatchRecord) -> None:
         """The match is over and its record on its way to storage: the checkpoint keeps
