@@ -40,6 +40,7 @@ from game_server.net.appkeys import (
     STARTED,
     STORE,
     TICKER,
+    TRUSTED_PROXIES,
     WECHAT,
     Lifecycle,
 )
@@ -97,6 +98,7 @@ def create_app(
 
     app = web.Application(middlewares=[real_address])
     app[CONFIG] = config
+    app[TRUSTED_PROXIES] = trusted
     app[ADDRESSES] = AddressCounts(config.max_connections_per_address)
     app[CONNECTIONS] = set()
     app[STARTED] = time.monotonic()
