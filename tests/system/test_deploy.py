@@ -611,6 +611,35 @@ async def test_a_cluster_behind_nginx_plays_as_one_server(
             await node.stop()
 
 
+async def demo_meets_its_robot(session: aiohttp.ClientSession, host: str) -> None:
+    """The demo's page and socket class over wss://``host``: open, hello, join, then the
+    robot's start. The robot is a robot-N whose picture nginx serves too; the socket
+    closes before the game's 3 s are up (a dropped demo client forfeits at once)."""
+    page_url = f"wss://{host}/applet/websocket/socket.io/"  # `${socketPath}/`
+    ws = await session.ws_connect(f"{page_url}/?EIO=3&transport=websocket")
+    try:
+        assert (await ws.receive_str(timeout=5)).startswith("0{")
+        assert await ws.receive_str(timeout=5) == "40"
+        user = {"uid": "demo-uid", "uname": "Demo", "uavatar": None}
+        await ws.send_str("42" + json.dumps(["hello", {"user": user}]))
+        assert json.loads((await ws.receive_str(timeout=5))[2:])[0] == "hi"
+        await ws.send_str('42["join"]')
+        while True:  # the robot sits down after 1 s; its movement may come first
+            event, data = json.loads((await ws.receive_str(timeout=5))[2:])
+            if event == "start":
+                break
+        (robot,) = [u for u in data["roomUsers"] if u["uid"] != "demo-uid"]
+        assert re.fullmatch(r"robot-[0-9]+", robot["uid"]), robot
+        # https (nginx's X-Forwarded-Proto, from a trusted proxy) on nginx's Host, which
+        # carries no port ($host): behind port 443 that is the URL the client reached.
+        assert robot["uavatar"] == "https://127.0.0.1/applet/avatars/robot.png", robot
+    finally:
+        await ws.close()
+    async with session.get(f"https://{host}/applet/avatars/robot.png") as response:
+        assert response.status == 200
+        assert response.content_type == "image/png"
+
+
 async def test_matches_through_nginx(tmp_path: Path) -> None:
     nginx_binary = require_program("nginx", "apt-get install nginx-light; .ci/run installs it")
     cert, key = self_signed_certificate(tmp_path)
@@ -686,6 +715,10 @@ async def test_matches_through_nginx(tmp_path: Path) -> None:
                 health = await response.json()
             assert health["status"] == "ok"
             assert health["matches_finished"] == 2
+
+            # A 2016 demo client, dialling exactly what its page builds (two slashes),
+            # plays behind nginx and is shown its robot's picture through nginx too.
+            await demo_meets_its_robot(session, f"127.0.0.1:{https}")
 
             # The JSON endpoints and the browser page are proxied too; nothing else is.
             async with session.get(f"{base}/applet/leaderboard") as response:
