@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import configparser
+import io
 import json
 import os
 import random
@@ -640,6 +641,35 @@ async def demo_meets_its_robot(session: aiohttp.ClientSession, host: str) -> Non
         assert response.content_type == "image/png"
 
 
+async def avatar_through_nginx(session: aiohttp.ClientSession, host: str) -> None:
+    """An upload the way wx.uploadFile sends one, through nginx: its URL is on the
+    origin the client reached, and nginx serves it back; a body over the limit is
+    refused (by nginx's client_max_body_size, with the same 413)."""
+    from PIL import Image
+
+    ws = await session.ws_connect(f"wss://{host}/applet/websocket")
+    await ws.send_str('{"type": "hello", "name": "Pic"}')
+    token = json.loads((await ws.receive(timeout=5)).data)["token"]
+    await ws.close()
+    out = io.BytesIO()
+    Image.new("RGB", (200, 200), (90, 20, 160)).save(out, format="JPEG")
+    form = aiohttp.FormData()
+    form.add_field("avatar", out.getvalue(), filename="tmp.jpg")
+    headers = {"Authorization": f"Bearer {token}"}
+    async with session.post(f"https://{host}/applet/avatar", data=form, headers=headers) as r:
+        assert r.status == 200, await r.text()
+        avatar = (await r.json())["avatar"]
+    path = avatar.removeprefix("https://127.0.0.1")  # nginx's Host ($host) has no port
+    assert re.fullmatch(r"/applet/avatars/[0-9a-f]{32}", path), avatar
+    async with session.get(f"https://{host}{path}") as response:
+        assert response.status == 200
+        assert response.content_type == "image/jpeg"
+        assert "immutable" in response.headers["Cache-Control"]
+    too_big = b"\xff\xd8\xff" + bytes(300 * 1024)
+    async with session.post(f"https://{host}/applet/avatar", data=too_big, headers=headers) as r:
+        assert r.status == 413
+
+
 async def test_matches_through_nginx(tmp_path: Path) -> None:
     nginx_binary = require_program("nginx", "apt-get install nginx-light; .ci/run installs it")
     cert, key = self_signed_certificate(tmp_path)
@@ -719,6 +749,7 @@ async def test_matches_through_nginx(tmp_path: Path) -> None:
             # A 2016 demo client, dialling exactly what its page builds (two slashes),
             # plays behind nginx and is shown its robot's picture through nginx too.
             await demo_meets_its_robot(session, f"127.0.0.1:{https}")
+            await avatar_through_nginx(session, f"127.0.0.1:{https}")
 
             # The JSON endpoints and the browser page are proxied too; nothing else is.
             async with session.get(f"{base}/applet/leaderboard") as response:
