@@ -42,3 +42,7 @@ class ServerConfig:
     # Origins (scheme://host[:port]) a browser's WebSocket upgrade may come from; empty:
     # any. Requests without an Origin header (apps, bots) are never refused for it.
     allowed_origins: tuple[str, ...] = ()
+    # The origin (scheme://host[:port]) clients reach this server at, for the absolute
+    # URLs it hands out (pictures: the demo's robot, uploaded avatars). None: each
+    # request's own (its Host, and https behind TLS or a trusted proxy's X-Forwarded-Proto).
+    public_url: str | None = None

@@ -40,6 +40,7 @@ from protocol.messages import (
     MakeChoice,
     Movement,
     MovementKind,
+    Opponent,
     Result,
     ServerMessage,
     Start,
@@ -54,6 +55,9 @@ UID_MAX = f.ID_MAX
 UNAME_MAX = 64  # the longest accepted; the name shown is this, cleaned, cut to 32
 ACK_ID_MAX = 2**53 - 1  # acks ride as native message ids, which are safe integers
 EVENTS = ("hello", "join", "leave", "choice", "face")
+# The demo's robots were "robot-1", "robot-2"... (its ``nextRobotId``), and its page finds
+# the opponent's entries by uid, so a robot needs one of its own, never a player's.
+ROBOT_UID_PREFIX = "robot-"
 
 CONNECT_FRAME = b"40"
 
@@ -251,16 +255,33 @@ def _no_lookup(player_id: str) -> LegacyUser | None:
     return None
 
 
+class RobotNumbers:
+    """Hands out the N of ``robot-N`` in the order robots sit down, as the demo's server
+    numbered them (one counter per process there; one per app here, shared by its
+    connections, so two players never see the same robot number at once)."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def __call__(self) -> int:
+        self.last += 1
+        return self.last
+
+
 @attrs.define
 class LegacyPeer:
     """One legacy connection: its declared identity, its current match, a pending ack.
 
     ``lookup`` finds the declared identity of another legacy player by native player id,
-    so two legacy players see each other's own uids; anyone else (a house bot) shows as
-    its native id, name and avatar.
+    so two legacy players see each other's own uids; a native player shows as its native
+    id, name and avatar. A house bot shows as the demo's robots did: a uid ``robot-N``
+    (N from ``robot_number``) and a picture, ``robot_avatar`` (the demo's page shows the
+    opponent's ``uavatar`` as an image: without one the robot is a blank square).
     """
 
     lookup: Lookup = _no_lookup
+    robot_number: Callable[[], int] = attrs.Factory(RobotNumbers)
+    robot_avatar: str | None = None
     user: LegacyUser | None = None  # set by ``hi``
     player_id: str | None = None
     match_id: str | None = None
@@ -448,10 +469,16 @@ class LegacyPeer:
 
     def _start(self, start: Start, standings: Sequence[Standing] | None) -> list[bytes]:
         opponent = start.opponent
-        known = self.lookup(opponent.id)
-        if known is None or known.uid == self._me().uid:
-            # Not a legacy player (a house bot), or one that declared our uid: its own id.
-            known = LegacyUser(uid=opponent.id, uname=opponent.name, uavatar=opponent.avatar)
+        known: LegacyUser | None
+        if opponent.bot:
+            # The same robot keeps its number for the whole match (a round's start).
+            known = self.opponent if opponent.id == self.opponent_id else None
+            known = known or self._robot(opponent)
+        else:
+            known = self.lookup(opponent.id)
+            if known is None or known.uid == self._me().uid:
+                # A native player, or a legacy one that declared our uid: its own id.
+                known = LegacyUser(uid=opponent.id, uname=opponent.name, uavatar=opponent.avatar)
         self.match_id, self.round = start.match_id, start.round
         self.opponent, self.opponent_id = known, opponent.id
         self._snapshot = {s.player_id: s for s in standings or ()}
@@ -477,6 +504,16 @@ class LegacyPeer:
                 },
             )
         ]
+
+    def _robot(self, opponent: Opponent) -> LegacyUser:
+        """A house bot as the demo's robots were: ``robot-N``, with a picture."""
+        mine = self._me().uid
+        uid = f"{ROBOT_UID_PREFIX}{self.robot_number()}"
+        while uid == mine:  # a player who declared "robot-7" never meets a robot-7
+            uid = f"{ROBOT_UID_PREFIX}{self.robot_number()}"
+        return LegacyUser(
+            uid=uid, uname=opponent.name, uavatar=opponent.avatar or self.robot_avatar
+        )
 
     def _seated(self, standings: Sequence[Standing] | None) -> list[tuple[LegacyUser, Standing]]:
         """Both players with their totals: in seat order (the same list for both players,

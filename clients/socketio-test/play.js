@@ -1,7 +1,12 @@
 // Plays one game with the real socket.io-client 2.x against the server's legacy dialect,
 // the way a 2016-demo client does, and prints what it saw as one JSON object.
 //
-//   node play.js http://127.0.0.1:9595 [uid]
+//   node play.js http://127.0.0.1:9595 [uid] [path]
+//
+// path is socket.io-client's `path` option, /applet/websocket/socket.io by default. The
+// client strips one trailing slash from it and appends "/?EIO=3...", so
+// /applet/websocket/socket.io// dials .../socket.io//?EIO=3&transport=websocket, the URL
+// the 2016 demo's page builds.
 //
 // It says hello, joins, taps scissors then paper (a changed choice), and waits for the
 // result. On the way it checks acks and the "error" event. Exit 0 once the result came,
@@ -12,10 +17,11 @@ const io = require('socket.io-client');
 
 const base = process.argv[2] || 'http://127.0.0.1:9595';
 const uid = process.argv[3] || 'node-' + process.pid;
+const path = process.argv[4] || '/applet/websocket/socket.io';
 const seen = { uid, connected: false, events: [], ackErrors: {}, errors: [] };
 
 const socket = io(base, {
-  path: '/applet/websocket/socket.io',
+  path,
   transports: ['websocket'], // no polling: the server serves WebSocket only
   reconnection: false,
   forceNew: true,
@@ -41,6 +47,7 @@ socket.on('connect_error', (err) => {
 socket.on('connect', () => {
   seen.connected = true;
   seen.sid = socket.io.engine.id;
+  seen.url = socket.io.engine.transport.uri(); // what it dialed
   // An acked event the server does not know: the error comes back in the ack.
   socket.emit('dance', {}, (err) => {
     seen.ackErrors.dance = err;

@@ -82,6 +82,16 @@ def origins(text: str) -> str:
     return text
 
 
+def public_url(text: str) -> str:
+    """One origin, ``scheme://host[:port]`` (empty: none), kept without a trailing slash."""
+    text = text.strip().rstrip("/")
+    if text:
+        origins(text)
+        if "," in text:
+            raise argparse.ArgumentTypeError(f"expected one origin, got {text!r}")
+    return text
+
+
 def port_number(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -290,6 +300,16 @@ def build_parser() -> argparse.ArgumentParser:
         "Clients that send no Origin (mini-programs, apps, bots) are never refused for it",
     )
     option(
+        "--public-url",
+        type=public_url,
+        default="",
+        metavar="ORIGIN",
+        help="the origin clients reach this server at (scheme://host[:port], e.g. "
+        "https://game.example.com), for the picture URLs it hands out (uploaded avatars, "
+        "the 2016 demo's robot). Unset: each request's own Host (https behind TLS, or when "
+        "a trusted proxy's X-Forwarded-Proto says so)",
+    )
+    option(
         "--heartbeat",
         type=non_negative_float,
         default=server.heartbeat,
@@ -409,6 +429,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
             for part in args.allowed_origins.split(",")
             if part.strip()
         ),
+        public_url=args.public_url or None,
         token_secret=args.token_secret,
         token_ttl=args.token_ttl,
         wechat=None

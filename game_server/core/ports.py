@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from game_server.core.records import MatchRecord, PlayerRecord
+from game_server.core.records import MatchRecord, Picture, PlayerRecord
 from protocol import BotMode, ServerMessage
 
 
@@ -233,6 +233,14 @@ class Storage(PlayerStore, Protocol):
     async def leaderboard(self, limit: int) -> list[PlayerRecord]: ...
 
     async def recent_matches(self, player_id: str, limit: int) -> list[dict[str, Any]]: ...
+
+    async def store_avatar(self, picture: Picture, player_id: str, url: str) -> bool:
+        """Keep ``picture`` (once: a stored id is left alone) and make ``url`` the stored
+        player's avatar, in one transaction, committed when this returns; False if
+        storage holds no such player (the picture is kept all the same)."""
+        ...
+
+    async def get_avatar(self, picture_id: str) -> Picture | None: ...
 
     @property
     def backlog(self) -> int: ...

@@ -91,3 +91,16 @@ class MatchRecord:
             players=tuple(PlayerRecord.from_json(player) for player in raw["players"]),
             results=tuple(PlayerResult(**result) for result in raw["results"]),
         )
+
+
+@attrs.frozen
+class Picture:
+    """An uploaded avatar as stored: re-encoded bytes, named by their hash (``id``), so
+    one picture is kept once however often it is uploaded, and a URL naming it never
+    shows anything else (it may be cached for ever)."""
+
+    id: str
+    content_type: str
+    data: bytes = attrs.field(repr=lambda data: f"<{len(data)} bytes>")
+    uploaded_by: str  # the first player who uploaded it
+    created_at: float

@@ -329,6 +329,23 @@ class GameService:
         )
         return player.record(self.context.wall_clock()), self.signer.issue(player.id)
 
+    def player_of(self, token: str) -> str:
+        """The player id a token names (signature and expiry checked), or ``InvalidToken``."""
+        return self.signer.verify(token)
+
+    def set_avatar(self, player_id: str, url: str) -> bool:
+        """A new avatar for a player this process holds (an HTTP upload): opponents see it
+        from the next ``start``. False if the player is not held here; the caller keeps
+        it in storage either way. Saved with the profile when the player is kept in
+        storage (a guest's live copy carries it until its first match stores it)."""
+        player = self.roster.get(player_id)
+        if player is None:
+            return False
+        player.avatar = url
+        if player.durable:
+            self.context.store.save_player(player.record(self.context.wall_clock()))
+        return True
+
     @property
     def token_ttl(self) -> float:
         return self.signer.ttl

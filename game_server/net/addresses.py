@@ -74,3 +74,17 @@ def client_address(
         if address is not None:
             return str(address)
     return str(current)
+
+
+def forwarded_scheme(
+    peer: str | None, headers: Mapping[str, str], trusted: Sequence[Network]
+) -> str | None:
+    """The scheme a trusted proxy says the client used (``X-Forwarded-Proto``: nginx
+    terminates TLS, so the request it passes on is plain HTTP), or None: not from a
+    trusted proxy, or no such header, or not http/https."""
+    current = None if peer is None else _address(peer)
+    if current is None or not trusted or not _trusted(current, trusted):
+        return None
+    # A chain of proxies appends: the first entry is what the client reached.
+    proto = headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return proto if proto in ("http", "https") else None

@@ -24,7 +24,7 @@ from game_server.core.ports import Storage
 from game_server.core.ratelimit import AddressCounts
 from game_server.core.service import GameService
 from game_server.core.tokens import TokenSigner
-from game_server.net import fastpath, http_api
+from game_server.net import avatars, fastpath, http_api
 from game_server.net.addresses import client_address
 from game_server.net.appkeys import (
     ADDRESSES,
@@ -40,6 +40,7 @@ from game_server.net.appkeys import (
     STARTED,
     STORE,
     TICKER,
+    TRUSTED_PROXIES,
     WECHAT,
     Lifecycle,
 )
@@ -84,7 +85,7 @@ def create_app(
     """The app for ``config``, on the store ``open_store`` opens at start-up."""
     dialects: dict[str, Dialect] = {
         WEBSOCKET_PATH: NativeDialect(),
-        SOCKETIO_ROUTE: SocketIODialect(),  # the 2016 demo's clients; with or without the "/"
+        SOCKETIO_ROUTE: SocketIODialect(),  # the 2016 demo's clients: anything under the path
     }
     trusted = tuple(ip_network(cidr) for cidr in config.trusted_proxies)
 
@@ -97,6 +98,7 @@ def create_app(
 
     app = web.Application(middlewares=[real_address])
     app[CONFIG] = config
+    app[TRUSTED_PROXIES] = trusted
     app[ADDRESSES] = AddressCounts(config.max_connections_per_address)
     app[CONNECTIONS] = set()
     app[STARTED] = time.monotonic()
@@ -196,6 +198,7 @@ def create_app(
     app.on_shutdown.append(close_sockets)
     app.on_cleanup.append(close_store)
     http_api.add_routes(app)
+    avatars.add_routes(app)
     for path, dialect in dialects.items():
         app.router.add_get(path, partial(websocket_handler, dialect=dialect))
     app.router.add_get("/healthz", healthz)

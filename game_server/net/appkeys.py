@@ -10,6 +10,7 @@ from game_server.config import ServerConfig
 from game_server.core.ports import Storage
 from game_server.core.ratelimit import AddressCounts
 from game_server.core.service import GameService
+from game_server.net.addresses import Network
 from game_server.net.connection import Connection, Flusher
 from game_server.net.heartbeat import Heartbeat
 from game_server.net.plugin import Plugin
@@ -40,3 +41,5 @@ LIFECYCLE = web.AppKey("lifecycle", Lifecycle)
 METRICS = web.AppKey("metrics", PrometheusObserver)
 PLUGIN = web.AppKey("plugin", Plugin)  # a cluster, when one is configured
 ADDRESSES = web.AppKey("addresses", AddressCounts)  # open WebSockets per client address
+# The proxies whose X-Forwarded-* headers are believed (--trusted-proxies), parsed once.
+TRUSTED_PROXIES: web.AppKey[tuple[Network, ...]] = web.AppKey("trusted_proxies")

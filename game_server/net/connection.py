@@ -84,7 +84,7 @@ class Connection:
     def __init__(
         self,
         ws: web.WebSocketResponse,
-        request: web.BaseRequest,
+        request: web.Request,
         *,
         queue_limit: int = 256,
         close_timeout: float = 2.0,

@@ -134,7 +134,7 @@ async def player_profile(request: web.Request) -> web.Response:
     )
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes | None:
+async def read_body(request: web.Request, limit: int) -> bytes | None:
     """The request body, or None if it is longer than ``limit`` bytes."""
     if request.content_length is not None and request.content_length > limit:
         return None
@@ -166,7 +166,7 @@ async def login(request: web.Request) -> web.Response:
     try:
         # Within the request deadline: a body sent a byte at a time holds no handler.
         async with asyncio.timeout(request.app[CONFIG].request_timeout):
-            raw = await _read_body(request, LOGIN_BODY_MAX)
+            raw = await read_body(request, LOGIN_BODY_MAX)
     except TimeoutError:
         return json_error(408, "timeout", "the body did not arrive in time")
     if raw is None:
@@ -208,7 +208,7 @@ async def login(request: web.Request) -> web.Response:
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
-def _storage_errors(handler: Handler) -> Handler:
+def storage_errors(handler: Handler) -> Handler:
     """A storage failure is the server's, for now: 503 with Retry-After, never a bare 500."""
 
     @functools.wraps(handler)
@@ -225,6 +225,6 @@ def _storage_errors(handler: Handler) -> Handler:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post(LOGIN_PATH, _storage_errors(login))
-    app.router.add_get(LEADERBOARD_PATH, _storage_errors(leaderboard))
-    app.router.add_get(PLAYER_PATH, _storage_errors(player_profile))
+    app.router.add_post(LOGIN_PATH, storage_errors(login))
+    app.router.add_get(LEADERBOARD_PATH, storage_errors(leaderboard))
+    app.router.add_get(PLAYER_PATH, storage_errors(player_profile))

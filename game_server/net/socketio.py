@@ -1,7 +1,8 @@
 """The 2016 demo's Socket.IO dialect as a thin adapter over the game service.
 
-Mini-programs built on the demo connect to ``/applet/websocket/socket.io/?EIO=3&
-transport=websocket`` and speak Engine.IO 3 / Socket.IO by hand. ``SocketIODialect``
+Mini-programs built on the demo connect to ``/applet/websocket/socket.io//?EIO=3&
+transport=websocket`` (its page passes a URL ending in "/", its socket class appends
+"/?EIO=3...") and speak Engine.IO 3 / Socket.IO by hand. ``SocketIODialect``
 greets them the way a Socket.IO 2 server would, turns their events into native messages
 for ``GameService.handle`` and the service's messages back into events
 (``protocol/legacy.py`` does the translating, without I/O). They play in their own lobby:
@@ -21,15 +22,19 @@ from game_server.core.match import MatchRules
 from game_server.core.matchmaker import InMemoryMatchmaker
 from game_server.core.service import GameService
 from game_server.core.sessions import Session
+from game_server.net.avatars import robot_avatar_url
 from game_server.net.connection import Connection
 from protocol import CloseCode, Hi, Result, ServerMessage, Start
-from protocol.legacy import LegacyPeer, LegacyUser, Standing, open_frame
+from protocol.legacy import LegacyPeer, LegacyUser, RobotNumbers, Standing, open_frame
 
 log = structlog.get_logger("game_server")
 
 SOCKETIO_PATH = "/applet/websocket/socket.io/"
-# The route: the same path with or without its trailing slash.
-SOCKETIO_ROUTE = "/applet/websocket/socket.io{slash:/?}"
+# The route: the path without its trailing slash, or anything under it. engine.io 1.x (the
+# demo's server) took every request whose raw URL began with the path and a "/", so
+# "socket.io//", "socket.io/x/y" and the like reached it too ([\s\S]: any character,
+# a newline's escape included).
+SOCKETIO_ROUTE = r"/applet/websocket/socket.io{rest:(?:/[\s\S]*)?}"
 LEGACY_LOBBY = "legacy"
 LEGACY_RULES = MatchRules(best_of=1, round_seconds=3.0, round_pause=0.0)
 LEGACY_BOT_AFTER = 1.0
@@ -97,6 +102,7 @@ class SocketIODialect:
 
     def __init__(self) -> None:
         self._peers: weakref.WeakValueDictionary[str, LegacyPeer] = weakref.WeakValueDictionary()
+        self._robots = RobotNumbers()  # robot-1, robot-2... as the demo numbered its robots
 
     def install(self, service: GameService) -> None:
         if LEGACY_LOBBY not in service.lobbies:
@@ -126,7 +132,11 @@ class SocketIODialect:
     def open(self, service: GameService, connection: Connection) -> Session:
         connection.send_encoded(open_frame(secrets.token_urlsafe(15)))
         connection.send_encoded(b"40")  # connected to the default namespace
-        peer = LegacyPeer(lookup=self._lookup)
+        peer = LegacyPeer(
+            lookup=self._lookup,
+            robot_number=self._robots,
+            robot_avatar=robot_avatar_url(connection.request),
+        )
         outlet = LegacyOutlet(connection, peer, service, self._peers)
         return service.connect(outlet, LEGACY_LOBBY, connection.address)
 

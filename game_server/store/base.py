@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar, cast
 import structlog
 
 from game_server.core.ports import LoadDone, StoreUnavailable
-from game_server.core.records import MatchRecord, PlayerRecord
+from game_server.core.records import MatchRecord, Picture, PlayerRecord
 from game_server.store.batching import Connection, RunSql, bulk_maker, insert_matches
 from game_server.store.schema import player_params
 from game_server.store.writer import BACKLOG_MAX, Database, Writer
@@ -95,6 +95,17 @@ class ThreadedStore(Generic[C]):
         transaction of its own; how many went."""
         raise NotImplementedError
 
+    def _insert_picture(self, conn: C, picture: Picture) -> None:
+        """Insert an avatar picture unless its id is stored already."""
+        raise NotImplementedError
+
+    def _set_avatar(self, conn: C, player_id: str, url: str) -> bool:
+        """Set a stored player's avatar; whether there was such a player."""
+        raise NotImplementedError
+
+    def _load_picture(self, conn: C, picture_id: str) -> Picture | None:
+        raise NotImplementedError
+
     # ------------------------------------------------------------ the service's port
 
     def load_player(self, player_id: str, done: LoadDone) -> None:
@@ -155,6 +166,21 @@ class ThreadedStore(Generic[C]):
 
     async def recent_matches(self, player_id: str, limit: int) -> list[dict[str, Any]]:
         return await self.writer.read(lambda conn: self._recent_matches(conn, player_id, limit))
+
+    async def store_avatar(self, picture: Picture, player_id: str, url: str) -> bool:
+        """Keep ``picture`` and make ``url`` the stored player's avatar, in one write
+        transaction: when this returns, every node sharing the database serves the
+        picture. False if no such player is stored (a guest who has not finished a
+        match yet: its live copy carries the URL, and is stored with it later)."""
+
+        def store(conn: C) -> bool:
+            self._insert_picture(conn, picture)
+            return self._set_avatar(conn, player_id, url)
+
+        return await asyncio.wrap_future(self.writer.submit(store, write=True))
+
+    async def get_avatar(self, picture_id: str) -> Picture | None:
+        return await self.writer.read(lambda conn: self._load_picture(conn, picture_id))
 
     # ------------------------------------------------------------ health and lifecycle
 

@@ -45,7 +45,7 @@ from psycopg import pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
-from game_server.core.records import PlayerRecord
+from game_server.core.records import Picture, PlayerRecord
 from game_server.store.base import PRUNE_BATCH, ThreadedStore
 from game_server.store.batching import MATCH_ROW, RunSql
 from game_server.store.schema import PLAYER_COLUMNS, PROFILE_ROW, player_from_row
@@ -115,6 +115,16 @@ MIGRATIONS: tuple[str, ...] = (
         choice2 text,
         outcome text NOT NULL,
         PRIMARY KEY (match_id, round)
+    );
+    """,
+    # 2: uploaded avatars (POST /applet/avatar), as SQLite's third step.
+    """
+    CREATE TABLE avatars (
+        id text COLLATE "C" PRIMARY KEY,
+        content_type text NOT NULL,
+        data bytea NOT NULL,
+        uploaded_by text COLLATE "C" NOT NULL,
+        created_at double precision NOT NULL
     );
     """,
 )
@@ -364,3 +374,28 @@ class PostgresStore(ThreadedStore[psycopg.Connection[Any]]):
 
     def _prune_guests(self, conn: psycopg.Connection[Any], before: float, limit: int) -> int:
         return prune_guests(conn, before, limit)
+
+    def _insert_picture(self, conn: psycopg.Connection[Any], picture: Picture) -> None:
+        conn.execute(
+            "INSERT INTO avatars (id, content_type, data, uploaded_by, created_at) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING",
+            (
+                picture.id,
+                picture.content_type,
+                picture.data,
+                picture.uploaded_by,
+                picture.created_at,
+            ),
+        )
+
+    def _set_avatar(self, conn: psycopg.Connection[Any], player_id: str, url: str) -> bool:
+        cursor = conn.execute("UPDATE players SET avatar = %s WHERE id = %s", (url, player_id))
+        return cursor.rowcount > 0
+
+    def _load_picture(self, conn: psycopg.Connection[Any], picture_id: str) -> Picture | None:
+        with conn.cursor(row_factory=dict_row) as cursor:
+            row = cursor.execute(
+                "SELECT id, content_type, data, uploaded_by, created_at FROM avatars WHERE id = %s",
+                (picture_id,),
+            ).fetchone()
+        return None if row is None else Picture(**row)

@@ -67,6 +67,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX players_idle_guests ON players (last_seen)
         WHERE openid IS NULL AND wins + losses + draws = 0;
     """,
+    # 3: uploaded avatars (POST /applet/avatar), re-encoded, named by a hash of their
+    # bytes: every node serves them, and the same picture is kept once.
+    """
+    CREATE TABLE avatars (
+        id TEXT PRIMARY KEY,
+        content_type TEXT NOT NULL,
+        data BLOB NOT NULL,
+        uploaded_by TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
 )
 
 # A players row, in column order: the SELECTs, the profile rows of a run of matches and

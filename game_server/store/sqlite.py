@@ -27,7 +27,7 @@ from typing import Any
 
 import structlog
 
-from game_server.core.records import PlayerRecord
+from game_server.core.records import Picture, PlayerRecord
 from game_server.store.base import PRUNE_BATCH, ThreadedStore
 from game_server.store.batching import MATCH_ROW, RunSql
 from game_server.store.schema import PLAYER_COLUMNS, PROFILE_ROW, migrate, player_from_row
@@ -247,6 +247,30 @@ class SqliteStore(ThreadedStore[sqlite3.Connection]):
 
     def _prune_guests(self, conn: sqlite3.Connection, before: float, limit: int) -> int:
         return prune_guests(conn, before, limit)
+
+    def _insert_picture(self, conn: sqlite3.Connection, picture: Picture) -> None:
+        conn.execute(
+            "INSERT INTO avatars (id, content_type, data, uploaded_by, created_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+            (
+                picture.id,
+                picture.content_type,
+                picture.data,
+                picture.uploaded_by,
+                picture.created_at,
+            ),
+        )
+
+    def _set_avatar(self, conn: sqlite3.Connection, player_id: str, url: str) -> bool:
+        cursor = conn.execute("UPDATE players SET avatar = ? WHERE id = ?", (url, player_id))
+        return cursor.rowcount > 0
+
+    def _load_picture(self, conn: sqlite3.Connection, picture_id: str) -> Picture | None:
+        row = conn.execute(
+            "SELECT id, content_type, data, uploaded_by, created_at FROM avatars WHERE id = ?",
+            (picture_id,),
+        ).fetchone()
+        return None if row is None else Picture(**dict(row))
 
     # ------------------------------------------------------------ the checkpoint thread
 

@@ -10,7 +10,7 @@ from game_server.core.match import MatchRules
 from game_server.core.players import GUEST_FORGET_AFTER
 from game_server.core.ratelimit import AddressBuckets
 from game_server.core.service import GameService, ServiceConfig
-from protocol import Bye, CloseCode, Hi
+from protocol import Bye, CloseCode, Hi, Start
 from tests.support.fakes import FakeClock, MemoryStore
 from tests.support.service import connect
 
@@ -117,6 +117,36 @@ def test_a_guest_costs_no_row_until_it_plays_and_no_memory_once_gone() -> None:
     assert set(store.players) == {player_id}
     service.disconnect(player.session)
     assert set(service.roster.by_id) == {player_id}
+
+
+def test_an_uploaded_avatar_reaches_opponents_and_is_stored_with_a_stored_player() -> None:
+    store = MemoryStore()
+    config = ServiceConfig(
+        rules=MatchRules(best_of=1, round_seconds=5.0, round_pause=0.0), bot_think=(0.0, 0.0)
+    )
+    clock = FakeClock()
+    service = GameService(config, clock, rng=random.Random(1), store=store)
+    url = "https://game.example.com/applet/avatars/" + "c" * 32
+    ann, bob = connect(service), connect(service)
+    ann_id = ann.hello(name="Ann").player_id
+    bob.hello(name="Bob")
+    assert service.player_of(ann.outlet.last(Hi).token) == ann_id
+    # A guest who never played: its live copy carries the avatar, nothing is stored yet.
+    assert service.set_avatar(ann_id, url) is True
+    assert store.players == {}
+    ann.say(type="join", bot="never")
+    bob.say(type="join", bot="never")
+    assert bob.outlet.last(Start).opponent.avatar == url
+    ann.choose("rock")
+    clock.advance(5.0)
+    service.tick()
+    assert store.players[ann_id].avatar == url  # stored with its first match
+    # A stored player's new avatar is saved at once; one this process does not hold is
+    # the caller's to store.
+    again = url.replace("c" * 32, "d" * 32)
+    assert service.set_avatar(ann_id, again) is True
+    assert store.players[ann_id].avatar == again
+    assert service.set_avatar("p_elsewhere", url) is False
 
 
 def test_address_buckets_stay_bounded() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from game_server.core.ratelimit import AddressCounts, address_key
-from game_server.net.addresses import client_address, parse_networks
+from game_server.net.addresses import Network, client_address, forwarded_scheme, parse_networks
 
 NGINX = parse_networks("127.0.0.1/32, ::1/128")
 TWO_HOPS = parse_networks("127.0.0.1/32,10.0.0.0/8")
@@ -74,3 +74,24 @@ def test_address_counts_cap_and_forget() -> None:
     assert counts.counts == {}
     unlimited = AddressCounts(cap=0)
     assert all(unlimited.acquire("a") for _ in range(10_000))
+
+
+@pytest.mark.parametrize(
+    ("peer", "headers", "trusted", "expected"),
+    [
+        ("127.0.0.1", {"X-Forwarded-Proto": "https"}, NGINX, "https"),
+        ("127.0.0.1", {"X-Forwarded-Proto": "HTTP"}, NGINX, "http"),
+        ("127.0.0.1", {"X-Forwarded-Proto": "https, http"}, NGINX, "https"),  # the first hop
+        # From an untrusted peer, or no proxy trusted at all: anyone's to forge.
+        ("198.51.100.2", {"X-Forwarded-Proto": "https"}, NGINX, None),
+        ("127.0.0.1", {"X-Forwarded-Proto": "https"}, (), None),
+        # Only the two schemes a URL handed out may have.
+        ("127.0.0.1", {"X-Forwarded-Proto": "javascript"}, NGINX, None),
+        ("127.0.0.1", {}, NGINX, None),
+        (None, {"X-Forwarded-Proto": "https"}, NGINX, None),
+    ],
+)
+def test_the_scheme_a_trusted_proxy_reports(
+    peer: str | None, headers: dict[str, str], trusted: tuple[Network, ...], expected: str | None
+) -> None:
+    assert forwarded_scheme(peer, headers, trusted) == expected

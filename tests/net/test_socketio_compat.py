@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import yarl
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestServer
 
@@ -27,6 +28,19 @@ from tests.support.processes import close_code, require_program
 
 READ_TIMEOUT = 6.0
 QUERY = "?EIO=3&transport=websocket"
+# The demo's config.js: socketPath = basePath + "/socket.io". Its page connects the socket
+# class to `wss://${host}${socketPath}/`, and the class dials `${url}/?EIO=3&transport=
+# websocket`: two slashes.
+DEMO_SOCKET_PATH = "/applet/websocket/socket.io"
+ROBOT_UID = re.compile(r"robot-[1-9][0-9]*")
+
+
+def demo_url(host: str, scheme: str = "ws") -> str:
+    """Exactly the URL the demo's page and socket class build, for ``host`` (host:port)."""
+    page_url = f"{scheme}://{host}{DEMO_SOCKET_PATH}/"
+    return f"{page_url}/?EIO=3&transport=websocket"
+
+
 # The demo's parser: engine.io type, socket.io type, the rest.
 PACKET = re.compile(r"^(\d)(\d?)(.*)$", re.DOTALL)
 NODE_CLIENT = Path(__file__).resolve().parents[2] / "clients" / "socketio-test"
@@ -41,9 +55,14 @@ class DemoClient:
 
     @classmethod
     async def connect(
-        cls, http: aiohttp.ClientSession, server: TestServer, path: str = SOCKETIO_PATH
+        cls, http: aiohttp.ClientSession, server: TestServer, path: str | None = None
     ) -> DemoClient:
-        ws = await http.ws_connect(server.make_url(path + QUERY))
+        """Dial what the demo dials, or ``path`` (with the query) if one is given."""
+        if path is None:
+            url = demo_url(f"{server.host}:{server.port}")
+        else:
+            url = str(server.make_url(path)) + QUERY
+        ws = await http.ws_connect(url)
         opening = await cls._text(ws)
         assert opening.startswith("0"), opening
         assert await cls._text(ws) == "40"  # connected to the default namespace
@@ -139,8 +158,16 @@ async def test_a_demo_client_plays_a_robot(
         "totalScore": 0,
         "winStreak": 0,
     }
-    assert robot["uid"].startswith("bot_")
+    # The demo's robots: "robot-N", with a picture its page can show (the demo's page puts
+    # the opponent's uavatar in an <image>: an absolute URL, on the server it reached).
+    assert ROBOT_UID.fullmatch(robot["uid"]), robot
     assert robot["uname"]
+    assert robot["uavatar"] == f"http://{server.host}:{server.port}/applet/avatars/robot.png"
+    async with http.get(robot["uavatar"]) as picture:
+        assert picture.status == 200
+        assert picture.content_type == "image/png"
+        assert "max-age" in picture.headers["Cache-Control"]
+        assert (await picture.read()).startswith(b"\x89PNG\r\n\x1a\n")
     assert len(server.app[SERVICE].matchmaker) == 1  # the native player still waits
 
     started = time.monotonic()
@@ -387,12 +414,46 @@ async def test_leave_during_a_robot_game_forfeits_it_to_the_robot(
     assert (await healthz(http, server))["matches"] == 0
 
 
-async def test_the_path_works_without_its_trailing_slash(
-    start_server: ServerFactory, http: aiohttp.ClientSession
+def test_the_demo_url_is_the_one_its_page_builds() -> None:
+    assert demo_url("game.example.com", "wss") == (
+        "wss://game.example.com/applet/websocket/socket.io//?EIO=3&transport=websocket"
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/applet/websocket/socket.io",  # no trailing slash: not engine.io's, served too
+        "/applet/websocket/socket.io/",
+        "/applet/websocket/socket.io//",
+        "/applet/websocket/socket.io///",
+        "/applet/websocket/socket.io/x/y",
+        "/applet/websocket/socket.io/%2F",
+        "/applet/websocket/socket.io/%0A",
+    ],
+)
+async def test_every_path_engine_io_1_took_is_served(
+    start_server: ServerFactory, http: aiohttp.ClientSession, path: str
+) -> None:
+    """engine.io 1.x (the demo's server) took any request whose raw URL began with the
+    path and a slash."""
+    server = await start_server()
+    url = yarl.URL(f"http://{server.host}:{server.port}{path}{QUERY}", encoded=True)
+    ws = await http.ws_connect(url)
+    assert (await ws.receive_str(timeout=READ_TIMEOUT)).startswith("0{")
+    await ws.close()
+
+
+@pytest.mark.parametrize(
+    "path", ["/applet/websocket/socket.iox/", "/applet/websocket//socket.io/", "/socket.io/"]
+)
+async def test_paths_engine_io_1_did_not_take_are_not_found(
+    start_server: ServerFactory, http: aiohttp.ClientSession, path: str
 ) -> None:
     server = await start_server()
-    ann = await DemoClient.connect(http, server, SOCKETIO_PATH.rstrip("/"))
-    assert (await ann.hello("u-ann", "Ann"))["nearby"] == 1
+    url = yarl.URL(f"http://{server.host}:{server.port}{path}{QUERY}", encoded=True)
+    async with http.get(url, headers=UPGRADE) as response:
+        assert response.status == 404
 
 
 UPGRADE = {
@@ -478,6 +539,7 @@ async def test_the_real_socketio_client_2_plays_a_game(start_server: ServerFacto
         "play.js",
         str(server.make_url("/")).rstrip("/"),
         "u-node",
+        DEMO_SOCKET_PATH + "//",  # the client makes that ".../socket.io//?EIO=3..."
         cwd=NODE_CLIENT,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -486,6 +548,8 @@ async def test_the_real_socketio_client_2_plays_a_game(start_server: ServerFacto
     assert process.returncode == 0, (stdout, stderr)
     seen = orjson.loads(stdout)
     assert seen["connected"] is True
+    # Read once connected, when the client has added the handshake's sid to its query.
+    assert seen["url"].partition("&sid=")[0] == demo_url(f"{server.host}:{server.port}")
     unknown = "unknown event 'dance'; expected one of hello, join, leave, choice, face"
     assert seen["ackErrors"] == {
         "dance": {"code": "unknown_type", "message": unknown},
@@ -501,6 +565,8 @@ async def test_the_real_socketio_client_2_plays_a_game(start_server: ServerFacto
     assert len(result) == 2
     assert result["u-node"]["choice"] == 3  # the second tap counted
     robot = next(e for uid, e in result.items() if uid != "u-node")
+    assert ROBOT_UID.fullmatch(robot["uid"]), robot
+    assert users[1]["uavatar"].endswith("/applet/avatars/robot.png")
     outcome = judge(LEGACY_NUMBERS[3], LEGACY_NUMBERS[robot["choice"]])
     assert scores(result["u-node"]) == ((1, 1, 1) if outcome is Outcome.WIN else (0, 0, 0))
 

@@ -41,6 +41,7 @@ from protocol.legacy import (
     EngineType,
     LegacyPeer,
     LegacyUser,
+    RobotNumbers,
     SocketPacket,
     SocketType,
     Standing,
@@ -53,6 +54,7 @@ from protocol.legacy import (
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ME, THEM = "p_me", "p_them"
+ROBOT = "robot-1"  # how a fresh peer shows its first robot (``start()``'s opponent)
 
 
 def event_of(frame: bytes) -> tuple[str, Any]:
@@ -338,7 +340,7 @@ def test_start_lists_both_players_in_seat_order_with_their_totals() -> None:
         "gameTime": 3,
         "roomUsers": [
             {
-                "uid": THEM,
+                "uid": ROBOT,
                 "uname": "Robo",
                 "uavatar": None,
                 "choice": None,
@@ -359,7 +361,7 @@ def test_start_lists_both_players_in_seat_order_with_their_totals() -> None:
     }
     (frame,) = peer.on_server(start(round_ms=2500), None)  # no seats known: this player first
     users = event_of(frame)[1]["roomUsers"]
-    assert [u["uid"] for u in users] == ["u-ann", THEM]
+    assert [u["uid"] for u in users] == ["u-ann", ROBOT]
     assert event_of(frame)[1]["gameTime"] == 2.5
 
 
@@ -381,12 +383,45 @@ def test_another_legacy_player_shows_its_declared_uid_unless_it_took_ours() -> N
     assert [u["uid"] for u in users] == ["u-bob", THEM]
 
 
+def test_a_robot_shows_as_the_demos_robots_did() -> None:
+    """robot-N (numbered across the app's connections) with a picture; the same robot
+    keeps its number through its match; a player who declared a robot's uid never meets
+    a robot of that uid (the page would take the robot's entries for its own)."""
+    numbers = RobotNumbers()
+    picture = "https://game.example.com/applet/avatars/robot.png"
+    seats = [Standing(ME, 0, 0), Standing(THEM, 0, 0)]
+
+    def robot_of(peer: LegacyPeer, opponent: Opponent | None = None) -> dict[str, Any]:
+        assert peer.user is not None
+        users = event_of(peer.on_server(start(opponent), seats)[0])[1]["roomUsers"]
+        (entry,) = [u for u in users if u["uid"] != peer.user.uid]
+        return dict(entry)
+
+    ann = greeted("u-ann")
+    ann.robot_number, ann.robot_avatar = numbers, picture
+    first = robot_of(ann)
+    assert (first["uid"], first["uname"], first["uavatar"]) == ("robot-1", "Robo", picture)
+    assert robot_of(ann)["uid"] == "robot-1"  # the same bot: another round of its match
+    (face,) = ann.on_server(Movement(match_id="m_1", round=1, kind=MovementKind.FACE, face=2))
+    assert event_of(face)[1]["uid"] == "robot-1"
+
+    bob = greeted("robot-2")
+    bob.robot_number, bob.robot_avatar = numbers, picture
+    assert robot_of(bob)["uid"] == "robot-3"  # robot-2 is bob's own uid
+    other_bot = Opponent(id="bot_2", name="Pebble", avatar="https://cdn.example/p.png", bot=True)
+    assert robot_of(ann, other_bot)["uid"] == "robot-4"
+    assert robot_of(ann, other_bot)["uavatar"] == "https://cdn.example/p.png"  # its own
+    human = Opponent(id=THEM, name="Cy", avatar=None, bot=False)
+    assert robot_of(ann, human)["uid"] == THEM  # a native player is no robot
+    assert LegacyPeer().robot_avatar is None  # without a picture to give, none
+
+
 def test_movements() -> None:
     peer = greeted()
     assert peer.on_server(Movement(match_id="m_1", round=1, kind=MovementKind.CHOICE)) == []
     peer.on_server(start(), [Standing(ME, 0, 0), Standing(THEM, 0, 0)])
     (face,) = peer.on_server(Movement(match_id="m_1", round=1, kind=MovementKind.FACE, face=3))
-    assert event_of(face) == ("movement", {"uid": THEM, "movement": "face", "face": 3})
+    assert event_of(face) == ("movement", {"uid": ROBOT, "movement": "face", "face": 3})
     for kind in (MovementKind.LEFT, MovementKind.BACK):
         assert peer.on_server(Movement(match_id="m_1", round=1, kind=kind)) == []
 
@@ -400,21 +435,21 @@ def test_movements() -> None:
             Choice.PAPER,
             Choice.ROCK,
             [Standing(ME, 6, 3), Standing(THEM, 4, 0)],
-            [("u-ann", 3, 6, 3, 3), (THEM, 0, 4, 0, 2)],
+            [("u-ann", 3, 6, 3, 3), (ROBOT, 0, 4, 0, 2)],
         ),
         (
             Winner.OPPONENT,
             None,
             Choice.SCISSORS,
             [Standing(ME, 5, 0), Standing(THEM, 1, 1)],
-            [("u-ann", 0, 5, 0, None), (THEM, 1, 1, 1, 1)],
+            [("u-ann", 0, 5, 0, None), (ROBOT, 1, 1, 1, 1)],
         ),
         (
             Winner.DRAW,
             Choice.ROCK,
             Choice.ROCK,
             [Standing(THEM, 2, 2), Standing(ME, 5, 1)],
-            [(THEM, 0, 2, 2, 2), ("u-ann", 0, 5, 1, 2)],
+            [(ROBOT, 0, 2, 2, 2), ("u-ann", 0, 5, 1, 2)],
         ),
     ],
 )
@@ -448,7 +483,7 @@ def test_result_without_seats_uses_its_own_totals_and_the_opponents_from_the_sta
     assert [
         (e["uid"], e["roundScore"], e["totalScore"], e["winStreak"])
         for e in event_of(frame)[1]["result"]
-    ] == [("u-ann", 2, 3, 2), (THEM, 0, 9, 4)]
+    ] == [("u-ann", 2, 3, 2), (ROBOT, 0, 9, 4)]
 
 
 def test_a_round_that_does_not_end_the_match_scores_nothing() -> None:

@@ -20,7 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from game_server.core.ports import StoreUnavailable
-from game_server.core.records import MatchRecord, PlayerRecord, PlayerResult, RoundRow, SeatRow
+from game_server.core.records import (
+    MatchRecord,
+    Picture,
+    PlayerRecord,
+    PlayerResult,
+    RoundRow,
+    SeatRow,
+)
 from game_server.core.scoring import STAT_FIELDS, PlayerStats
 from game_server.store import batching, schema
 from game_server.store.base import ThreadedStore
@@ -163,6 +170,28 @@ async def test_players_round_trip_and_survive_reopening(engine: Engine) -> None:
     got = await reopened.get_player("p_1")
     assert got is not None
     assert got.last_seen == 5.0
+
+
+async def test_an_avatar_is_kept_once_and_read_from_every_process(
+    two_processes: tuple[Store, Store],
+) -> None:
+    here, there = two_processes
+    here.save_player(player("p_ann"))
+    data = bytes(range(256)) * 40  # every byte value: the picture comes back byte for byte
+    picture = Picture("a" * 32, "image/jpeg", data, "p_ann", 5.0)
+    url = "https://game.example.com/applet/avatars/" + "a" * 32
+    assert await here.store_avatar(picture, "p_ann", url) is True
+    # Committed when it returns: the other process reads it at once.
+    assert await there.get_avatar("a" * 32) == picture
+    stored = await there.get_player("p_ann")
+    assert stored is not None
+    assert stored.avatar == url
+    # The same picture again (another player uploaded the same bytes): kept once, as first.
+    again = attrs.evolve(picture, uploaded_by="p_bob", created_at=9.0)
+    assert await there.store_avatar(again, "p_bob", url) is False  # no such stored player
+    assert await here.get_avatar("a" * 32) == picture
+    assert await here.get_avatar("b" * 32) is None
+    assert await there.get_player("p_bob") is None
 
 
 async def test_load_player_answers_on_the_event_loop(store: Store) -> None:

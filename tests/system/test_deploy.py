@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import configparser
+import io
 import json
 import os
 import random
@@ -611,6 +612,64 @@ async def test_a_cluster_behind_nginx_plays_as_one_server(
             await node.stop()
 
 
+async def demo_meets_its_robot(session: aiohttp.ClientSession, host: str) -> None:
+    """The demo's page and socket class over wss://``host``: open, hello, join, then the
+    robot's start. The robot is a robot-N whose picture nginx serves too; the socket
+    closes before the game's 3 s are up (a dropped demo client forfeits at once)."""
+    page_url = f"wss://{host}/applet/websocket/socket.io/"  # `${socketPath}/`
+    ws = await session.ws_connect(f"{page_url}/?EIO=3&transport=websocket")
+    try:
+        assert (await ws.receive_str(timeout=5)).startswith("0{")
+        assert await ws.receive_str(timeout=5) == "40"
+        user = {"uid": "demo-uid", "uname": "Demo", "uavatar": None}
+        await ws.send_str("42" + json.dumps(["hello", {"user": user}]))
+        assert json.loads((await ws.receive_str(timeout=5))[2:])[0] == "hi"
+        await ws.send_str('42["join"]')
+        while True:  # the robot sits down after 1 s; its movement may come first
+            event, data = json.loads((await ws.receive_str(timeout=5))[2:])
+            if event == "start":
+                break
+        (robot,) = [u for u in data["roomUsers"] if u["uid"] != "demo-uid"]
+        assert re.fullmatch(r"robot-[0-9]+", robot["uid"]), robot
+        # https (nginx's X-Forwarded-Proto, from a trusted proxy) on nginx's Host, which
+        # carries no port ($host): behind port 443 that is the URL the client reached.
+        assert robot["uavatar"] == "https://127.0.0.1/applet/avatars/robot.png", robot
+    finally:
+        await ws.close()
+    async with session.get(f"https://{host}/applet/avatars/robot.png") as response:
+        assert response.status == 200
+        assert response.content_type == "image/png"
+
+
+async def avatar_through_nginx(session: aiohttp.ClientSession, host: str) -> None:
+    """An upload the way wx.uploadFile sends one, through nginx: its URL is on the
+    origin the client reached, and nginx serves it back; a body over the limit is
+    refused (by nginx's client_max_body_size, with the same 413)."""
+    from PIL import Image
+
+    ws = await session.ws_connect(f"wss://{host}/applet/websocket")
+    await ws.send_str('{"type": "hello", "name": "Pic"}')
+    token = json.loads((await ws.receive(timeout=5)).data)["token"]
+    await ws.close()
+    out = io.BytesIO()
+    Image.new("RGB", (200, 200), (90, 20, 160)).save(out, format="JPEG")
+    form = aiohttp.FormData()
+    form.add_field("avatar", out.getvalue(), filename="tmp.jpg")
+    headers = {"Authorization": f"Bearer {token}"}
+    async with session.post(f"https://{host}/applet/avatar", data=form, headers=headers) as r:
+        assert r.status == 200, await r.text()
+        avatar = (await r.json())["avatar"]
+    path = avatar.removeprefix("https://127.0.0.1")  # nginx's Host ($host) has no port
+    assert re.fullmatch(r"/applet/avatars/[0-9a-f]{32}", path), avatar
+    async with session.get(f"https://{host}{path}") as response:
+        assert response.status == 200
+        assert response.content_type == "image/jpeg"
+        assert "immutable" in response.headers["Cache-Control"]
+    too_big = b"\xff\xd8\xff" + bytes(300 * 1024)
+    async with session.post(f"https://{host}/applet/avatar", data=too_big, headers=headers) as r:
+        assert r.status == 413
+
+
 async def test_matches_through_nginx(tmp_path: Path) -> None:
     nginx_binary = require_program("nginx", "apt-get install nginx-light; .ci/run installs it")
     cert, key = self_signed_certificate(tmp_path)
@@ -686,6 +745,11 @@ async def test_matches_through_nginx(tmp_path: Path) -> None:
                 health = await response.json()
             assert health["status"] == "ok"
             assert health["matches_finished"] == 2
+
+            # A 2016 demo client, dialling exactly what its page builds (two slashes),
+            # plays behind nginx and is shown its robot's picture through nginx too.
+            await demo_meets_its_robot(session, f"127.0.0.1:{https}")
+            await avatar_through_nginx(session, f"127.0.0.1:{https}")
 
             # The JSON endpoints and the browser page are proxied too; nothing else is.
             async with session.get(f"{base}/applet/leaderboard") as response:
