@@ -259,13 +259,20 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def throughput(
-    kind: str, clients: int, args: argparse.Namespace, match_rate: float = 0.0
+    kind: str,
+    clients: int,
+    args: argparse.Namespace,
+    match_rate: float = 0.0,
+    *,
+    legacy: bool = False,
 ) -> dict[str, Any]:
     server = Server(kind)
     try:
-        mode = "play" if kind == "game" else "echo"
+        mode = "legacy" if legacy else "play" if kind == "game" else "echo"
+        # The URL the 2016 demo's page builds (protocol/LEGACY.md).
+        url = server.url + "/socket.io//?EIO=3&transport=websocket" if legacy else server.url
         reports, server_cores = await run_loadgens(
-            server.url,
+            url,
             mode,
             clients,
             args.processes,
@@ -358,6 +365,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.only == "capacity":
         results["capacity"] = await capacity(args.idle, args)
         return results
+    if args.only == "legacy":
+        results["legacy"] = await legacy_run(args)
+        return results
     for clients in args.scaling:
         print(f"throughput: {clients} clients ...", file=sys.stderr, flush=True)
         scaling[str(clients)] = await throughput("game", clients, args)
@@ -388,9 +398,26 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     results["throughput"] = middle["game"]  # the pair with the median ratio
     results["ceiling"] = middle["echo"]
     results["fraction_of_ceiling"] = round(middle["ratio"], 3)
+    results["legacy"] = await legacy_run(args)
     print(f"capacity: {args.idle} idle players ...", file=sys.stderr, flush=True)
     results["capacity"] = await capacity(args.idle, args)
     return results
+
+
+async def legacy_run(args: argparse.Namespace) -> dict[str, Any]:
+    """The 2016 demo's game at scale: ``--legacy-clients`` players on its Socket.IO
+    dialect, one 3-second round a game, a choice at a random moment, joining again at
+    once (about 500 games a second from 3,000 players)."""
+    print(
+        f"legacy: {args.legacy_clients} demo clients on the Socket.IO dialect ...",
+        file=sys.stderr,
+        flush=True,
+    )
+    # A game lasts its 3 s: the window must hold whole games, whatever --window says.
+    windowed = argparse.Namespace(
+        **{**vars(args), "window": max(args.window, 4.0), "warmup": max(args.warmup, 3.5)}
+    )
+    return await throughput("game", args.legacy_clients, windowed, legacy=True)
 
 
 def cpu_split(result: dict[str, Any]) -> str:
@@ -422,6 +449,7 @@ def report(results: dict[str, Any]) -> str:
     )
     capacity = results["capacity"]
     paced = results["paced"]
+    legacy = results["legacy"]
     game, echo = results["throughput"], ceiling
     # The game's CPU per frame, at the frame rate the ceiling target asks for.
     wanted = TARGET_FRACTION * echo["frames_per_s"]
@@ -446,6 +474,9 @@ def report(results: dict[str, Any]) -> str:
             f"at {TARGET_FRACTION} of the ceiling ({wanted:,.0f} frames/s) the game's CPU per "
             f"frame would keep {cores_needed:.2f} cores busy (its loop thread alone "
             f"{loop_needed:.2f}) on a machine of {os.cpu_count()}",
+            f"legacy, {legacy['clients']:,} demo clients: {legacy['matches_per_s']:.0f} games/s, "
+            f"server CPU {legacy['server_cpu_s_per_1000_matches']} s per 1,000 games (all "
+            f"threads), {sum(legacy['errors'].values()) + legacy['failed']} errors",
             f"capacity: {capacity['connected']:,} idle players, RSS {capacity['rss_mib_idle']} MiB "
             f"({capacity['kib_per_player']} KiB each); ping p50 {capacity['ping_p50_ms']} ms, "
             f"p99 {capacity['ping_p99_ms']} ms, max {capacity['ping_max_ms']} ms",
@@ -462,7 +493,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--processes", type=int, default=2, help="load-generator processes")
     parser.add_argument("--idle", type=int, default=15000, help="idle players for capacity")
-    parser.add_argument("--only", choices=["capacity"], help="run one scenario only (prints JSON)")
+    parser.add_argument(
+        "--only", choices=["capacity", "legacy"], help="run one scenario only (prints JSON)"
+    )
+    parser.add_argument(
+        "--legacy-clients", type=int, default=3000, help="demo clients in the legacy run"
+    )
     parser.add_argument(
         "--target-rate", type=float, default=400.0, help="matches/s offered in the paced run"
     )

@@ -1,10 +1,13 @@
-"""One load-generator process: N WebSocket clients in one of three modes, a JSON report.
+"""One load-generator process: N WebSocket clients in one of four modes, a JSON report.
 
 - ``play``: bots that hello, join (bot "never"), answer every ``start`` at once with a
   random hand and join again after each match; records choice->result latency.
 - ``echo``: clients that send a game-sized text frame and wait for it to come back.
 - ``idle``: clients that say hello and sit; ``--pingers`` of them send an app-level ping
   every second and record the round trip.
+- ``legacy``: the 2016 demo's clients on its Socket.IO dialect (the URL its page builds):
+  hello, join, and in each game (one 3-second round) choose once at a random moment,
+  then join again at once; no latency (a game always lasts its 3 s).
 
 The orchestrator (``bench/bench.py``) starts several of these so the load generator is
 not the bottleneck, and merges their reports. Each prints a line on stdout as its
@@ -168,6 +171,56 @@ async def idle(
         await asyncio.sleep(1.0)
 
 
+LEGACY_HANDS = (1, 2, 3)  # scissors, rock, paper in the demo's numbers
+
+
+async def legacy(ws: aiohttp.ClientWebSocketResponse, stats: Stats, rng: random.Random) -> None:
+    """A demo client: its frames are Socket.IO events (``42["event",data]``)."""
+    loop = asyncio.get_running_loop()
+    me = f"u{rng.getrandbits(40):x}"
+    hello = orjson.dumps(["hello", {"user": {"uid": me, "uname": "bench"}}])
+    join = b'42["join"]'
+    await ws.send_frame(b"42" + hello, WSMsgType.TEXT)
+    stats.sent += 1
+    robot = False
+    choosing: asyncio.TimerHandle | None = None
+    sending: set[asyncio.Task[None]] = set()
+
+    def choose() -> None:
+        frame = b"42" + orjson.dumps(["choice", {"choice": rng.choice(LEGACY_HANDS)}])
+        stats.sent += 1
+        task = loop.create_task(ws.send_frame(frame, WSMsgType.TEXT))
+        sending.add(task)
+        task.add_done_callback(sending.discard)
+
+    async for frame in ws:
+        if frame.type is not WSMsgType.TEXT:
+            break
+        stats.received += 1
+        data = frame.data
+        if not data.startswith("42"):
+            continue  # the Engine.IO open and Socket.IO connect packets
+        event, payload = orjson.loads(data[2:])
+        if event == "hi":
+            await ws.send_frame(join, WSMsgType.TEXT)
+            stats.sent += 1
+        elif event == "start":
+            robot = any(
+                u["uid"] != me and str(u["uid"]).startswith("robot-") for u in payload["roomUsers"]
+            )
+            choosing = loop.call_later(rng.uniform(0.1, 2.5), choose)
+        elif event == "result":
+            if choosing is not None:
+                choosing.cancel()
+            if stats.measuring:
+                # Two humans count a game once each; a robot's game is counted here alone.
+                stats.matches += 2 if robot else 1
+            await ws.send_frame(join, WSMsgType.TEXT)
+            stats.sent += 1
+        elif event == "error" and stats.measuring:
+            stats.error(payload["code"])
+
+
 async def client(
     session: aiohttp.ClientSession,
     url: str,
@@ -186,6 +239,8 @@ async def client(
                 await play(ws, stats, rng, pacer)
             elif mode == "echo":
                 await echo(ws, stats, rng)
+            elif mode == "legacy":
+                await legacy(ws, stats, rng)
             else:
                 await idle(ws, stats, rng, pinger)
     except (aiohttp.ClientError, OSError) as exc:
@@ -257,7 +312,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--url", required=True)
-    parser.add_argument("--mode", choices=["play", "echo", "idle"], required=True)
+    parser.add_argument("--mode", choices=["play", "echo", "idle", "legacy"], required=True)
     parser.add_argument("--clients", type=int, required=True)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)

@@ -51,6 +51,8 @@ def test_bench_runs_every_scenario_at_toy_scale(tmp_path: Path) -> None:
         "20",
         "--idle",
         "100",
+        "--legacy-clients",
+        "40",
         "--target-rate",
         "5",
         "--pairs",
@@ -79,6 +81,12 @@ def test_bench_runs_every_scenario_at_toy_scale(tmp_path: Path) -> None:
         assert busy["server_loop"] > 0.2
         assert busy["loadgens"] > 0.2
         assert per_frame["server_loop"] > 0
+    # The 2016 demo's clients played whole games on its own URL, each game counted once.
+    legacy = figures["legacy"]
+    assert legacy["errors"] == {} and legacy["failed"] == 0
+    assert legacy["matches_per_s"] > 0
+    assert legacy["server_cpu_s_per_1000_matches"] > 0
+    assert "demo clients:" in result.stdout
     assert figures["capacity"]["connected"] == 100
     assert figures["capacity"]["rss_mib_idle"] > 0
     assert figures["capacity"]["ping_samples"] > 0
