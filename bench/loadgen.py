@@ -186,10 +186,14 @@ async def legacy(ws: aiohttp.ClientWebSocketResponse, stats: Stats, rng: random.
     choosing: asyncio.TimerHandle | None = None
     sending: set[asyncio.Task[None]] = set()
 
+    async def send(frame: bytes) -> None:
+        with contextlib.suppress(aiohttp.ClientError, ConnectionError):  # closing: the end
+            await ws.send_frame(frame, WSMsgType.TEXT)
+
     def choose() -> None:
         frame = b"42" + orjson.dumps(["choice", {"choice": rng.choice(LEGACY_HANDS)}])
         stats.sent += 1
-        task = loop.create_task(ws.send_frame(frame, WSMsgType.TEXT))
+        task = loop.create_task(send(frame))
         sending.add(task)
         task.add_done_callback(sending.discard)
 
@@ -219,6 +223,8 @@ async def legacy(ws: aiohttp.ClientWebSocketResponse, stats: Stats, rng: random.
             stats.sent += 1
         elif event == "error" and stats.measuring:
             stats.error(payload["code"])
+    if choosing is not None:
+        choosing.cancel()
 
 
 async def client(
