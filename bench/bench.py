@@ -19,7 +19,8 @@ is not the bottleneck where avoidable. Figures are measured over a window after 
    threads, the load generators), over the stretch in which every generator measured:
    with two shared cores, it shows where the frames per second went;
 3. capacity: N idle players that said hello, the server's RSS, and the app-level ping
-   round trip of 200 of them pinging once a second;
+   round trip of 200 of them pinging once a second; then the RSS once they have all
+   left, and again once the server has forgotten their guests (``--leave-wait``);
 4. scaling: throughput at 100, 500 and 1000 clients.
 """
 
@@ -42,6 +43,7 @@ from typing import Any, ClassVar
 import orjson
 
 from game_server.cli.command import server_command
+from game_server.core.players import GUEST_FORGET_AFTER
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -304,6 +306,18 @@ async def throughput(
         server.stop()
 
 
+async def remembered(port: int) -> int:
+    """Players the server still remembers (``rps_players_remembered`` on /metrics)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    body = await reader.read()
+    writer.close()
+    for line in body.decode().splitlines():
+        if line.startswith("rps_players_remembered "):
+            return int(float(line.split()[1]))
+    raise RuntimeError("no rps_players_remembered on /metrics")
+
+
 async def capacity(clients: int, args: argparse.Namespace) -> dict[str, Any]:
     server = Server("game")
     measured: dict[str, Any] = {}
@@ -328,6 +342,17 @@ async def capacity(clients: int, args: argparse.Namespace) -> dict[str, Any]:
         )
         result = merge(reports)
         measured["rss_mib_pinging"] = round(rss_mib(server.process.pid), 1)
+        # The generators have exited, so every socket is closed: what stays? Their guests
+        # are remembered for GUEST_FORGET_AFTER (a dropped socket may come back), then
+        # forgotten; whatever RSS stays after that is the allocator's or a leak.
+        left = time.monotonic()
+        await asyncio.sleep(3)
+        measured["rss_mib_left"] = round(rss_mib(server.process.pid), 1)
+        measured["remembered_left"] = await remembered(server.port)
+        if args.leave_wait > 3:
+            await asyncio.sleep(args.leave_wait - (time.monotonic() - left))
+            measured["rss_mib_forgotten"] = round(rss_mib(server.process.pid), 1)
+            measured["remembered_forgotten"] = await remembered(server.port)
         return {
             "clients": clients,
             **measured,
@@ -480,8 +505,22 @@ def report(results: dict[str, Any]) -> str:
             f"capacity: {capacity['connected']:,} idle players, RSS {capacity['rss_mib_idle']} MiB "
             f"({capacity['kib_per_player']} KiB each); ping p50 {capacity['ping_p50_ms']} ms, "
             f"p99 {capacity['ping_p99_ms']} ms, max {capacity['ping_max_ms']} ms",
+            f"after they left: RSS {left_figures(capacity)}",
         ]
     )
+
+
+def left_figures(capacity: dict[str, Any]) -> str:
+    text = (
+        f"{capacity['rss_mib_left']} MiB 3 s later ({capacity['remembered_left']:,} players "
+        "remembered)"
+    )
+    if "rss_mib_forgotten" in capacity:
+        text += (
+            f", {capacity['rss_mib_forgotten']} MiB once their guests were forgotten "
+            f"({capacity['remembered_forgotten']:,} remembered)"
+        )
+    return text
 
 
 def parse_args() -> argparse.Namespace:
@@ -500,6 +539,13 @@ def parse_args() -> argparse.Namespace:
         "--legacy-clients", type=int, default=3000, help="demo clients in the legacy run"
     )
     parser.add_argument(
+        "--leave-wait",
+        type=float,
+        default=GUEST_FORGET_AFTER + 5,
+        help="seconds after the idle players left to measure RSS again (their guests are "
+        f"forgotten after {GUEST_FORGET_AFTER:g} s; 3 or less: only the 3 s figure)",
+    )
+    parser.add_argument(
         "--target-rate", type=float, default=400.0, help="matches/s offered in the paced run"
     )
     parser.add_argument("--scaling", type=int, nargs="+", default=[100, 500, 1000])
@@ -515,6 +561,7 @@ def parse_args() -> argparse.Namespace:
     if args.quick:
         args.window, args.warmup, args.idle = 4.0, 2.0, min(args.idle, 5000)
         args.pairs = min(args.pairs, 1)
+        args.leave_wait = min(args.leave_wait, 3.0)
     return args
 
 

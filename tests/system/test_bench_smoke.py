@@ -53,6 +53,8 @@ def test_bench_runs_every_scenario_at_toy_scale(tmp_path: Path) -> None:
         "100",
         "--legacy-clients",
         "40",
+        "--leave-wait",
+        "4",
         "--target-rate",
         "5",
         "--pairs",
@@ -90,6 +92,10 @@ def test_bench_runs_every_scenario_at_toy_scale(tmp_path: Path) -> None:
     assert figures["capacity"]["connected"] == 100
     assert figures["capacity"]["rss_mib_idle"] > 0
     assert figures["capacity"]["ping_samples"] > 0
+    # Gone, but their guests are still remembered (for a quick reconnect), so far.
+    assert figures["capacity"]["remembered_left"] == 100
+    assert figures["capacity"]["rss_mib_forgotten"] > 0
+    assert "after they left: RSS" in result.stdout
 
 
 def test_thread_cpu_tells_the_main_thread_from_the_others() -> None:
