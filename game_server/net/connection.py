@@ -9,10 +9,11 @@ buffer to drain; if the queue then reaches its limit the client is dropped. The 
 task starts on the first backpressure or close, so an idle player costs no task. That bounds
 memory per connection and keeps a slow phone from stalling anyone else's match.
 
-Only this class writes game frames to the socket, so frames never interleave; aiohttp
-itself only writes whole control frames (pong, ping, close) between them. That is how a
-socket on the fast path (``net/fastpath.py``) writes; on any other the writer task sends
-each frame with aiohttp's own ``send_frame``, which waits out backpressure by itself.
+Only this class writes game frames to the socket, so frames never interleave; the
+socket itself only writes whole control frames (pong, ping, close) between them. That is
+how a socket on the fast path (a ``DetachedSocket``, ``net/fastpath.py``) writes; on any
+other the writer task sends each frame with aiohttp's own ``send_frame``, which waits out
+backpressure by itself.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from game_server.core.ports import NullObserver, Observer
-from game_server.net.fastpath import PING_FRAME, DirectWebSocketResponse, text_frame, text_frames
+from game_server.net.fastpath import PING_FRAME, DetachedSocket, text_frame, text_frames
 from protocol import CloseCode, ServerMessage, encode
 
 log = structlog.get_logger("game_server.net.connection")
@@ -77,14 +78,13 @@ class Connection:
         "observer",
         "queue_limit",
         "quiet_sweeps",
-        "request",
         "ws",
     )
 
     def __init__(
         self,
-        ws: web.WebSocketResponse,
-        request: web.Request,
+        ws: DetachedSocket | web.WebSocketResponse,
+        transport: asyncio.BaseTransport | None,
         *,
         queue_limit: int = 256,
         close_timeout: float = 2.0,
@@ -94,15 +94,13 @@ class Connection:
     ) -> None:
         self.ws = ws
         self.address = address  # the client's (net/addresses.py), for per-address limits
-        self.request = request
         self.queue_limit = queue_limit
         self.close_timeout = close_timeout
         self.dropped = False
         self.observer: Observer = observer or NullObserver()
         self._queue: collections.deque[bytes] = collections.deque()
-        # The socket's transport, read once (request.transport is a property chain); a
-        # lost connection's transport reports is_closing().
-        self._transport = request.transport
+        # The socket's transport (a lost connection's reports is_closing()).
+        self._transport: asyncio.Transport | None = transport  # type: ignore[assignment]
         self._flusher = flusher or Flusher(asyncio.get_running_loop())
         self._flush_scheduled = False
         self._backlogged = False
@@ -110,7 +108,7 @@ class Connection:
         self._close_request: tuple[int, str] | None = None
         self._writer: asyncio.Task[None] | None = None
         # Raw frames to the transport, or aiohttp's public API (see net/fastpath.py).
-        self._fast = isinstance(ws, DirectWebSocketResponse) and ws.direct
+        self._fast = isinstance(ws, DetachedSocket)
         self._ping_due = False  # off the fast path: a ping for the writer task to send
         # Off the fast path, while a reader waits for the writer to send everything.
         self._caught_up: asyncio.Event | None = None
@@ -161,6 +159,11 @@ class Connection:
             transport.write(PING_FRAME)
 
     @property
+    def transport(self) -> asyncio.Transport | None:
+        """The socket's transport (for tests and tools: the game never touches it)."""
+        return self._transport
+
+    @property
     def behind(self) -> bool:
         """Off the fast path, after a burst: the reader should ``catch_up`` before it reads
         on (on the fast path a burst is written at once: ``FLUSH_AT``)."""
@@ -193,6 +196,11 @@ class Connection:
             self._transport.abort()
 
     # ------------------------------------------------------------ writing
+
+    def flush(self) -> None:
+        """Write what is queued now, not at the end of the turn (before a close frame)."""
+        if self._fast:
+            self._flush()
 
     def _flush(self) -> None:
         # Also called directly at FLUSH_AT: a flush already scheduled then finds less, or
@@ -278,6 +286,7 @@ class Connection:
 
     async def _send_queued(self) -> None:
         ws, queue = self.ws, self._queue
+        assert isinstance(ws, web.WebSocketResponse), "only off the fast path"
         try:
             if self._ping_due:
                 self._ping_due = False

@@ -22,8 +22,11 @@ class Dialect(Protocol):
     def install(self, service: GameService) -> None:
         """Set up what the dialect needs in the service (a lobby) once at start-up."""
 
-    def open(self, service: GameService, connection: Connection) -> Session:
-        """A socket was accepted: connect it as a session (and greet it if the dialect does)."""
+    def open(self, service: GameService, connection: Connection, request: web.Request) -> Session:
+        """A socket was accepted: connect it as a session (and greet it if the dialect does).
+
+        ``request`` is the upgrade request, for what the dialect needs of it now: on the
+        fast path it is gone once the socket is set up (``net/fastpath.py``)."""
 
     def text(self, service: GameService, session: Session, data: bytes) -> None:
         """One text frame from the client."""
@@ -38,7 +41,7 @@ class NativeDialect:
     def install(self, service: GameService) -> None:
         pass
 
-    def open(self, service: GameService, connection: Connection) -> Session:
+    def open(self, service: GameService, connection: Connection, request: web.Request) -> Session:
         outlet: Outlet = connection
         return service.connect(outlet, address=connection.address)
 

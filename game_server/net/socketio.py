@@ -129,13 +129,13 @@ class SocketIODialect:
             return _handshake_error(BAD_REQUEST, "Bad request")
         return None
 
-    def open(self, service: GameService, connection: Connection) -> Session:
+    def open(self, service: GameService, connection: Connection, request: web.Request) -> Session:
         connection.send_encoded(open_frame(secrets.token_urlsafe(15)))
         connection.send_encoded(b"40")  # connected to the default namespace
         peer = LegacyPeer(
             lookup=self._lookup,
             robot_number=self._robots,
-            robot_avatar=robot_avatar_url(connection.request),
+            robot_avatar=robot_avatar_url(request),
         )
         outlet = LegacyOutlet(connection, peer, service, self._peers)
         return service.connect(outlet, LEGACY_LOBBY, connection.address)

@@ -253,19 +253,44 @@ class AccessLogger(AbstractAccessLogger):
     kept as it came beside it.
     """
 
-    def __init__(self, logger: logging.Logger, log_format: str) -> None:
-        super().__init__(logger, log_format)
-        self._log = structlog.get_logger("game_server.access")
-
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
-        self._log.info(
-            "http",
-            method=request.method,
-            path=request.path,
-            status=response.status,
-            duration_ms=round(time * 1000, 2),
+        if getattr(response, "detached", False):
+            return  # a WebSocket that left aiohttp: it logs its own line when it closes
+        access_line(
+            request.method,
+            request.path,
+            response.status,
+            time,
             remote=request.get(CLIENT_ADDRESS) or request.remote,
             request_id=request.headers.get("X-Request-Id") or request.get(REQUEST_ID),
             forwarded_for=request.headers.get("X-Forwarded-For"),
             user_agent=request.headers.get("User-Agent"),
         )
+
+
+_access_log = structlog.get_logger("game_server.access")
+
+
+def access_line(
+    method: str,
+    path: str,
+    status: int,
+    seconds: float,
+    *,
+    remote: str | None,
+    request_id: str | None,
+    forwarded_for: str | None,
+    user_agent: str | None,
+) -> None:
+    """One request's access line (an ``http`` event), from aiohttp or a detached socket."""
+    _access_log.info(
+        "http",
+        method=method,
+        path=path,
+        status=status,
+        duration_ms=round(seconds * 1000, 2),
+        remote=remote,
+        request_id=request_id,
+        forwarded_for=forwarded_for,
+        user_agent=user_agent,
+    )

@@ -478,7 +478,7 @@ async def test_a_bot_client_dropped_mid_match_comes_back_cleanly(
     else:
         pytest.fail("the bot's match never started")
     for connection in server.app[CONNECTIONS]:
-        transport = connection.request.transport
+        transport = connection.transport
         assert transport is not None
         transport.abort()  # the network goes away under it
     with pytest.raises(ConnectionError):
