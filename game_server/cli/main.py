@@ -26,7 +26,7 @@ from game_server.cli.settings import config_from, parse_settings
 from game_server.cli.systemd import notify
 from game_server.config import ServerConfig
 from game_server.net.app import WEBSOCKET_PATH, drain, runner_options
-from game_server.net.appkeys import METRICS, SERVICE
+from game_server.net.appkeys import CONNECTIONS, METRICS, SERVICE
 from game_server.ops.logs import AccessLogger, configure_logging
 
 log = structlog.get_logger("game_server")
@@ -68,11 +68,18 @@ async def serve(config: ServerConfig, args: argparse.Namespace) -> None:
     )
     await runner.setup()
     server = runner.server
+    connections = app[CONNECTIONS]
+
+    def tcp_connections() -> int:
+        # aiohttp's own, and the WebSockets that left it once upgraded (net/fastpath.py).
+        held = 0 if server is None else len(server.connections)
+        return held + sum(connection.detached for connection in connections)
+
     app[METRICS].gauge(
         "rps_http_connections",
         "TCP connections the server holds: WebSockets, HTTP requests, and connections still "
         "sending a request head (cut at --request-timeout)",
-        lambda: 0 if server is None else len(server.connections),
+        tcp_connections,
     )
     site = web.TCPSite(
         runner,

@@ -159,6 +159,11 @@ class Connection:
             transport.write(PING_FRAME)
 
     @property
+    def detached(self) -> bool:
+        """On the fast path: the socket left aiohttp (its connections do not count it)."""
+        return self._fast
+
+    @property
     def transport(self) -> asyncio.Transport | None:
         """The socket's transport (for tests and tools: the game never touches it)."""
         return self._transport

@@ -69,6 +69,26 @@ async def test_half_sent_requests_are_cut_at_the_request_deadline(
     assert _metric(metrics, "rps_http_connections") < 10
 
 
+async def test_open_websockets_count_as_tcp_connections_while_they_last(
+    processes: list[ServerProcess],
+) -> None:
+    # On the fast path a WebSocket leaves aiohttp once upgraded; the gauge counts it still.
+    proc = await launch(*FAST_GAME)
+    processes.append(proc)
+    async with aiohttp.ClientSession() as http:
+        sockets = [await http.ws_connect(proc.url) for _ in range(30)]
+        metrics = await (await http.get(f"{proc.http}/metrics")).text()
+        assert _metric(metrics, "rps_http_connections") >= 30
+        for ws in sockets:
+            await ws.close()
+        for _ in range(100):
+            metrics = await (await http.get(f"{proc.http}/metrics")).text()
+            if _metric(metrics, "rps_http_connections") < 5:
+                break
+            await asyncio.sleep(0.05)
+        assert _metric(metrics, "rps_http_connections") < 5
+
+
 async def test_a_socket_that_never_says_hello_is_closed_with_1008(
     processes: list[ServerProcess],
 ) -> None:
