@@ -48,6 +48,10 @@ class PlayerSnapshot:
     away_left: float | None  # seconds of reconnect grace left, when away
 
 
+# The guest buckets are pruned every time one could have filled up again, but not more
+# often than this.
+GUEST_BUCKETS_PRUNE_MIN = 1.0
+
 if TYPE_CHECKING:
     from game_server.core.rooms import Room
     from game_server.core.sessions import Session, Sessions
@@ -91,6 +95,7 @@ class Presence:
         self.locator: Locator = locator or HereLocator()
         self.forwarder = forwarder
         self.guests = guests
+        self._guests_pruning = False  # a timer is armed to prune ``guests``
         self.observer = context.observer
         self.online = 0
         self.draining = False
@@ -102,13 +107,18 @@ class Presence:
             raise ProtocolError(ErrorCode.ALREADY_HELLO, "you already said hello", message.id)
         if message.token is None:
             guests = self.guests
-            if guests is not None and not guests.take(address_key(session.address), now):
-                self.observer.limited("guest_rate")
-                raise ProtocolError(
-                    ErrorCode.RATE_LIMITED,
-                    "too many new players from your address; say hello again in a few seconds",
-                    message.id,
-                )
+            if guests is not None:
+                allowed = guests.take(address_key(session.address), now)
+                if not self._guests_pruning:
+                    self._guests_pruning = True
+                    self.timers.call_at(now + self._prune_period(guests), self._prune_guests)
+                if not allowed:
+                    self.observer.limited("guest_rate")
+                    raise ProtocolError(
+                        ErrorCode.RATE_LIMITED,
+                        "too many new players from your address; say hello again in a few seconds",
+                        message.id,
+                    )
             self._greet(session, self.new_guest(), message, now)
             return
         try:
@@ -177,6 +187,21 @@ class Presence:
             self._greet(session, player, message, self.advance())
         for queued in pending:
             self.replay(session, queued)
+
+    @staticmethod
+    def _prune_period(guests: AddressBuckets) -> float:
+        return max(GUEST_BUCKETS_PRUNE_MIN, guests.refill_seconds)
+
+    def _prune_guests(self, now: float) -> None:
+        """Forget the buckets of addresses that stopped sending hellos (full again): one
+        timer while any bucket is kept, none once all are forgotten."""
+        guests = self.guests
+        assert guests is not None
+        guests.prune(now)
+        if len(guests):
+            self.timers.call_at(now + self._prune_period(guests), self._prune_guests)
+        else:
+            self._guests_pruning = False
 
     def guest_name(self) -> str:
         """A new player's name, until it says another."""

@@ -106,9 +106,11 @@ class AddressCounts:
 
 class AddressBuckets:
     """A token bucket per address key (``rate`` a second, ``burst`` at once), in bounded
-    memory: past ``max_keys`` addresses, those whose bucket has filled up again are
-    dropped (a full bucket is what a new one starts as), and if that is not enough, all
-    (failing open: never more memory, never refusing an honest address for a full table).
+    memory: a bucket that has filled up again is what a new one starts as, so ``prune``
+    drops those (its owner calls it every ``refill_seconds`` while any are kept, so
+    addresses that stopped coming cost nothing); past ``max_keys`` addresses ``take``
+    prunes at once, and if that is not enough, drops all (failing open: never more
+    memory, never refusing an honest address for a full table).
     """
 
     def __init__(self, rate: float, burst: float, max_keys: int = 100_000) -> None:
@@ -127,6 +129,15 @@ class AddressBuckets:
                 self._prune(now)
             bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
         return bucket.take(now)
+
+    @property
+    def refill_seconds(self) -> float:
+        """How long an emptied bucket takes to fill up again."""
+        return self.burst / self.rate
+
+    def prune(self, now: float) -> None:
+        """Forget every bucket that is full again."""
+        self._prune(now)
 
     def _prune(self, now: float) -> None:
         rate, burst = self.rate, self.burst

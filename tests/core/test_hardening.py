@@ -164,3 +164,33 @@ def test_address_buckets_stay_bounded() -> None:
     assert len(buckets) == 2
     assert buckets.take("busy", 1.9)
     assert not buckets.take("busy", 1.9)
+
+
+def test_a_guest_bucket_is_forgotten_once_full_again_and_no_timer_stays() -> None:
+    service, clock = make(guest_rate=2.0, guest_burst=5.0)  # full again 2.5 s after empty
+    guests = service.presence.guests
+    assert guests is not None
+
+    def hello_from(address: str) -> None:
+        client = connect(service)
+        client.session.address = address
+        client.say(type="hello")
+
+    for n in range(3):
+        hello_from(f"198.51.100.{n}")
+    assert len(guests) == 3
+    clock.advance(2.0)
+    service.tick()
+    for _ in range(5):
+        hello_from("198.51.100.9")  # this address empties its bucket
+    assert len(guests) == 4
+    clock.advance(0.5)  # the first prune, 2.5 s after the first hello
+    service.tick()
+    assert len(guests) == 1  # 198.51.100.9 has 1 token of 5 back: still remembered
+    clock.advance(2.5)
+    service.tick()
+    assert len(guests) == 0
+    assert service.timers.pending == 0  # the pruning timer is gone with the buckets
+    hello_from("198.51.100.1")  # a new one starts over
+    assert len(guests) == 1
+    assert service.timers.pending == 1
