@@ -470,4 +470,8 @@ class DirectWebSocketResponse(web.WebSocketResponse):
         manager = protocol._manager
         if manager is not None:
             manager.connection_lost(protocol, None)
+        # What aiohttp's connection_lost would let go of: its HTTP parser refers back to
+        # it (a cycle only a full collection would free), and the frame parser is ours.
+        protocol._parser = None
+        protocol._payload_parser = None
         return socket
