@@ -266,7 +266,20 @@ async def _serve(
             context.run(
                 log.info, "disconnected", close_code=ws.close_code, dropped=connection.dropped
             )
+            _forget_traceback(ws.exception())
     return ws
+
+
+def _forget_traceback(error: BaseException | None) -> None:
+    """aiohttp keeps the error a socket ended with (a write to a lost connection, say);
+    its traceback's frames refer back to the response, a cycle that holds the request,
+    its headers and aiohttp's protocol object until a full garbage collection, which an
+    idle server may not run for hours."""
+    for _ in range(8):  # a chain of causes, not a cycle of them
+        if error is None:
+            return
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__
 
 
 async def _receive_loop(ws: web.WebSocketResponse, inbound: SocketFrames) -> None:
