@@ -28,6 +28,7 @@ from game_server.net import avatars, fastpath, http_api
 from game_server.net.addresses import client_address
 from game_server.net.appkeys import (
     ADDRESSES,
+    ALLOCATOR_TRIM,
     CONFIG,
     CONNECTIONS,
     FLUSHER,
@@ -53,6 +54,7 @@ from game_server.net.ticker import Ticker
 from game_server.net.web_client import add_client_routes
 from game_server.net.websocket import websocket_handler
 from game_server.ops.logs import CLIENT_ADDRESS, log_lines_lost, log_lines_sampled
+from game_server.ops.memory import AllocatorTrim
 from game_server.ops.metrics import PrometheusObserver
 from game_server.wechat.client import WeChatClient
 from protocol import CloseCode
@@ -163,6 +165,7 @@ def create_app(
         )
         app[TICKER] = Ticker(app[SERVICE], loop)
         app[FLUSHER] = Flusher(loop)
+        app[ALLOCATOR_TRIM] = AllocatorTrim(loop)
         if config.heartbeat is not None:
             connections: set[Connection] = app[CONNECTIONS]
             app[HEARTBEAT] = Heartbeat(connections, config.heartbeat, loop)

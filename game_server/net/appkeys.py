@@ -15,6 +15,7 @@ from game_server.net.connection import Connection, Flusher
 from game_server.net.heartbeat import Heartbeat
 from game_server.net.plugin import Plugin
 from game_server.net.ticker import Ticker
+from game_server.ops.memory import AllocatorTrim
 from game_server.ops.metrics import PrometheusObserver
 from game_server.wechat.client import WeChatClient
 
@@ -28,6 +29,7 @@ class Lifecycle:
 
 
 SERVICE = web.AppKey("service", GameService)
+ALLOCATOR_TRIM = web.AppKey("allocator_trim", AllocatorTrim)  # memory back once sockets left
 STORE = web.AppKey("store", Storage)
 WECHAT = web.AppKey("wechat", WeChatClient)  # absent when no WeChat app is configured
 HTTP_CLIENT = web.AppKey("http_client", aiohttp.ClientSession)  # for calls out (WeChat)

@@ -19,6 +19,7 @@ from game_server.core.ratelimit import address_key
 from game_server.core.sessions import Session
 from game_server.net.appkeys import (
     ADDRESSES,
+    ALLOCATOR_TRIM,
     CONFIG,
     CONNECTIONS,
     FLUSHER,
@@ -130,6 +131,7 @@ class SocketFrames:
         assert isinstance(ws, DetachedSocket)
         log.info("disconnected", close_code=ws.close_code, dropped=connection.dropped)
         self.app[ADDRESSES].release(self.key)
+        self.app[ALLOCATOR_TRIM].socket_ended()
         path, forwarded_for, user_agent, started = self.access
         loop_time = self.app[SERVICE].clock  # the loop's clock (a test's, under one)
         request_id = structlog.contextvars.get_contextvars().get("request_id")
@@ -267,6 +269,7 @@ async def _serve(
                 log.info, "disconnected", close_code=ws.close_code, dropped=connection.dropped
             )
             _forget_traceback(ws.exception())
+            app[ALLOCATOR_TRIM].socket_ended()
     return ws
 
 
