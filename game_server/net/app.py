@@ -36,6 +36,7 @@ from game_server.net.appkeys import (
     HTTP_CLIENT,
     LIFECYCLE,
     METRICS,
+    ON_UNMASKED,
     PLUGIN,
     SERVICE,
     STARTED,
@@ -106,6 +107,8 @@ def create_app(
     app[STARTED] = time.monotonic()
     app[LIFECYCLE] = Lifecycle()
     app[METRICS] = PrometheusObserver()
+    on_unmasked: Callable[[], None] = partial(app[METRICS].limited, "unmasked_frame")
+    app[ON_UNMASKED] = on_unmasked
 
     async def start_service(app: web.Application) -> None:
         loop = asyncio.get_running_loop()

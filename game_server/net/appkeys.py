@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import aiohttp
 import attrs
 from aiohttp import web
@@ -29,6 +31,9 @@ class Lifecycle:
 
 
 SERVICE = web.AppKey("service", GameService)
+# What a socket's mask check calls on an unmasked frame: one for the app, not a closure
+# per socket (200 bytes each).
+ON_UNMASKED: web.AppKey[Callable[[], None]] = web.AppKey("on_unmasked")
 ALLOCATOR_TRIM = web.AppKey("allocator_trim", AllocatorTrim)  # memory back once sockets left
 STORE = web.AppKey("store", Storage)
 WECHAT = web.AppKey("wechat", WeChatClient)  # absent when no WeChat app is configured

@@ -25,6 +25,7 @@ from game_server.net.appkeys import (
     FLUSHER,
     LIFECYCLE,
     METRICS,
+    ON_UNMASKED,
     SERVICE,
 )
 from game_server.net.connection import Connection
@@ -199,7 +200,7 @@ async def websocket_handler(request: web.Request, *, dialect: Dialect) -> web.St
         autoping=False,
         timeout=config.close_timeout,
         decode_text=False,  # orjson reads the UTF-8 bytes directly
-        on_unmasked=lambda: app[METRICS].limited("unmasked_frame"),
+        on_unmasked=app[ON_UNMASKED],
     )
     try:
         await ws.prepare(request)
