@@ -10,8 +10,10 @@ RSS stayed where it was: 150 MiB after 15,000 idle players, 156 MiB once they ha
 heap, wherever it is, in a few milliseconds.
 
 So the shell counts sockets that end, and once ``TRIM_AFTER`` have ended since the last
-time, it trims ``TRIM_DELAY`` seconds later (a crowd leaving takes a moment), in a
-thread so the event loop is not held up. Where there is no glibc, nothing is trimmed.
+trim, it trims as soon as no socket has ended for ``TRIM_QUIET`` seconds (a crowd
+leaving takes a moment, and a trim in the middle of it returns only part), but no later
+than ``TRIM_LATEST`` seconds (sockets may keep ending on a busy server), in a thread so
+the event loop is not held up. Where there is no glibc, nothing is trimmed.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import structlog
 
 log = structlog.get_logger("game_server.ops.memory")
 
-TRIM_AFTER = 1000  # sockets ended since the last trim (an idle one holds ~7 KiB)
-TRIM_DELAY = 2.0  # seconds from the socket that reached it to the trim
+TRIM_AFTER = 1000  # sockets ended since the last trim (an idle one holds ~4 KiB)
+TRIM_QUIET = 1.0  # seconds without a socket ending
+TRIM_LATEST = 10.0  # seconds after the socket that reached TRIM_AFTER, at the latest
 
 
 def malloc_trim() -> Callable[[int], int] | None:
@@ -40,38 +43,51 @@ def malloc_trim() -> Callable[[int], int] | None:
 class Scheduler(Protocol):
     """The little of an event loop this needs."""
 
+    def time(self) -> float: ...
+
     def call_later(self, delay: float, callback: Callable[[], None]) -> object: ...
 
     def run_in_executor(self, executor: None, func: Callable[[int], int], arg: int) -> object: ...
 
 
 class AllocatorTrim:
-    """Trims the C heap once ``after`` sockets have ended since the last trim."""
+    """Trims the C heap once ``after`` sockets have ended since the last trim and then
+    none for ``quiet`` seconds (or ``latest`` seconds have passed)."""
 
     def __init__(
         self,
         loop: Scheduler,
         *,
         after: int = TRIM_AFTER,
-        delay: float = TRIM_DELAY,
+        quiet: float = TRIM_QUIET,
+        latest: float = TRIM_LATEST,
         trim: Callable[[int], int] | None = None,
     ) -> None:
         self.loop = loop
         self.after = after
-        self.delay = delay
+        self.quiet = quiet
+        self.latest = latest
         self.trim = malloc_trim() if trim is None else trim
         self.ended = 0  # sockets ended since the last trim
         self.trims = 0
-        self._scheduled = False
+        self._last_end = 0.0
+        self._deadline: float | None = None  # set while a trim is scheduled
 
     def socket_ended(self) -> None:
         self.ended += 1
-        if self.ended >= self.after and not self._scheduled and self.trim is not None:
-            self._scheduled = True
-            self.loop.call_later(self.delay, self._run)
+        self._last_end = now = self.loop.time()
+        if self.ended >= self.after and self._deadline is None and self.trim is not None:
+            self._deadline = now + self.latest
+            self.loop.call_later(self.quiet, self._check)
 
-    def _run(self) -> None:
-        self._scheduled = False
+    def _check(self) -> None:
+        assert self._deadline is not None
+        now = self.loop.time()
+        quiet_at = self._last_end + self.quiet
+        if now < quiet_at and now < self._deadline:
+            self.loop.call_later(min(quiet_at, self._deadline) - now, self._check)
+            return
+        self._deadline = None
         trim = self.trim
         if trim is None:
             return
