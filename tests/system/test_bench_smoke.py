@@ -85,7 +85,8 @@ def test_bench_runs_every_scenario_at_toy_scale(tmp_path: Path) -> None:
         assert per_frame["server_loop"] > 0
     # The 2016 demo's clients played whole games on its own URL, each game counted once.
     legacy = figures["legacy"]
-    assert legacy["errors"] == {} and legacy["failed"] == 0
+    assert legacy["errors"] == {}
+    assert legacy["failed"] == 0
     assert legacy["matches_per_s"] > 0
     assert legacy["server_cpu_s_per_1000_matches"] > 0
     assert "demo clients:" in result.stdout
