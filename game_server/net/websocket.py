@@ -124,15 +124,18 @@ class SocketFrames:
         self.context.run(self._ended)
 
     def _ended(self) -> None:
-        self.disconnect()
         connection = self.connection
-        connection.close(CloseCode.GOING_AWAY, "")  # a writer task, if any, stops
-        self.app[CONNECTIONS].discard(connection)
+        try:
+            self.disconnect()
+            connection.close(CloseCode.GOING_AWAY, "")  # a writer task, if any, stops
+        finally:
+            # Whatever failed above: a socket must never stay counted after it is gone.
+            self.app[CONNECTIONS].discard(connection)
+            self.app[ADDRESSES].release(self.key)
+            self.app[ALLOCATOR_TRIM].socket_ended()
         ws = connection.ws
         assert isinstance(ws, DetachedSocket)
         log.info("disconnected", close_code=ws.close_code, dropped=connection.dropped)
-        self.app[ADDRESSES].release(self.key)
-        self.app[ALLOCATOR_TRIM].socket_ended()
         path, forwarded_for, user_agent, started = self.access
         loop_time = self.app[SERVICE].clock  # the loop's clock (a test's, under one)
         request_id = structlog.contextvars.get_contextvars().get("request_id")
