@@ -234,6 +234,11 @@ class Storage(PlayerStore, Protocol):
 
     async def recent_matches(self, player_id: str, limit: int) -> list[dict[str, Any]]: ...
 
+    async def rating_history(self, player_id: str, limit: int) -> list[tuple[str, float, float]]:
+        """The player's last ``limit`` rated matches, newest first: (match id, ended at,
+        its rating after the match)."""
+        ...
+
     @property
     def backlog(self) -> int: ...
 

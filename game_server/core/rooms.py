@@ -22,6 +22,7 @@ from game_server.core.house_bot import BOT_NAMES, HouseBot, PlannedChoice
 from game_server.core.match import Match, Seat, Send
 from game_server.core.players import PlayerEvent, PlayerState
 from game_server.core.ports import Journal, NullJournal, Pairing
+from game_server.core.rating import aged, bot_rating
 from game_server.core.records import MatchRecord, PlayerResult, RoundRow, SeatRow
 from game_server.core.scoring import PlayerStats, points_won
 from game_server.core.strategies import make_strategy
@@ -89,7 +90,13 @@ class Rooms:
             humans = [first]
             if pairing.second is None:
                 bot = self._make_bot(lobby)
-                bot_seat = Seat(bot.player_id, bot.name, PlayerStats(), bot=True)
+                bot_seat = Seat(
+                    bot.player_id,
+                    bot.name,
+                    PlayerStats(),
+                    bot=True,
+                    rating=bot_rating(bot.strategy.name),
+                )
                 match = Match(self.new_id("m_"), (self._seat_for(first), bot_seat), lobby.rules)
                 room = Room(match, humans, self.wall_clock(), lobby.name, bot, 1)
             else:
@@ -120,9 +127,10 @@ class Rooms:
                     # Paired while away (queued, then dropped): its opponent should know.
                     self.tell_opponent(human, MovementKind.LEFT)
 
-    @staticmethod
-    def _seat_for(player: Player) -> Seat:
-        return Seat(player.id, player.name, player.stats, avatar=player.avatar)
+    def _seat_for(self, player: Player) -> Seat:
+        # Its rating as of now: days without a rated match have widened its deviation.
+        rating = aged(player.rating, self.wall_clock())
+        return Seat(player.id, player.name, player.stats, avatar=player.avatar, rating=rating)
 
     def _make_bot(
         self,
@@ -304,8 +312,12 @@ class Rooms:
         room.closed = True
         self.timers.cancel(room.timer)
         self.timers.cancel(room.bot_timer)
+        match = room.match
+        rated_at = self.wall_clock()
         for human in room.humans:
             human.durable = True  # its match is stored below, and the player with it
+            after = match.ratings_after[match.seat_of(human.id)]
+            human.rating = attrs.evolve(after, rated_at=rated_at)
             if human.room is room:
                 human.room = None
                 if human.move(PlayerEvent.MATCH_OVER) is PlayerState.OFFLINE:
@@ -313,7 +325,6 @@ class Rooms:
                     self.timers.cancel(human.away_timer)
                     human.away_timer = None
                     self.roster.offline(human, now)
-        match = room.match
         del self.by_id[match.match_id]
         self.finished += 1
         record = self._record(room)
@@ -339,10 +350,7 @@ class Rooms:
         now = self.wall_clock()
         return MatchRecord(
             id=match.match_id,
-            seats=(
-                SeatRow(match.seats[0].player_id, match.seats[0].name, match.seats[0].bot),
-                SeatRow(match.seats[1].player_id, match.seats[1].name, match.seats[1].bot),
-            ),
+            seats=(self._seat_row(match, 0), self._seat_row(match, 1)),
             winner=winner,
             reason=match.reason.value if match.reason else "",
             best_of=match.rules.best_of,
@@ -362,6 +370,12 @@ class Rooms:
             players=tuple(human.record(now) for human in room.humans),
             results=tuple(self._result(match, human) for human in room.humans),
         )
+
+    @staticmethod
+    def _seat_row(match: Match, side: int) -> SeatRow:
+        seat = match.seats[side]
+        after = match.ratings_after[side]
+        return SeatRow(seat.player_id, seat.name, seat.bot, seat.rating.rating, after.rating)
 
     @staticmethod
     def _result(match: Match, human: Player) -> PlayerResult:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ import structlog
 from aiohttp import web
 
 from game_server.core.ports import StoreUnavailable
+from game_server.core.rating import aged
 from game_server.core.records import PlayerRecord
 from game_server.net.appkeys import CONFIG, SERVICE, STORE, WECHAT
 from game_server.wechat.errors import LoginError
@@ -33,6 +35,7 @@ PLAYER_PATH = "/applet/players/{player_id}"
 LEADERBOARD_DEFAULT = 10
 LEADERBOARD_MAX = 100
 RECENT_MATCHES = 20
+RATING_HISTORY = 50
 PLAYER_ID_MAX = 64
 # Digits only, and few of them: str.isdigit() passes "²" (int() then fails) and int() of a
 # 5,000-digit string trips Python's digit limit, both a 500.
@@ -49,12 +52,16 @@ def json_error(status: int, code: str, message: str, **headers: str) -> web.Resp
 
 
 def player_json(record: PlayerRecord) -> dict[str, Any]:
-    """The public view of a player: never the WeChat openid."""
+    """The public view of a player: never the WeChat openid. The rating deviation is as
+    of now: days without a rated match widen it."""
+    rating = aged(record.rating, time.time())
     return {
         "id": record.id,
         "name": record.name,
         "avatar": record.avatar,
         **attrs.asdict(record.stats),
+        "rating": rating.shown,
+        "rating_deviation": round(rating.deviation),
     }
 
 
@@ -80,6 +87,10 @@ async def leaderboard(request: web.Request) -> web.Response:
     )
 
 
+def _shown(rating: float | None) -> int | None:
+    return None if rating is None else round(rating)
+
+
 def _match_json(player_id: str, row: dict[str, Any]) -> dict[str, Any]:
     """A stored match from one player's side (the table keeps seat 1 and seat 2)."""
     first = row["player1"] == player_id
@@ -96,6 +107,9 @@ def _match_json(player_id: str, row: dict[str, Any]) -> dict[str, Any]:
         },
         "outcome": outcome,
         "reason": row["reason"],
+        # None for a match stored before ratings.
+        "rating_before": _shown(row["rating" + mine + "_before"]),
+        "rating_after": _shown(row["rating" + mine + "_after"]),
         "best_of": row["best_of"],
         "started_at": row["started_at"],
         "ended_at": row["ended_at"],
@@ -121,6 +135,7 @@ async def player_profile(request: web.Request) -> web.Response:
         return json_error(404, "not_found", "no such player")
     record = _live(request, record)
     matches = await store.recent_matches(player_id, RECENT_MATCHES)
+    history = await store.rating_history(player_id, RATING_HISTORY)
     return web.json_response(
         {
             "player": {
@@ -128,6 +143,11 @@ async def player_profile(request: web.Request) -> web.Response:
                 "created_at": record.created_at,
                 "last_seen": record.last_seen,
                 "online": request.app[SERVICE].is_online(player_id),
+                # Oldest first, to draw left to right.
+                "rating_history": [
+                    {"match_id": match_id, "ended_at": ended_at, "rating": round(rating)}
+                    for match_id, ended_at, rating in reversed(history)
+                ],
             },
             "matches": [_match_json(player_id, row) for row in matches],
         }

@@ -90,6 +90,13 @@ class ThreadedStore(Generic[C]):
         """A player's matches, newest first (ties by id, descending), with their rounds."""
         raise NotImplementedError
 
+    def _rating_history(
+        self, conn: C, player_id: str, limit: int
+    ) -> list[tuple[str, float, float]]:
+        """A player's last ``limit`` rated matches, newest first: (match id, ended at, its
+        rating after the match). Matches stored before ratings are left out."""
+        raise NotImplementedError
+
     def _prune_guests(self, conn: C, before: float, limit: int) -> int:
         """Delete up to ``limit`` unreachable guests last seen before ``before``, in a
         transaction of its own; how many went."""
@@ -155,6 +162,9 @@ class ThreadedStore(Generic[C]):
 
     async def recent_matches(self, player_id: str, limit: int) -> list[dict[str, Any]]:
         return await self.writer.read(lambda conn: self._recent_matches(conn, player_id, limit))
+
+    async def rating_history(self, player_id: str, limit: int) -> list[tuple[str, float, float]]:
+        return await self.writer.read(lambda conn: self._rating_history(conn, player_id, limit))
 
     # ------------------------------------------------------------ health and lifecycle
 

@@ -28,14 +28,19 @@ import attrs
 import orjson
 
 from game_server.core.records import MatchRecord, PlayerRecord, PlayerResult
-from game_server.store.schema import PLAYER_COLUMNS, PROFILE_ROW
+from game_server.store.schema import PLAYER_COLUMNS, PROFILE_ROW, RATING_COLUMNS
 
 MATCH_ROW = (
     "id", "player1", "name1", "bot1", "player2", "name2", "bot2", "winner", "reason",
     "best_of", "started_at", "ended_at",
+    "rating1_before", "rating1_after", "rating2_before", "rating2_after",
 )  # fmt: skip
 ROUND_ROW = ("match_id", "round", "choice1", "choice2", "outcome")
-RESULT_ROW = ("id", "points", "won", "lost", "drawn", "reset", "streak")
+# A rating is not an increment: the run's last one is written as it is (only the process
+# that owns a player rates it, one match after the other).
+RESULT_ROW = (
+    "id", "points", "won", "lost", "drawn", "reset", "streak", *RATING_COLUMNS,
+)  # fmt: skip
 
 
 @attrs.frozen
@@ -83,7 +88,8 @@ class RunSql:
                     CASE WHEN EXISTS (
                         SELECT 1 FROM players p WHERE p.openid = v.openid AND p.id <> v.id
                     ) THEN NULL ELSE openid END,
-                    unionid, total_score, win_streak, wins, losses, draws, created_at, last_seen
+                    unionid, total_score, win_streak, wins, losses, draws, created_at, last_seen,
+                    {", ".join(RATING_COLUMNS)}
                 FROM v {rows_tail}
                 ON CONFLICT (id) DO UPDATE SET {update_profile}
             """,
@@ -92,7 +98,8 @@ class RunSql:
                 UPDATE players SET
                     total_score = total_score + v.points,
                     wins = wins + v.won, losses = losses + v.lost, draws = draws + v.drawn,
-                    win_streak = CASE WHEN v.reset THEN v.streak ELSE win_streak + v.streak END
+                    win_streak = CASE WHEN v.reset THEN v.streak ELSE win_streak + v.streak END,
+                    {", ".join(f"{name} = v.{name}" for name in RATING_COLUMNS)}
                 FROM v WHERE players.id = v.id
             """,
             encode=encode,
@@ -124,6 +131,10 @@ def match_row(record: MatchRecord) -> tuple[Any, ...]:
         record.best_of,
         record.started_at,
         record.ended_at,
+        first.rating_before,
+        first.rating_after,
+        second.rating_before,
+        second.rating_after,
     )
 
 
@@ -175,6 +186,7 @@ class Tally:
             stats.draws - self.drawn,
             p.created_at,
             p.last_seen,
+            *p.rating.to_json(),  # for a new row; the results set it in any case
         )
 
     def result_row(self) -> tuple[Any, ...]:
@@ -186,6 +198,7 @@ class Tally:
             self.drawn,
             self.reset,
             self.streak,
+            *self.profile.rating.to_json(),
         )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import structlog
 
+from game_server.core.rating import Rating
 from game_server.core.records import PlayerRecord
 from game_server.core.scoring import STAT_FIELDS, PlayerStats
 
@@ -67,12 +68,26 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX players_idle_guests ON players (last_seen)
         WHERE openid IS NULL AND wins + losses + draws = 0;
     """,
+    # 3: Glicko-2 ratings. Players stored before ratings start as new players do; their
+    # matches keep no rating (NULL), later ones each seat's before and after.
+    """
+    ALTER TABLE players ADD COLUMN rating REAL NOT NULL DEFAULT 1500;
+    ALTER TABLE players ADD COLUMN rating_deviation REAL NOT NULL DEFAULT 350;
+    ALTER TABLE players ADD COLUMN rating_volatility REAL NOT NULL DEFAULT 0.06;
+    ALTER TABLE players ADD COLUMN rated_at REAL;
+    ALTER TABLE matches ADD COLUMN rating1_before REAL;
+    ALTER TABLE matches ADD COLUMN rating1_after REAL;
+    ALTER TABLE matches ADD COLUMN rating2_before REAL;
+    ALTER TABLE matches ADD COLUMN rating2_after REAL;
+    """,
 )
 
 # A players row, in column order: the SELECTs, the profile rows of a run of matches and
 # the named parameters of a new row all follow it.
+RATING_COLUMNS = ("rating", "rating_deviation", "rating_volatility", "rated_at")
 PROFILE_ROW: tuple[str, ...] = (
     "id", "name", "avatar", "openid", "unionid", *STAT_FIELDS, "created_at", "last_seen",
+    *RATING_COLUMNS,
 )  # fmt: skip
 PLAYER_COLUMNS = ", ".join(PROFILE_ROW)
 
@@ -88,6 +103,7 @@ def player_params(record: PlayerRecord) -> dict[str, Any]:
         **attrs.asdict(record.stats),
         "created_at": record.created_at,
         "last_seen": record.last_seen,
+        **dict(zip(RATING_COLUMNS, record.rating.to_json(), strict=True)),
     }
 
 
@@ -101,6 +117,9 @@ def player_from_row(row: Mapping[str, Any]) -> PlayerRecord:
         openid=row["openid"],
         unionid=row["unionid"],
         stats=PlayerStats(**{name: row[name] for name in STAT_FIELDS}),
+        rating=Rating(
+            row["rating"], row["rating_deviation"], row["rating_volatility"], row["rated_at"]
+        ),
     )
 
 

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from game_server.core.ports import StoreUnavailable
+from game_server.core.rating import NEW_RATING, Rating
 from game_server.core.records import MatchRecord, PlayerRecord, PlayerResult, RoundRow, SeatRow
 from game_server.core.scoring import STAT_FIELDS, PlayerStats
 from game_server.store import batching, schema
@@ -235,6 +236,69 @@ async def test_a_run_of_matches_in_one_batch_adds_up_in_order(store: Store) -> N
     assert [m["id"] for m in recent] == [f"m_{n:03d}" for n in reversed(range(count))]
     assert all(len(m["rounds"]) == 2 for m in recent)
     assert await store.get_player(f"p_foe{count - 1}") is not None
+
+
+def rated(
+    mid: str, winner: PlayerRecord, loser: PlayerRecord, ended: float, after: tuple[float, float]
+) -> MatchRecord:
+    """``winner`` beat ``loser``; their ratings move from their records' to ``after``."""
+    base = won(mid, winner, loser, ended)
+    seats = (
+        SeatRow(winner.id, winner.name, False, winner.rating.rating, after[0]),
+        SeatRow(loser.id, loser.name, False, loser.rating.rating, after[1]),
+    )
+    players = (
+        attrs.evolve(winner, rating=Rating(after[0], 200.0, 0.06, ended)),
+        attrs.evolve(loser, rating=Rating(after[1], 200.0, 0.06, ended)),
+    )
+    return attrs.evolve(base, seats=seats, players=players)
+
+
+async def test_ratings_move_with_matches_and_each_match_keeps_before_and_after(
+    store: Store,
+) -> None:
+    ann, bob = player("p_ann"), player("p_bob")
+    store.record_match(rated("m_1", ann, bob, 100.0, (1662.3, 1337.7)))
+    ann2 = attrs.evolve(ann, rating=Rating(1662.3, 200.0, 0.06, 100.0))
+    bob2 = attrs.evolve(bob, rating=Rating(1337.7, 200.0, 0.06, 100.0))
+    store.record_match(rated("m_2", bob2, ann2, 200.0, (1400.5, 1600.25)))
+    stored = await store.get_player("p_ann")
+    assert stored is not None
+    assert stored.rating == Rating(1600.25, 200.0, 0.06, 200.0)
+    # A profile saved with a stale rating (another connection's copy) does not move it:
+    # like the totals, only matches do.
+    store.save_player(attrs.evolve(ann, name="Ann", rating=NEW_RATING))
+    again = await store.get_player("p_ann")
+    assert again is not None
+    assert (again.name, again.rating) == ("Ann", stored.rating)
+    # A match recorded again changes nothing, its rating included.
+    store.record_match(rated("m_1", ann, bob, 100.0, (1662.3, 1337.7)))
+    assert await store.get_player("p_ann") == again
+    recent = await store.recent_matches("p_ann", limit=5)
+    assert [(m["rating1_before"], m["rating1_after"]) for m in recent] == [
+        (1337.7, 1400.5),
+        (1500.0, 1662.3),
+    ]
+    assert (recent[0]["rating2_before"], recent[0]["rating2_after"]) == (1662.3, 1600.25)
+    assert await store.rating_history("p_ann", 50) == [
+        ("m_2", 200.0, 1600.25),
+        ("m_1", 100.0, 1662.3),
+    ]
+    assert await store.rating_history("p_bob", 1) == [("m_2", 200.0, 1400.5)]
+    assert await store.rating_history("p_nobody", 50) == []
+
+
+async def test_a_new_player_row_from_a_match_carries_its_rating(store: Store) -> None:
+    ann, bob = player("p_ann"), player("p_bob")
+    store.record_match(rated("m_1", ann, bob, 100.0, (1662.3, 1337.7)))
+    stored = await store.get_player("p_bob")
+    assert stored is not None
+    assert stored.rating == Rating(1337.7, 200.0, 0.06, 100.0)
+    fresh = player("p_new")
+    store.save_player(fresh)
+    got = await store.get_player("p_new")
+    assert got is not None
+    assert got.rating == NEW_RATING
 
 
 async def test_committed_waits_for_the_writes_without_hurrying_them(store: Store) -> None:
@@ -665,7 +729,8 @@ def _one_by_one(conn: Any, mark: str, records: list[MatchRecord]) -> None:
             run(
                 "UPDATE players SET name = ?, avatar = ?, openid = ?, unionid = ?, "
                 "last_seen = ?, total_score = ?, win_streak = ?, wins = ?, losses = ?, "
-                "draws = ? WHERE id = ?",
+                "draws = ?, rating = ?, rating_deviation = ?, rating_volatility = ?, "
+                "rated_at = ? WHERE id = ?",
                 (
                     p.name,
                     p.avatar,
@@ -677,6 +742,7 @@ def _one_by_one(conn: Any, mark: str, records: list[MatchRecord]) -> None:
                     wins + (outcome == "win"),
                     losses + (outcome == "lose"),
                     draws + (outcome == "draw"),
+                    *p.rating.to_json(),  # a rating is set, not added
                     p.id,
                 ),
             )
@@ -765,6 +831,7 @@ def test_a_bulk_run_of_matches_equals_its_matches_one_by_one(
                         result.outcome, old.stats.win_streak
                     ),
                 ),
+                rating=Rating(1500.0 + 7 * n, 300.0 - n, 0.06 + n / 1000, float(n)),
             )
         base = match(f"m_{n}", live[first], live[second], float(n))
         records.append(attrs.evolve(base, results=results))

@@ -17,10 +17,11 @@ import pytest
 import structlog
 
 from game_server.core.ports import StoreUnavailable
+from game_server.core.rating import NEW_RATING
 from game_server.store import sqlite as storage
-from game_server.store.schema import MIGRATIONS, migrate
+from game_server.store.schema import MIGRATIONS, migrate, split_script
 from game_server.store.sqlite import SqliteStore, prune_guests
-from tests.store.test_shared import WAIT, hold, loads, player, still_works
+from tests.store.test_shared import WAIT, hold, loads, player, rated, still_works
 
 
 @pytest.fixture
@@ -296,3 +297,50 @@ def test_a_journal_that_cannot_be_wal_is_a_warning(
         ("wal_unavailable", "warning", "")
     ]
     assert warnings[0]["journal_mode"] == "delete"
+
+
+# What a database made before ratings holds (schema version 2): a player who played and a
+# match, in the columns of that time.
+OLD_PLAYER = (
+    "INSERT INTO players (id, name, total_score, win_streak, wins, losses, draws, created_at, "
+    "last_seen) VALUES ('p_old', 'Old', 6, 3, 3, 1, 0, 1.0, 2.0)"
+)
+OLD_MATCH = (
+    "INSERT INTO matches (id, player1, name1, bot1, player2, name2, bot2, winner, reason, "
+    "best_of, started_at, ended_at) VALUES "
+    "('m_old', 'p_old', 'Old', 0, 'bot_1', 'Rocky', 1, 'p_old', 'rounds', 3, 1.0, 2.0)"
+)
+
+
+async def test_a_database_from_before_ratings_is_migrated_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in MIGRATIONS[:2]:
+        for statement in split_script(step):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(OLD_PLAYER)
+    conn.execute(OLD_MATCH)
+    conn.close()
+
+    store = SqliteStore(str(path))
+    try:
+        old = await store.get_player("p_old")
+        assert old is not None
+        assert (old.stats.total_score, old.stats.wins, old.stats.losses) == (6, 3, 1)
+        assert old.rating == NEW_RATING  # rated from now on, as a new player is
+        (match,) = await store.recent_matches("p_old", 5)
+        assert (match["rating1_before"], match["rating1_after"]) == (None, None)
+        assert await store.rating_history("p_old", 50) == []  # no rating to draw
+        store.record_match(rated("m_new", old, player("p_foe"), 3.0, (1662.3, 1337.7)))
+        assert await store.rating_history("p_old", 50) == [("m_new", 3.0, 1662.3)]
+        after = await store.get_player("p_old")
+        assert after is not None
+        assert (after.stats.total_score, after.rating.rating) == (7, 1662.3)
+    finally:
+        await store.close()
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+    check.close()

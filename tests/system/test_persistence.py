@@ -67,6 +67,7 @@ async def test_scores_and_matches_survive_a_restart(tmp_path: Path) -> None:
             # Each match was a new guest; the first one is still known by its token.
             assert again["player_id"] == played[0]["hi"]["player_id"]
             assert again["name"] == "Ann"
+            assert again["rating"] == played[0]["result"]["rating"]  # stored, read back
 
             status, profile = await get(http, f"{second.http}/applet/players/{player_id}")
             assert status == 200
@@ -77,6 +78,8 @@ async def test_scores_and_matches_survive_a_restart(tmp_path: Path) -> None:
             )
             assert totals["wins"] + totals["losses"] + totals["draws"] == 1
             assert totals["online"] is False
+            assert totals["rating"] == result["rating"]
+            assert [h["rating"] for h in totals["rating_history"]] == [result["rating"]]
             (match,) = profile["matches"]
             assert match["id"] == result["match_id"]
             assert match["opponent"]["bot"] is True
