@@ -113,7 +113,8 @@ PairingsDone = Callable[[list[Pairing]], None]
 
 
 class Matchmaker(Protocol):
-    """A first-come, first-served queue; sans-I/O, driven by ``now`` and ``tick``.
+    """A queue that pairs players of about the same rating (protocol §6.5); sans-I/O,
+    driven by ``now`` and ``tick``.
 
     ``join`` and ``tick`` return the pairings they make at once. A queue shared by many
     processes answers a join later: it returns nothing then, and hands its pairings to the
@@ -123,7 +124,9 @@ class Matchmaker(Protocol):
 
     def listen(self, on_pairings: PairingsDone) -> None: ...
 
-    def join(self, player_id: str, mode: BotMode, now: float) -> list[Pairing]: ...
+    def join(
+        self, player_id: str, mode: BotMode, now: float, rating: float = 1500.0
+    ) -> list[Pairing]: ...
 
     def leave(self, player_id: str) -> bool: ...
 

@@ -25,7 +25,7 @@ from game_server.core.ports import Journal, NullJournal, Pairing
 from game_server.core.rating import aged, bot_rating
 from game_server.core.records import MatchRecord, PlayerResult, RoundRow, SeatRow
 from game_server.core.scoring import PlayerStats, points_won
-from game_server.core.strategies import make_strategy
+from game_server.core.strategies import MIX, STRATEGY_NAMES, make_strategy
 from game_server.core.timers import Timer
 from protocol import ErrorCode, Face, MakeChoice, Movement, MovementKind, ProtocolError, Resume
 
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from game_server.core.sessions import Session
 
 log = structlog.get_logger("game_server")
+
+# Rating points either side of a player within which any house bot is "about its level".
+BOT_LEVEL_BAND = 50.0
 
 
 @attrs.define(eq=False)
@@ -89,7 +92,7 @@ class Rooms:
             first = self.roster.by_id[pairing.first]
             humans = [first]
             if pairing.second is None:
-                bot = self._make_bot(lobby)
+                bot = self._make_bot(lobby, strategy=self._bot_strategy_for(first))
                 bot_seat = Seat(
                     bot.player_id,
                     bot.name,
@@ -131,6 +134,23 @@ class Rooms:
         # Its rating as of now: days without a rated match have widened its deviation.
         rating = aged(player.rating, self.wall_clock())
         return Seat(player.id, player.name, player.stats, avatar=player.avatar, rating=rating)
+
+    def _bot_strategy_for(self, player: Player) -> str:
+        """A house bot of about the player's level: with ``mix``, one of the strategies
+        rated within ``BOT_LEVEL_BAND`` of the player (by chance, for variety), else the
+        closest-rated one; a configured strategy is always that one."""
+        configured = self.bots.strategy
+        if configured != MIX:
+            return configured
+        rating = player.rating.rating
+        near = [
+            name
+            for name in STRATEGY_NAMES
+            if abs(bot_rating(name).rating - rating) <= BOT_LEVEL_BAND
+        ]
+        if near:
+            return self.rng.choice(near)
+        return min(STRATEGY_NAMES, key=lambda name: abs(bot_rating(name).rating - rating))
 
     def _make_bot(
         self,

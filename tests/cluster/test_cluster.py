@@ -131,6 +131,33 @@ async def test_a_lone_waiter_gets_a_house_bot_after_the_wait(nodes: Any) -> None
     assert ann.outlet.last(Start).opponent.bot
 
 
+async def test_players_far_apart_meet_across_nodes_once_their_windows_widen(
+    nodes: Any,
+) -> None:
+    """Bob (1900) waits on b, Ann (1500) joins on a: 400 apart, no match at once. Their
+    windows widen (here 1,000 points a second) on Redis's clock, and a probe of Ann's
+    ticket pairs them across the nodes."""
+    a = await nodes("a", match_widen=1000.0)
+    b = await nodes("b", match_widen=1000.0)
+    bob = b.client()
+    bob.hello(name="Bob")
+    bob_id = bob.outlet.last(Hi).player_id
+    b.service.roster.by_id[bob_id].rating = Rating(1900.0, 100.0)
+    bob.say(type="join", bot="never")
+    queue = b.cluster.queues["native"]
+    await until(lambda: bob_id in queue.tickets and queue.tickets[bob_id].state.value == "waiting")
+    ann = a.client()
+    ann.hello(name="Ann")
+    ann_id = ann.outlet.last(Hi).player_id
+    a.service.roster.by_id[ann_id].rating = Rating(1500.0, 100.0)
+    ann.say(type="join", bot="never")
+    await until(lambda: ann.outlet.of(Queued))
+    await asyncio.sleep(0.05)
+    assert not ann.outlet.of(Start)  # 400 apart: not yet
+    await until(lambda: ann.outlet.of(Start) and bob.outlet.of(Start), within=3.0)
+    assert ann.outlet.last(Start).opponent.rating == 1900
+
+
 async def test_leaving_the_queue_takes_the_ticket_out_for_every_node(nodes: Any) -> None:
     a, b = await nodes("a"), await nodes("b")
     bob = b.client()

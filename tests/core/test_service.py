@@ -51,6 +51,23 @@ def pair(service: GameService) -> tuple[Client, Client]:
     return a, b
 
 
+def rematch(a: Client, b: Client) -> None:
+    """Both join again for a human (``never``) and wait, the clock running, until their
+    windows widen enough to pair them: after a match their ratings are apart."""
+    service = a.service
+    clock = service.clock
+    assert isinstance(clock, FakeClock)
+    starts = len(a.outlet.of(Start))
+    a.say(type="join", bot="never")
+    b.say(type="join", bot="never")
+    for _ in range(100):
+        if len(a.outlet.of(Start)) > starts:
+            return
+        clock.advance(0.5)
+        service.tick()
+    raise AssertionError("no rematch")
+
+
 def play_match(a: Client, b: Client, a_hand: str, b_hand: str) -> None:
     """Play rounds until the match is over, ticking through the pauses."""
     service = a.service
@@ -127,8 +144,7 @@ def test_token_brings_back_the_same_player_and_totals() -> None:
     back = again.hello(token=hi.token)
     assert back.player_id == hi.player_id
     assert back.name == "Ann"
-    b.say(type="join")
-    again.say(type="join")
+    rematch(b, again)
     play_match(again, b, "rock", "scissors")
     final = again.outlet.last(Result)
     assert (final.total_score, final.win_streak) == (3, 2)
@@ -294,14 +310,12 @@ def test_full_match_between_two_humans_with_streak_scoring() -> None:
     assert (final_b.total_score, final_b.win_streak) == (0, 0)
     assert service.health()["matches"] == 0
     assert service.health()["matches_finished"] == 1
-    # Both may play again; the winner's streak grows.
-    a.say(type="join")
-    b.say(type="join")
+    # Both may play again (once their windows reach each other's new ratings, 1662 and
+    # 1338: 4.5 s); the winner's streak grows.
+    rematch(a, b)
     play_match(a, b, "scissors", "paper")
     assert (a.outlet.last(Result).total_score, a.outlet.last(Result).win_streak) == (3, 2)
-    play_again = [a, b]
-    for client in play_again:
-        client.say(type="join")
+    rematch(a, b)
     play_match(a, b, "rock", "rock")  # 3 draws: a drawn match leaves totals alone
     drawn = a.outlet.last(Result)
     assert (drawn.winner, drawn.total_score, drawn.win_streak) == (Winner.DRAW, 3, 2)
