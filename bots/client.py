@@ -148,6 +148,9 @@ class BotReport:
     # Their ids (the first few): a cluster test looks each one up in the shared store, where
     # a match whose final result died with a node's connection is still recorded as over.
     abandoned_matches: list[str] = attrs.Factory(list)
+    rating: int | None = None  # the latest the server said (hi, a final result)
+    # Rating points between this bot and each human opponent as their match began.
+    rating_gaps: list[float] = attrs.Factory(list)
 
 
 # ---------------------------------------------------------------- rule checks
@@ -518,6 +521,7 @@ class BotClient:
         start_latency: LatencySink | None = None,
         on_result: Callable[[Result, bool], None] | None = None,
         max_texts: int = DEFAULT_MAX_TEXTS,
+        rating_gaps: LatencySink | None = None,
     ) -> None:
         self.url = url
         self.rng = rng or random.Random()
@@ -538,6 +542,9 @@ class BotClient:
         )
         self._start_latency: LatencySink = (
             self.report.start_latency if start_latency is None else start_latency
+        )
+        self._rating_gaps: LatencySink = (
+            self.report.rating_gaps if rating_gaps is None else rating_gaps
         )
         self.token: str | None = None
         self.phase = Phase.OFFLINE
@@ -687,6 +694,7 @@ class BotClient:
         if self._follow_up is None:
             self._match_pending = False
         self.report.player_id = hi.player_id
+        self.report.rating = hi.rating
         self.token = hi.token
         self.phase = Phase.IDLE
 
@@ -764,6 +772,8 @@ class BotClient:
                     opponent_bot = message.opponent.bot
                     if opponent_bot:
                         report.bot_opponents += 1
+                    elif report.rating is not None and message.opponent.rating is not None:
+                        self._rating_gaps.append(abs(report.rating - message.opponent.rating))
                 checker.start(message)
                 await self._think(message.round_ms)
                 choice = self.strategy.next_choice()
@@ -819,5 +829,7 @@ class BotClient:
             report.draws += 1
         report.total_score = self.checker.total_score
         report.win_streak = self.checker.win_streak
+        if result.rating is not None:
+            report.rating = result.rating
         if self.keep_results:
             report.results.append(result)

@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 
 from bots.client import MatchChecker, RoundLedger, compare_sides
-from bots.soak import LatencyHistogram, SoakConfig, run_soak
+from bots.soak import GapHistogram, GapStats, LatencyHistogram, SoakConfig, run_soak
 from protocol import (
     Choice,
     EndReason,
@@ -371,6 +371,16 @@ def test_histogram_percentiles_are_within_a_percent_and_memory_is_fixed() -> Non
     assert LatencyHistogram().percentile(50) is None
 
 
+def test_gap_percentiles_are_exact_points() -> None:
+    gaps = GapHistogram(highest=100)
+    assert GapStats.of(gaps) == GapStats()
+    for gap in [0, 10, 10, 20, 30, 40, 50, 60, 70, 250]:
+        gaps.append(gap)
+    stats = GapStats.of(gaps)
+    assert (stats.count, stats.p50, stats.p95, stats.max) == (10, 30, 250, 250)
+    assert gaps.percentile(90) == 70
+
+
 def test_config_must_be_bounded() -> None:
     with pytest.raises(ValueError, match="bounded"):
         SoakConfig(clients=4)
@@ -589,6 +599,11 @@ async def test_soak_command_against_a_real_server(server: ServerProcess) -> None
         latency = summary[name]
         assert latency["count"] > 0
         assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+    # Every human match was seen from both sides as it began, with both ratings (and a
+    # few more began than finished before the stop).
+    gap = summary["rating_gap"]
+    assert gap["count"] >= 2 * (summary["matches"] - summary["house_bot_matches"])
+    assert 0 <= gap["p50"] <= gap["p95"] <= gap["max"]
 
 
 @pytest.mark.system  # a real server process, or a program from outside
