@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from game_server.core.ladder import Board, Period
 from game_server.core.records import MatchRecord, PlayerRecord
 from protocol import BotMode, ServerMessage
 
@@ -236,6 +237,15 @@ class Storage(PlayerStore, Protocol):
     async def leaderboard(self, limit: int) -> list[PlayerRecord]: ...
 
     async def recent_matches(self, player_id: str, limit: int) -> list[dict[str, Any]]: ...
+
+    async def standings(
+        self, board: Board, period: Period, limit: int, around: str | None = None
+    ) -> list[Any] | None:
+        """A page of a leaderboard, ranked (``store/ladder.py``); None when ``around``
+        names a player not on that board."""
+        ...
+
+    async def rank_by_score(self, player_id: str) -> int | None: ...
 
     async def rating_history(self, player_id: str, limit: int) -> list[tuple[str, float, float]]:
         """The player's last ``limit`` rated matches, newest first: (match id, ended at,

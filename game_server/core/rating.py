@@ -25,6 +25,8 @@ from typing import Any
 import attrs
 from glicko2.math.algorithm import update_rating
 
+from game_server.core.ladder import shown
+
 SCALE = 173.7178  # Glicko-2's internal scale: mu = (rating - 1500) / SCALE
 TAU = 0.5  # the system constant: how fast volatility may change (Glickman suggests 0.3-1.2)
 PERIOD = 86400.0  # seconds: a day without a rated match is one empty rating period
@@ -42,8 +44,9 @@ class Rating:
 
     @property
     def shown(self) -> int:
-        """The integer players see (the wire's ``rating``)."""
-        return round(self.rating)
+        """The integer players see (the wire's ``rating``): to the nearest point, halves
+        up, as the rating leaderboard ranks them (``core/ladder.py``)."""
+        return shown(self.rating)
 
     def to_json(self) -> list[float | None]:
         return [self.rating, self.deviation, self.volatility, self.rated_at]

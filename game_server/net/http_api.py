@@ -17,6 +17,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from game_server.core.ladder import Board, Period, shown
 from game_server.core.ports import StoreUnavailable
 from game_server.core.rating import aged
 from game_server.core.records import PlayerRecord
@@ -71,24 +72,42 @@ def _live(request: web.Request, record: PlayerRecord) -> PlayerRecord:
     return record if live is None else attrs.evolve(live, last_seen=record.last_seen)
 
 
+_BOARDS = {board.value: board for board in Board}
+_PERIODS = {period.value: period for period in Period}
+
+
 async def leaderboard(request: web.Request) -> web.Response:
-    text = request.query.get("limit", str(LEADERBOARD_DEFAULT))
+    query = request.query
+    text = query.get("limit", str(LEADERBOARD_DEFAULT))
     if not _LIMIT.fullmatch(text) or not 1 <= int(text) <= LEADERBOARD_MAX:
         return json_error(
             400, "bad_request", f"limit must be a whole number from 1 to {LEADERBOARD_MAX}"
         )
-    records = await request.app[STORE].leaderboard(int(text))
-    return web.json_response(
-        {
-            "players": [
-                {"rank": rank, **player_json(record)} for rank, record in enumerate(records, 1)
-            ]
-        }
-    )
+    board = _BOARDS.get(query.get("by", Board.SCORE.value))
+    if board is None:
+        return json_error(400, "bad_request", "by must be score or rating")
+    period = _PERIODS.get(query.get("period", Period.ALL.value))
+    if period is None:
+        return json_error(400, "bad_request", "period must be all, week or day")
+    if board is Board.RATING and period is not Period.ALL:
+        return json_error(400, "bad_request", "the rating board has period=all only")
+    around = query.get("around")
+    if around is not None and not _PLAYER_ID.fullmatch(around):
+        return json_error(400, "bad_request", "around must be a player id")
+    rows = await request.app[STORE].standings(board, period, int(text), around)
+    if rows is None:
+        return json_error(404, "not_found", "that player is not on this leaderboard")
+    out = []
+    for row in rows:
+        entry = {"rank": row.rank, **player_json(row.player)}
+        if row.points is not None:
+            entry["points"] = row.points  # won in this day or week
+        out.append(entry)
+    return web.json_response({"by": board.value, "period": period.value, "players": out})
 
 
 def _shown(rating: float | None) -> int | None:
-    return None if rating is None else round(rating)
+    return None if rating is None else shown(rating)
 
 
 def _match_json(player_id: str, row: dict[str, Any]) -> dict[str, Any]:
@@ -136,6 +155,7 @@ async def player_profile(request: web.Request) -> web.Response:
     record = _live(request, record)
     matches = await store.recent_matches(player_id, RECENT_MATCHES)
     history = await store.rating_history(player_id, RATING_HISTORY)
+    rank = await store.rank_by_score(player_id)
     return web.json_response(
         {
             "player": {
@@ -143,9 +163,10 @@ async def player_profile(request: web.Request) -> web.Response:
                 "created_at": record.created_at,
                 "last_seen": record.last_seen,
                 "online": request.app[SERVICE].is_online(player_id),
+                "rank": rank,  # by score, all time; None until it has played
                 # Oldest first, to draw left to right.
                 "rating_history": [
-                    {"match_id": match_id, "ended_at": ended_at, "rating": round(rating)}
+                    {"match_id": match_id, "ended_at": ended_at, "rating": shown(rating)}
                     for match_id, ended_at, rating in reversed(history)
                 ],
             },

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import attrs
 import orjson
 
+from game_server.core.ladder import period_keys
 from game_server.core.records import MatchRecord, PlayerRecord, PlayerResult
 from game_server.store.schema import PLAYER_COLUMNS, PROFILE_ROW, RATING_COLUMNS
 
@@ -36,6 +37,8 @@ MATCH_ROW = (
     "rating1_before", "rating1_after", "rating2_before", "rating2_after",
 )  # fmt: skip
 ROUND_ROW = ("match_id", "round", "choice1", "choice2", "outcome")
+# Points won in a UTC+8 day or ISO week (core/ladder.py's keys), added up per run.
+PERIOD_ROW = ("period", "player_id", "points")
 # A rating is not an increment: the run's last one is written as it is (only the process
 # that owns a player rates it, one match after the other).
 RESULT_ROW = (
@@ -57,6 +60,7 @@ class RunSql:
     # are added. Same effect as the matches' upserts one by one, in order.
     profiles: str
     results: str
+    periods: str  # points won today and this week, added to the leaderboards' rows
     encode: Callable[[bytes], Any]  # the JSON text as the engine's driver binds it
 
     @classmethod
@@ -68,6 +72,7 @@ class RunSql:
         rows_tail: str,
         update_profile: str,
         encode: Callable[[bytes], Any],
+        periods_tail: str = "WHERE true",
     ) -> RunSql:
         """The same four statements in each engine's words: ``from_json`` makes a table of
         the given columns from the one JSON parameter, ``matches_tail`` and ``rows_tail``
@@ -101,6 +106,13 @@ class RunSql:
                     win_streak = CASE WHEN v.reset THEN v.streak ELSE win_streak + v.streak END,
                     {", ".join(f"{name} = v.{name}" for name in RATING_COLUMNS)}
                 FROM v WHERE players.id = v.id
+            """,
+            periods=f"""
+                INSERT INTO period_scores ({", ".join(PERIOD_ROW)})
+                SELECT {", ".join(PERIOD_ROW)} FROM ({from_json(PERIOD_ROW)}) AS v
+                {periods_tail}
+                ON CONFLICT (period, player_id)
+                DO UPDATE SET points = period_scores.points + excluded.points
             """,
             encode=encode,
         )
@@ -245,12 +257,28 @@ class Run:
             if not kept:
                 return
             rest = rest_params(sql, kept)
-        for statement, param in zip((sql.rounds, sql.profiles, sql.results), rest, strict=True):
+        statements = (sql.rounds, sql.profiles, sql.results, sql.periods)
+        for statement, param in zip(statements, rest, strict=True):
             conn.execute(statement, (param,))
 
 
-def rest_params(sql: RunSql, records: list[MatchRecord]) -> tuple[Any, Any, Any]:
-    """The rounds', profiles' and results' parameters of matches that all went in."""
+def period_rows(records: list[MatchRecord]) -> list[tuple[str, str, int]]:
+    """The points each winner won, per day and per week of the matches' ends, added up;
+    in key order (the order nodes lock the rows in)."""
+    points: dict[tuple[str, str], int] = {}
+    for record in records:
+        won = [(result.player_id, result.points) for result in record.results if result.points]
+        if not won:
+            continue
+        for period in period_keys(record.ended_at):
+            for player_id, gained in won:
+                points[period, player_id] = points.get((period, player_id), 0) + gained
+    return sorted((period, player_id, n) for (period, player_id), n in points.items())
+
+
+def rest_params(sql: RunSql, records: list[MatchRecord]) -> tuple[Any, Any, Any, Any]:
+    """The rounds', profiles', results' and periods' parameters of matches that all went
+    in."""
     tallies = tally_players(records)
     return (
         sql.encode(orjson.dumps(round_rows(records))),
@@ -258,6 +286,7 @@ def rest_params(sql: RunSql, records: list[MatchRecord]) -> tuple[Any, Any, Any]
         # in the same order, so their runs wait for each other instead of deadlocking.
         sql.encode(orjson.dumps(sorted(tally.profile_row() for tally in tallies))),
         sql.encode(orjson.dumps(sorted(tally.result_row() for tally in tallies))),
+        sql.encode(orjson.dumps(period_rows(records))),
     )
 
 

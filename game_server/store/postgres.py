@@ -35,7 +35,7 @@ find it made.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -131,6 +131,19 @@ MIGRATIONS: tuple[str, ...] = (
         ADD COLUMN rating2_before double precision,
         ADD COLUMN rating2_after double precision;
     """,
+    # 3: leaderboards (as SQLite's step 4): points won per UTC+8 day and ISO week, and the
+    # board of players who played by rating (the one by score has its index since step 1).
+    """
+    CREATE TABLE period_scores (
+        period text COLLATE "C" NOT NULL,
+        player_id text COLLATE "C" NOT NULL,
+        points bigint NOT NULL,
+        PRIMARY KEY (period, player_id)
+    );
+    CREATE INDEX period_scores_by_points ON period_scores (period, points DESC, player_id);
+    CREATE INDEX players_by_rating ON players (rating DESC, id)
+        WHERE wins + losses + draws > 0;
+    """,
 )
 
 # The PostgreSQL type of each column a JSON row carries (text where not named).
@@ -185,6 +198,7 @@ RUN_SQL = RunSql.build(
     _from_json,
     matches_tail="",
     rows_tail="ORDER BY id",
+    periods_tail="ORDER BY period, player_id",
     update_profile=_UPDATE_PROFILE,
     encode=bytes.decode,  # text: psycopg would send bytes as bytea
 )
@@ -304,6 +318,7 @@ class PostgresStore(ThreadedStore[psycopg.Connection[Any]]):
     """Players and matches in a PostgreSQL database several nodes may share."""
 
     run_sql = RUN_SQL
+    mark = "%s"
 
     def __init__(
         self,
@@ -395,6 +410,12 @@ class PostgresStore(ThreadedStore[psycopg.Connection[Any]]):
             {"p": player_id, "n": limit},
         ).fetchall()
         return [(row[0], row[1], row[2]) for row in rows if row[2] is not None]
+
+    def _query(
+        self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]
+    ) -> list[Mapping[str, Any]]:
+        with conn.cursor(row_factory=dict_row) as cursor:
+            return list(cursor.execute(sql.encode(), tuple(params)).fetchall())
 
     def _prune_guests(self, conn: psycopg.Connection[Any], before: float, limit: int) -> int:
         return prune_guests(conn, before, limit)

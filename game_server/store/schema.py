@@ -80,6 +80,22 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE matches ADD COLUMN rating2_before REAL;
     ALTER TABLE matches ADD COLUMN rating2_after REAL;
     """,
+    # 4: leaderboards. Points won per UTC+8 day and ISO week (the keys of core/ladder.py),
+    # kept as matches are stored (a database from before starts them empty); the all-time
+    # boards of players who played, by score and by rating, read from an index each.
+    """
+    CREATE TABLE period_scores (
+        period TEXT NOT NULL,
+        player_id TEXT NOT NULL,
+        points INTEGER NOT NULL,
+        PRIMARY KEY (period, player_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX period_scores_by_points ON period_scores (period, points DESC, player_id);
+    CREATE INDEX players_played_by_score ON players (total_score DESC, id)
+        WHERE wins + losses + draws > 0;
+    CREATE INDEX players_played_by_rating ON players (rating DESC, id)
+        WHERE wins + losses + draws > 0;
+    """,
 )
 
 # A players row, in column order: the SELECTs, the profile rows of a run of matches and

@@ -22,7 +22,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -165,6 +165,7 @@ class SqliteStore(ThreadedStore[sqlite3.Connection]):
     """The default store: one SQLite file (``:memory:`` for a throwaway one)."""
 
     run_sql = RUN_SQL
+    mark = "?"
 
     def __init__(
         self,
@@ -260,6 +261,12 @@ class SqliteStore(ThreadedStore[sqlite3.Connection]):
             (player_id, player_id, player_id, limit),
         ).fetchall()
         return [(row[0], row[1], row[2]) for row in rows if row[2] is not None]
+
+    def _query(
+        self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]
+    ) -> list[Mapping[str, Any]]:
+        rows: list[Mapping[str, Any]] = conn.execute(sql, tuple(params)).fetchall()
+        return rows
 
     def _prune_guests(self, conn: sqlite3.Connection, before: float, limit: int) -> int:
         return prune_guests(conn, before, limit)
