@@ -94,16 +94,24 @@ async def leaderboard(request: web.Request) -> web.Response:
     around = query.get("around")
     if around is not None and not _PLAYER_ID.fullmatch(around):
         return json_error(400, "bad_request", "around must be a player id")
-    rows = await request.app[STORE].standings(board, period, int(text), around)
+    store = request.app[STORE]
+    rows = await store.standings(board, period, int(text), around)
     if rows is None:
-        return json_error(404, "not_found", "that player is not on this leaderboard")
+        # Not on this board (unknown, never played, nothing won today): the top, and
+        # "around": null says so. A client shows the board either way.
+        around = None
+        rows = await store.standings(board, period, int(text))
+    assert rows is not None
     out = []
     for row in rows:
         entry = {"rank": row.rank, **player_json(row.player)}
         if row.points is not None:
             entry["points"] = row.points  # won in this day or week
         out.append(entry)
-    return web.json_response({"by": board.value, "period": period.value, "players": out})
+    body = {"by": board.value, "period": period.value, "players": out}
+    if query.get("around") is not None:
+        body["around"] = around
+    return web.json_response(body)
 
 
 def _shown(rating: float | None) -> int | None:

@@ -163,8 +163,11 @@ async def test_leaderboards_by_score_rating_and_period_with_ranks_and_around(
         status, body = await get(f"by=score&period={period}")
         assert status == 200
         assert [(p["rank"], p["id"], p["points"]) for p in body["players"]] == [(1, "p_3", 4)]
-    status, body = await get("period=day&around=p_1")
-    assert (status, body["error"]["code"]) == (404, "not_found")  # won nothing today
+    status, body = await get("period=day&around=p_1")  # won nothing today: the top
+    assert (status, body["around"]) == (200, None)
+    assert [p["id"] for p in body["players"]] == ["p_3"]
+    status, body = await get("period=day&around=p_3")
+    assert (status, body["around"]) == (200, "p_3")
 
     for bad in (
         "by=elo",
