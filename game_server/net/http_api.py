@@ -108,7 +108,7 @@ async def leaderboard(request: web.Request) -> web.Response:
         if row.points is not None:
             entry["points"] = row.points  # won in this day or week
         out.append(entry)
-    body = {"by": board.value, "period": period.value, "players": out}
+    body: dict[str, Any] = {"by": board.value, "period": period.value, "players": out}
     if query.get("around") is not None:
         body["around"] = around
     return web.json_response(body)
