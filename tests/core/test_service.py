@@ -12,6 +12,7 @@ import structlog
 from game_server.core.ids import time_ordered_id
 from game_server.core.match import MatchRules
 from game_server.core.matchmaker import InMemoryMatchmaker
+from game_server.core.rating import BOT_RATINGS, Rating
 from game_server.core.service import GameService, ServiceConfig
 from protocol import (
     Bye,
@@ -231,6 +232,42 @@ def test_auto_join_gets_a_bot_after_the_wait_and_the_bot_plays() -> None:
     result = a.outlet.last(Result)
     assert result.you.value == "rock"
     assert result.opponent is not None
+
+
+@pytest.mark.parametrize("rating", [2000.0, 1300.0, 1500.0, 1530.0])
+def test_a_house_bot_of_about_the_players_level_sits_down(rating: float) -> None:
+    """With ``mix``: one of the strategies rated within 50 of the player, by chance, else
+    the closest-rated one (a strong player meets the strongest bot, a weak one the
+    weakest)."""
+    band = {name for name, bot in BOT_RATINGS.items() if abs(bot.rating - rating) <= 50}
+    closest = min(BOT_RATINGS, key=lambda name: abs(BOT_RATINGS[name].rating - rating))
+    expected = {BOT_RATINGS[name].shown for name in (band or {closest})}
+    seen = set()
+    for seed in range(12):
+        service, clock = make(bot_after=3.0)
+        service.context.rng.seed(seed)
+        a = connect(service)
+        a.hello()
+        player = service.roster.by_id[a.outlet.last(Hi).player_id]
+        player.rating = Rating(rating, 60.0)
+        a.say(type="join")
+        clock.advance(3.0)
+        service.tick()
+        start = a.outlet.last(Start)
+        assert start.opponent.bot
+        assert start.opponent.rating in expected, (rating, start.opponent.rating)
+        seen.add(start.opponent.rating)
+    if len(band) > 1:
+        assert len(seen) > 1  # variety within the band
+
+
+def test_a_configured_bot_strategy_is_always_that_one() -> None:
+    service, _ = make(bot_after=0.0, bot_strategy="copycat")
+    a = connect(service)
+    a.hello()
+    service.roster.by_id[a.outlet.last(Hi).player_id].rating = Rating(2400.0, 60.0)
+    a.say(type="join")
+    assert a.outlet.last(Start).opponent.rating == BOT_RATINGS["copycat"].shown
 
 
 def test_bot_now_starts_at_once_and_never_waits_forever() -> None:
