@@ -13,13 +13,24 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from game_server.core.ladder import Board, Period, shown
 from game_server.core.ports import StoreUnavailable
-from game_server.core.rating import NEW_RATING
+from game_server.core.rating import NEW_RATING, Rating
+from game_server.store import ladder
 from game_server.store import sqlite as storage
-from game_server.store.schema import MIGRATIONS, migrate, split_script
+from game_server.store.schema import (
+    MIGRATIONS,
+    PROFILE_ROW,
+    migrate,
+    player_params,
+    split_script,
+)
 from game_server.store.sqlite import SqliteStore, prune_guests
 from tests.store.test_shared import WAIT, hold, loads, player, rated, still_works
 
@@ -344,3 +355,57 @@ async def test_a_database_from_before_ratings_is_migrated_and_loses_nothing(
     check = sqlite3.connect(path)
     assert check.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
     check.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    scores=st.lists(st.integers(0, 4), min_size=1, max_size=25),
+    limit=st.integers(1, 8),
+    pick=st.integers(0, 24),
+    by_rating=st.booleans(),
+)
+def test_a_page_around_any_player_is_the_sorted_boards_slice(
+    scores: list[int], limit: int, pick: int, by_rating: bool
+) -> None:
+    """Against a brute force: the board sorted (value down, id up), the player in the
+    middle of its page (or as near as the top and bottom allow), ranks shared by ties."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    migrate(conn)
+    for n, score in enumerate(scores):
+        record = player(f"p_{n:02d}", total_score=score, wins=1)
+        # Ratings a hair apart where shown equal (1600.2 and 1599.6 both show 1600).
+        record = attrs.evolve(record, rating=Rating(1500.0 + 50 * score + (n % 3) * 0.3, 90.0))
+        params = player_params(record)
+        conn.execute(
+            f"INSERT INTO players ({', '.join(PROFILE_ROW)}) "
+            f"VALUES ({', '.join('?' * len(PROFILE_ROW))})",
+            tuple(params[column] for column in PROFILE_ROW),
+        )
+    board = Board.RATING if by_rating else Board.SCORE
+
+    def value(n: int) -> float:
+        return 1500.0 + 50 * scores[n] + (n % 3) * 0.3 if by_rating else scores[n]
+
+    def shown_value(n: int) -> float:
+        return shown(value(n)) if by_rating else value(n)
+
+    order = sorted(range(len(scores)), key=lambda n: (-value(n), f"p_{n:02d}"))
+    me = order[pick % len(order)]
+    at = order.index(me)
+    taken = min(at, max((limit - 1) // 2, limit - (len(order) - at)))
+    expected = [
+        (1 + sum(shown_value(m) > shown_value(n) for m in order), f"p_{n:02d}")
+        for n in order[at - taken : at - taken + limit]
+    ]
+
+    def query(sql: str, params: Any) -> Any:
+        return conn.execute(sql, tuple(params)).fetchall()
+
+    rows = ladder.standings(query, "?", board, Period.ALL, limit, f"p_{me:02d}", 0.0)
+    assert rows is not None
+    assert [(row.rank, row.player.id) for row in rows] == expected
+    top = ladder.standings(query, "?", board, Period.ALL, limit, None, 0.0)
+    assert top is not None
+    assert [row.player.id for row in top] == [f"p_{n:02d}" for n in order[:limit]]
+    conn.close()
