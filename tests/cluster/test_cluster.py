@@ -218,7 +218,8 @@ async def test_ratings_cross_nodes_and_ride_the_checkpoint_through_a_takeover(
     """Bob (1400) is handed over from b to a, Ann (1700) hosts; a dies after round 1. The
     survivor knows both ratings from the checkpoint: the resume shows them and the end
     rates each against the other as they began, not as new players."""
-    a, b, c = await nodes("a"), await nodes("b"), await nodes("c")
+    # 300 apart: windows widening 1,000 points a second pair them at once, not in 4 s.
+    a, b, c = [await nodes(name, match_widen=1000.0) for name in "abc"]
     ann_rating, bob_rating = Rating(1700.0, 80.0), Rating(1400.0, 120.0)
     bob = b.client()
     bob.hello(name="Bob")

@@ -43,8 +43,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 # Instant house bots and no pause between rounds; rounds end as soon as both hands are
 # in, so long rounds cost nothing and leave room for a slow machine. No bot sits down
-# for a player waiting alone: two pages must meet each other.
-GAME = (*FAST_GAME, "--round-seconds", "10", "--bot-after", "30")
+# for a player waiting alone: two pages must meet each other. Windows widen fast, so two
+# pages whose ratings a match set apart meet again at once.
+GAME = (*FAST_GAME, "--round-seconds", "10", "--bot-after", "30", "--match-widen", "5000")
 PHONE: ViewportSize = {"width": 390, "height": 844}
 TIMEOUT_MS = 8000
 expect.set_options(timeout=TIMEOUT_MS)
