@@ -102,6 +102,10 @@ class ProtocolViolation(ConnectionError):
     """The server broke the protocol so that this connection cannot go on (already recorded)."""
 
 
+# Hellos answered "unavailable" in a row before a client gives up on the server.
+_HELLO_RETRIES = 20
+
+
 class LatencySink(Protocol):
     """Where latencies go: a ``list`` or anything with ``append`` (e.g. a histogram)."""
 
@@ -652,6 +656,15 @@ class BotClient:
     async def _hello(self) -> None:
         await self._send(Hello(name=self.name, token=self.token))
         reply = await self._receive()
+        for _ in range(_HELLO_RETRIES):
+            # The server cannot read our player just now (its storage, or a cluster's
+            # Redis, is failing): keep the token and say hello again (protocol §3).
+            if not (isinstance(reply, Error) and reply.code is ErrorCode.UNAVAILABLE):
+                break
+            self._error(reply)
+            await asyncio.sleep(self.rng.uniform(0.5, 1.0))
+            await self._send(Hello(name=self.name, token=self.token))
+            reply = await self._receive()
         if isinstance(reply, Error) and reply.code is ErrorCode.INVALID_TOKEN and self.token:
             # Expired, or a server restarted with another secret: start over as a guest.
             self.token = None

@@ -406,7 +406,7 @@ async def scripted_server() -> AsyncIterator[ScriptedFactory]:
         async def handler(request: web.Request) -> web.WebSocketResponse:
             ws = web.WebSocketResponse()
             await ws.prepare(request)
-            total = streak = 0
+            total = streak = hellos = 0
             match_id = ""
             async for frame in ws:
                 if frame.type is not WSMsgType.TEXT:
@@ -414,7 +414,12 @@ async def scripted_server() -> AsyncIterator[ScriptedFactory]:
                 message = orjson.loads(frame.data)
                 kind = message["type"]
                 out: list[dict[str, Any]] = []
-                if kind == "hello":
+                hellos += kind == "hello"
+                if kind == "hello" and bug == "busy" and hellos == 1:
+                    # Storage failing for a moment: the player cannot be read (protocol §3).
+                    message = {"code": "unavailable", "message": "say hello again in a moment"}
+                    out.append({"type": "error", **message})
+                elif kind == "hello":
                     n = next(ids)
                     out.append(
                         {
@@ -510,6 +515,16 @@ async def test_soak_of_a_correct_scripted_server_is_clean(
     assert summary.matches >= 50
     assert summary.house_bot_matches == summary.matches
     assert summary.stopped == "matches"
+
+
+async def test_a_hello_answered_unavailable_is_said_again(
+    scripted_server: ScriptedFactory,
+) -> None:
+    server = await scripted_server("busy")
+    summary = await run_soak(soak_config(server, clients=2, duration=None, matches=4))
+    assert summary.violations == 0, summary.format_table()
+    assert summary.errors_by_code == {"unavailable": 2}  # one a client, then hi
+    assert summary.matches >= 4
 
 
 @pytest.mark.parametrize(
