@@ -102,6 +102,10 @@ class ProtocolViolation(ConnectionError):
     """The server broke the protocol so that this connection cannot go on (already recorded)."""
 
 
+# Hellos answered "unavailable" in a row before a client gives up on the server.
+_HELLO_RETRIES = 20
+
+
 class LatencySink(Protocol):
     """Where latencies go: a ``list`` or anything with ``append`` (e.g. a histogram)."""
 
@@ -148,6 +152,9 @@ class BotReport:
     # Their ids (the first few): a cluster test looks each one up in the shared store, where
     # a match whose final result died with a node's connection is still recorded as over.
     abandoned_matches: list[str] = attrs.Factory(list)
+    rating: int | None = None  # the latest the server said (hi, a final result)
+    # Rating points between this bot and each human opponent as their match began.
+    rating_gaps: list[float] = attrs.Factory(list)
 
 
 # ---------------------------------------------------------------- rule checks
@@ -518,6 +525,7 @@ class BotClient:
         start_latency: LatencySink | None = None,
         on_result: Callable[[Result, bool], None] | None = None,
         max_texts: int = DEFAULT_MAX_TEXTS,
+        rating_gaps: LatencySink | None = None,
     ) -> None:
         self.url = url
         self.rng = rng or random.Random()
@@ -538,6 +546,9 @@ class BotClient:
         )
         self._start_latency: LatencySink = (
             self.report.start_latency if start_latency is None else start_latency
+        )
+        self._rating_gaps: LatencySink = (
+            self.report.rating_gaps if rating_gaps is None else rating_gaps
         )
         self.token: str | None = None
         self.phase = Phase.OFFLINE
@@ -645,6 +656,15 @@ class BotClient:
     async def _hello(self) -> None:
         await self._send(Hello(name=self.name, token=self.token))
         reply = await self._receive()
+        for _ in range(_HELLO_RETRIES):
+            # The server cannot read our player just now (its storage, or a cluster's
+            # Redis, is failing): keep the token and say hello again (protocol §3).
+            if not (isinstance(reply, Error) and reply.code is ErrorCode.UNAVAILABLE):
+                break
+            self._error(reply)
+            await asyncio.sleep(self.rng.uniform(0.5, 1.0))
+            await self._send(Hello(name=self.name, token=self.token))
+            reply = await self._receive()
         if isinstance(reply, Error) and reply.code is ErrorCode.INVALID_TOKEN and self.token:
             # Expired, or a server restarted with another secret: start over as a guest.
             self.token = None
@@ -687,6 +707,7 @@ class BotClient:
         if self._follow_up is None:
             self._match_pending = False
         self.report.player_id = hi.player_id
+        self.report.rating = hi.rating
         self.token = hi.token
         self.phase = Phase.IDLE
 
@@ -764,6 +785,8 @@ class BotClient:
                     opponent_bot = message.opponent.bot
                     if opponent_bot:
                         report.bot_opponents += 1
+                    elif report.rating is not None and message.opponent.rating is not None:
+                        self._rating_gaps.append(abs(report.rating - message.opponent.rating))
                 checker.start(message)
                 await self._think(message.round_ms)
                 choice = self.strategy.next_choice()
@@ -819,5 +842,7 @@ class BotClient:
             report.draws += 1
         report.total_score = self.checker.total_score
         report.win_streak = self.checker.win_streak
+        if result.rating is not None:
+            report.rating = result.rating
         if self.keep_results:
             report.results.append(result)

@@ -40,6 +40,8 @@ from protocol import BotMode, EndReason, Result
 
 __all__ = [
     "OPPONENT_MODES",
+    "GapHistogram",
+    "GapStats",
     "LatencyHistogram",
     "LatencyStats",
     "SoakConfig",
@@ -157,6 +159,58 @@ class LatencyHistogram:
         return min(value, self.max)
 
 
+class GapHistogram:
+    """Rating gaps (whole points) counted exactly: a count per point up to ``highest``
+    (beyond it, in the last), fixed memory for any run length."""
+
+    __slots__ = ("_counts", "count", "max")
+
+    def __init__(self, highest: int = 4000) -> None:
+        self._counts = [0] * (highest + 1)
+        self.count = 0
+        self.max = 0
+
+    def append(self, gap: float, /) -> None:
+        points = min(int(gap), len(self._counts) - 1)
+        self._counts[points] += 1
+        self.count += 1
+        self.max = max(self.max, int(gap))
+
+    def percentile(self, q: float) -> int | None:
+        if not self.count:
+            return None
+        rank = max(1, math.ceil(q / 100 * self.count))
+        seen = 0
+        last = len(self._counts) - 1
+        for points, n in enumerate(self._counts):
+            seen += n
+            if seen >= rank:
+                return self.max if points == last else points  # the last counts what is past
+        return self.max
+
+
+@attrs.frozen
+class GapStats:
+    """The rating points between the two sides of the human-vs-human matches, as each
+    match began (each side counts its view: every match twice)."""
+
+    count: int = 0
+    p50: int | None = None
+    p95: int | None = None
+    max: int | None = None
+
+    @classmethod
+    def of(cls, histogram: GapHistogram) -> GapStats:
+        if not histogram.count:
+            return cls()
+        return cls(
+            count=histogram.count,
+            p50=histogram.percentile(50),
+            p95=histogram.percentile(95),
+            max=histogram.max,
+        )
+
+
 @attrs.frozen
 class LatencyStats:
     """Percentiles in milliseconds; ``None`` when nothing was measured."""
@@ -214,6 +268,7 @@ class SoakSummary:
     resumes: int = 0  # resume messages the clients got (reconnects, takeovers)
     abandoned: int = 0  # started matches a client never saw the end of
     abandoned_matches: tuple[str, ...] = ()  # their ids, as far as the clients kept them
+    rating_gap: GapStats = GapStats()  # how close in rating the matchmaker's pairs were
 
     @property
     def matches_per_second(self) -> float:
@@ -260,6 +315,13 @@ class SoakSummary:
                 f"  {label:<14}{num(stats.p50):>7}  {num(stats.p95):>7}  {num(stats.p99):>7}"
                 f"  {num(stats.max):>7}  {stats.count:>8}"
             )
+        gap = self.rating_gap
+        lines.append(
+            f"rating gap    p50 {'-' if gap.p50 is None else gap.p50}"
+            f"  p95 {'-' if gap.p95 is None else gap.p95}"
+            f"  max {'-' if gap.max is None else gap.max}"
+            f"  (points between the sides as a match began; {gap.count} views of human matches)"
+        )
         lines.append(
             f"connections   failures {self.connection_failures}  reconnects {self.reconnects}"
             f"  clients failed {self.clients_failed}"
@@ -297,6 +359,7 @@ class _Soak:
         self.ledger = RoundLedger(ttl=config.ledger_ttl)
         self.choice_latency = LatencyHistogram()
         self.start_latency = LatencyHistogram()
+        self.rating_gaps = GapHistogram()
         self.matches = 0
         self.rounds = 0
         self.connection_failures = 0
@@ -325,6 +388,7 @@ class _Soak:
             choice_latency=self.choice_latency,
             start_latency=self.start_latency,
             on_result=self._on_result,
+            rating_gaps=self.rating_gaps,
         )
         return _Slot(client, delay=config.ramp * index / config.clients)
 
@@ -535,6 +599,7 @@ class _Soak:
             resumes=sum(r.resumes for r in reports),
             abandoned=sum(r.abandoned for r in reports),
             abandoned_matches=tuple(m for r in reports for m in r.abandoned_matches),
+            rating_gap=GapStats.of(self.rating_gaps),
         )
 
 

@@ -120,6 +120,9 @@ class Opponent:
     name: str = attrs.field(metadata=wire(f.text()))
     avatar: str | None = attrs.field(default=None, metadata=wire(f.nullable(f.text(f.AVATAR_MAX))))
     bot: bool = attrs.field(default=False, metadata=wire(f.boolean))
+    # Its Glicko-2 rating when the match began (a house bot's is fixed); omitted only by
+    # servers older than ratings.
+    rating: int | None = attrs.field(default=None, metadata=wire(f.integer, omit_none=True))
 
 
 @attrs.frozen(kw_only=True)
@@ -139,6 +142,8 @@ class Hi:
     name: str = attrs.field(metadata=wire(f.text()))
     token: str = attrs.field(metadata=wire(f.token))
     online: int = attrs.field(metadata=wire(f.non_negative))
+    # Your Glicko-2 rating (§6.8); omitted only by servers older than ratings.
+    rating: int | None = attrs.field(default=None, metadata=wire(f.integer, omit_none=True))
     protocol: int = attrs.field(default=PROTOCOL_VERSION, metadata=wire(f.non_negative))
     ref: MessageId | None = attrs.field(default=None, metadata=_REF)
 
@@ -194,6 +199,10 @@ class Result:
     win_streak: int | None = attrs.field(
         default=None, metadata=wire(f.non_negative, omit_none=True)
     )
+    # On the final result only: the rating after the match, and what the match changed
+    # (shown before + change = shown after).
+    rating: int | None = attrs.field(default=None, metadata=wire(f.integer, omit_none=True))
+    rating_change: int | None = attrs.field(default=None, metadata=wire(f.integer, omit_none=True))
 
 
 @attrs.frozen(kw_only=True)

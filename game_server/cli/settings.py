@@ -163,6 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a join with bot=auto waits for a human before a bot takes the seat",
     )
     option(
+        "--match-window",
+        type=non_negative_float,
+        default=service.match_window,
+        help="rating points either side within which a new player is paired",
+    )
+    option(
+        "--match-widen",
+        type=non_negative_float,
+        default=service.match_widen,
+        help="rating points a second a waiting player's window widens",
+    )
+    option(
         "--bot-think",
         type=seconds_range,
         default=service.bot_think,
@@ -403,6 +415,8 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
     service = ServiceConfig(
         rules=rules,
         bot_after=args.bot_after,
+        match_window=args.match_window,
+        match_widen=args.match_widen,
         bot_think=args.bot_think,
         bot_strategy=args.bot_strategy,
         flood_rate=args.rate_limit,

@@ -34,6 +34,7 @@ import structlog
 
 from game_server.cluster.link import LinkDown, Op
 from game_server.core.match import Match, MatchRules, MatchState, RoundRecord, Seat
+from game_server.core.rating import Rating
 from game_server.core.records import MatchRecord, PlayerRecord
 from game_server.core.rooms import Room
 from game_server.core.scoring import PlayerStats
@@ -279,7 +280,13 @@ class MatchJournal:
             "rules": [rules.best_of, rules.round_seconds, rules.round_pause, rules.afk_rounds],
             "started_at": room.started_at,
             "seats": [
-                {"id": seat.player_id, "name": seat.name, "avatar": seat.avatar, "bot": seat.bot}
+                {
+                    "id": seat.player_id,
+                    "name": seat.name,
+                    "avatar": seat.avatar,
+                    "bot": seat.bot,
+                    "rating": seat.rating.to_json(),  # as the match began: it is rated so
+                }
                 for seat in match.seats
             ],
             "bot_strategy": None if room.bot is None else room.bot.strategy.name,
@@ -380,8 +387,11 @@ class MatchJournal:
         for seat in data["seats"]:
             human = humans.get(seat["id"])
             stats[seat["id"]] = PlayerStats(**human["stats"]) if human else PlayerStats()
+            rating = Rating.from_json(seat.get("rating"))  # absent: a node older than ratings
             seats.append(
-                Seat(seat["id"], seat["name"], stats[seat["id"]], seat["avatar"], seat["bot"])
+                Seat(
+                    seat["id"], seat["name"], stats[seat["id"]], seat["avatar"], seat["bot"], rating
+                )
             )
         state = MatchState(
             round=data["round"],

@@ -218,7 +218,7 @@ class Cluster:
         """The game service's shared queue (the native lobby's; the 2016 dialect's lobby
         stays this process's own), locator and forwarder."""
         queue = self.queues[DEFAULT_LOBBY] = SharedQueue(
-            self, DEFAULT_LOBBY, config.bot_after, clock
+            self, DEFAULT_LOBBY, config.bot_after, clock, config.match_window, config.match_widen
         )
         return {"matchmaker": queue, "locator": self, "forwarder": self}
 
@@ -650,7 +650,7 @@ class Cluster:
         else:
             # We had given up on it (its process seemed dead): it queues here again.
             queue = self.queues[snapshot.lobby or DEFAULT_LOBBY]
-            queue.adopted_late(snapshot.record.id)
+            queue.adopted_late(snapshot.record.id, snapshot.record.rating.rating)
 
     def _on_handover_refused(self, sender: str, message: list[Any], frame: bytes | None) -> None:
         pending = self._handovers.pop(message[1], None)

@@ -86,7 +86,7 @@ class Lobbies:
     def join(self, lobby: Lobby, player: Player, mode: BotMode, now: float) -> None:
         if player.lobby is not None:
             raise ProtocolError(ErrorCode.ALREADY_QUEUED, "you are already in the queue")
-        pairings = lobby.matchmaker.join(player.id, mode, now)
+        pairings = lobby.matchmaker.join(player.id, mode, now, player.rating.rating)
         player.move(PlayerEvent.JOIN)
         player.lobby = lobby
         self.seat(lobby, pairings, now)

@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import attrs
 
+from game_server.core.rating import NEW_RATING, Rating, rate
 from game_server.core.scoring import PlayerStats, settle
 from protocol import (
     Choice,
@@ -61,16 +62,24 @@ class MatchRules:
 
 @attrs.frozen
 class Seat:
-    """Who sits at one side of the table; ``stats`` is the player's live totals."""
+    """Who sits at one side of the table; ``stats`` is the player's live totals, ``rating``
+    its rating as the match began (a house bot's fixed one: it never moves)."""
 
     player_id: str
     name: str
     stats: PlayerStats
     avatar: str | None = None
     bot: bool = False
+    rating: Rating = NEW_RATING
 
     def as_opponent(self) -> Opponent:
-        return Opponent(id=self.player_id, name=self.name, avatar=self.avatar, bot=self.bot)
+        return Opponent(
+            id=self.player_id,
+            name=self.name,
+            avatar=self.avatar,
+            bot=self.bot,
+            rating=self.rating.shown,
+        )
 
 
 class Send(NamedTuple):
@@ -131,6 +140,8 @@ class Match:
         self.history: list[RoundRecord] = []
         self.winner: int | None = None  # seat index; None with phase OVER means a draw
         self.reason: EndReason | None = None
+        # Each seat's rating after the match, once it is over (a bot's stays as it was).
+        self.ratings_after: tuple[Rating, Rating] = (seats[0].rating, seats[1].rating)
         self._choices: list[Choice | None] = [None, None]
         self._final = [False, False]
         self._missed = [0, 0]
@@ -349,6 +360,14 @@ class Match:
             settle(self.seats[0].stats, self.seats[1].stats, draw=True)
         else:
             settle(self.seats[winner].stats, self.seats[1 - winner].stats)
+        # Forfeits and AFK count as results, draws as draws; each side is rated against
+        # the other as both stood when the match began.
+        scores = (0.5, 0.5) if winner is None else ((1.0, 0.0) if winner == 0 else (0.0, 1.0))
+        first, second = self.seats
+        self.ratings_after = (
+            first.rating if first.bot else rate(first.rating, second.rating, scores[0]),
+            second.rating if second.bot else rate(second.rating, first.rating, scores[1]),
+        )
 
     def _score(self, side: int) -> Score:
         return _score_of(self.wins[side], self.wins[1 - side])
@@ -367,7 +386,7 @@ class Match:
         """
         if outcome is None:
             outcome = judge(mine, theirs)
-        winner = total_score = win_streak = None
+        winner = total_score = win_streak = rating = rating_change = None
         over = self.over
         if over:
             if self.winner is None:
@@ -377,6 +396,8 @@ class Match:
             reason = reason or self.reason
             stats = self.seats[side].stats
             total_score, win_streak = stats.total_score, stats.win_streak
+            rating = self.ratings_after[side].shown
+            rating_change = rating - self.seats[side].rating.shown
         return Result(
             match_id=self.match_id,
             round=self.round,
@@ -389,4 +410,6 @@ class Match:
             reason=reason if over else None,
             total_score=total_score,
             win_streak=win_streak,
+            rating=rating,
+            rating_change=rating_change,
         )

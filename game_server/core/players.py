@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import attrs
 import structlog
 
+from game_server.core.rating import NEW_RATING, Rating
 from game_server.core.records import PlayerRecord
 from game_server.core.scoring import PlayerStats
 from game_server.core.timers import Timer, TimerQueue
@@ -84,6 +85,7 @@ class Player:
     avatar: str | None = None
     openid: str | None = None
     unionid: str | None = None
+    rating: Rating = NEW_RATING  # as of its last rated match (a value: matches replace it)
     state: PlayerState = PlayerState.OFFLINE
     session: Session | None = None
     room: Room | None = None
@@ -116,6 +118,7 @@ class Player:
             openid=self.openid,
             unionid=self.unionid,
             stats=attrs.evolve(self.stats),
+            rating=self.rating,
         )
 
     @classmethod
@@ -128,6 +131,7 @@ class Player:
             avatar=record.avatar,
             openid=record.openid,
             unionid=record.unionid,
+            rating=record.rating,
         )
 
 

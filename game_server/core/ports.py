@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import attrs
 
+from game_server.core.ladder import Board, Period
 from game_server.core.records import MatchRecord, Picture, PlayerRecord
 from protocol import BotMode, ServerMessage
 
@@ -113,7 +114,8 @@ PairingsDone = Callable[[list[Pairing]], None]
 
 
 class Matchmaker(Protocol):
-    """A first-come, first-served queue; sans-I/O, driven by ``now`` and ``tick``.
+    """A queue that pairs players of about the same rating (protocol §6.5); sans-I/O,
+    driven by ``now`` and ``tick``.
 
     ``join`` and ``tick`` return the pairings they make at once. A queue shared by many
     processes answers a join later: it returns nothing then, and hands its pairings to the
@@ -123,7 +125,9 @@ class Matchmaker(Protocol):
 
     def listen(self, on_pairings: PairingsDone) -> None: ...
 
-    def join(self, player_id: str, mode: BotMode, now: float) -> list[Pairing]: ...
+    def join(
+        self, player_id: str, mode: BotMode, now: float, rating: float = 1500.0
+    ) -> list[Pairing]: ...
 
     def leave(self, player_id: str) -> bool: ...
 
@@ -241,6 +245,20 @@ class Storage(PlayerStore, Protocol):
         ...
 
     async def get_avatar(self, picture_id: str) -> Picture | None: ...
+
+    async def standings(
+        self, board: Board, period: Period, limit: int, around: str | None = None
+    ) -> list[Any] | None:
+        """A page of a leaderboard, ranked (``store/ladder.py``); None when ``around``
+        names a player not on that board."""
+        ...
+
+    async def rank_by_score(self, player_id: str) -> int | None: ...
+
+    async def rating_history(self, player_id: str, limit: int) -> list[tuple[str, float, float]]:
+        """The player's last ``limit`` rated matches, newest first: (match id, ended at,
+        its rating after the match)."""
+        ...
 
     @property
     def backlog(self) -> int: ...

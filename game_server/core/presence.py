@@ -262,6 +262,7 @@ class Presence:
                 name=player.name,
                 token=self.signer.issue(player.id),
                 online=self.online,
+                rating=player.rating.shown,
                 ref=message.id,
             )
         )

@@ -6,6 +6,7 @@ from typing import Any
 
 import attrs
 
+from game_server.core.rating import NEW_RATING, Rating
 from game_server.core.scoring import PlayerStats
 
 
@@ -20,14 +21,24 @@ class PlayerRecord:
     unionid: str | None = None
     # Never the live player's own object (which goes on changing): a copy of it.
     stats: PlayerStats = attrs.Factory(PlayerStats)
+    # Like the totals, it moves only with a finished match (storage writes it then).
+    rating: Rating = NEW_RATING
 
     def to_json(self) -> dict[str, Any]:
         """The record as plain JSON types (for processes that hand players to each other)."""
-        return attrs.asdict(self)
+        raw = attrs.asdict(self, recurse=False)
+        return {**raw, "stats": attrs.asdict(self.stats), "rating": self.rating.to_json()}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> PlayerRecord:
-        return cls(**{**raw, "stats": PlayerStats(**raw["stats"])})
+        # A record a process older than ratings wrote has none: a new player's then.
+        return cls(
+            **{
+                **raw,
+                "stats": PlayerStats(**raw["stats"]),
+                "rating": Rating.from_json(raw.get("rating")),
+            }
+        )
 
 
 @attrs.frozen
@@ -42,6 +53,10 @@ class SeatRow:
     player_id: str
     name: str
     bot: bool
+    # The seat's rating as the match began and after it (a house bot's: the same): a
+    # profile draws its history from them. None in a record made before ratings.
+    rating_before: float | None = None
+    rating_after: float | None = None
 
 
 @attrs.frozen
@@ -72,7 +87,9 @@ class MatchRecord:
 
     def to_json(self) -> dict[str, Any]:
         """The record as plain JSON types (a cluster keeps it in Redis until it is stored)."""
-        return attrs.asdict(self)
+        raw = attrs.asdict(self)
+        raw["players"] = [player.to_json() for player in self.players]
+        return raw
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> MatchRecord:

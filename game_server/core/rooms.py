@@ -22,9 +22,10 @@ from game_server.core.house_bot import BOT_NAMES, HouseBot, PlannedChoice
 from game_server.core.match import Match, Seat, Send
 from game_server.core.players import PlayerEvent, PlayerState
 from game_server.core.ports import Journal, NullJournal, Pairing
+from game_server.core.rating import aged, bot_rating
 from game_server.core.records import MatchRecord, PlayerResult, RoundRow, SeatRow
 from game_server.core.scoring import PlayerStats, points_won
-from game_server.core.strategies import make_strategy
+from game_server.core.strategies import MIX, STRATEGY_NAMES, make_strategy
 from game_server.core.timers import Timer
 from protocol import ErrorCode, Face, MakeChoice, Movement, MovementKind, ProtocolError, Resume
 
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
     from game_server.core.sessions import Session
 
 log = structlog.get_logger("game_server")
+
+# Rating points either side of a player within which any house bot is "about its level".
+BOT_LEVEL_BAND = 50.0
 
 
 @attrs.define(eq=False)
@@ -88,8 +92,14 @@ class Rooms:
             first = self.roster.by_id[pairing.first]
             humans = [first]
             if pairing.second is None:
-                bot = self._make_bot(lobby)
-                bot_seat = Seat(bot.player_id, bot.name, PlayerStats(), bot=True)
+                bot = self._make_bot(lobby, strategy=self._bot_strategy_for(first))
+                bot_seat = Seat(
+                    bot.player_id,
+                    bot.name,
+                    PlayerStats(),
+                    bot=True,
+                    rating=bot_rating(bot.strategy.name),
+                )
                 match = Match(self.new_id("m_"), (self._seat_for(first), bot_seat), lobby.rules)
                 room = Room(match, humans, self.wall_clock(), lobby.name, bot, 1)
             else:
@@ -120,9 +130,27 @@ class Rooms:
                     # Paired while away (queued, then dropped): its opponent should know.
                     self.tell_opponent(human, MovementKind.LEFT)
 
-    @staticmethod
-    def _seat_for(player: Player) -> Seat:
-        return Seat(player.id, player.name, player.stats, avatar=player.avatar)
+    def _seat_for(self, player: Player) -> Seat:
+        # Its rating as of now: days without a rated match have widened its deviation.
+        rating = aged(player.rating, self.wall_clock())
+        return Seat(player.id, player.name, player.stats, avatar=player.avatar, rating=rating)
+
+    def _bot_strategy_for(self, player: Player) -> str:
+        """A house bot of about the player's level: with ``mix``, one of the strategies
+        rated within ``BOT_LEVEL_BAND`` of the player (by chance, for variety), else the
+        closest-rated one; a configured strategy is always that one."""
+        configured = self.bots.strategy
+        if configured != MIX:
+            return configured
+        rating = player.rating.rating
+        near = [
+            name
+            for name in STRATEGY_NAMES
+            if abs(bot_rating(name).rating - rating) <= BOT_LEVEL_BAND
+        ]
+        if near:
+            return self.rng.choice(near)
+        return min(STRATEGY_NAMES, key=lambda name: abs(bot_rating(name).rating - rating))
 
     def _make_bot(
         self,
@@ -304,8 +332,12 @@ class Rooms:
         room.closed = True
         self.timers.cancel(room.timer)
         self.timers.cancel(room.bot_timer)
+        match = room.match
+        rated_at = self.wall_clock()
         for human in room.humans:
             human.durable = True  # its match is stored below, and the player with it
+            after = match.ratings_after[match.seat_of(human.id)]
+            human.rating = attrs.evolve(after, rated_at=rated_at)
             if human.room is room:
                 human.room = None
                 if human.move(PlayerEvent.MATCH_OVER) is PlayerState.OFFLINE:
@@ -313,7 +345,6 @@ class Rooms:
                     self.timers.cancel(human.away_timer)
                     human.away_timer = None
                     self.roster.offline(human, now)
-        match = room.match
         del self.by_id[match.match_id]
         self.finished += 1
         record = self._record(room)
@@ -339,10 +370,7 @@ class Rooms:
         now = self.wall_clock()
         return MatchRecord(
             id=match.match_id,
-            seats=(
-                SeatRow(match.seats[0].player_id, match.seats[0].name, match.seats[0].bot),
-                SeatRow(match.seats[1].player_id, match.seats[1].name, match.seats[1].bot),
-            ),
+            seats=(self._seat_row(match, 0), self._seat_row(match, 1)),
             winner=winner,
             reason=match.reason.value if match.reason else "",
             best_of=match.rules.best_of,
@@ -362,6 +390,12 @@ class Rooms:
             players=tuple(human.record(now) for human in room.humans),
             results=tuple(self._result(match, human) for human in room.humans),
         )
+
+    @staticmethod
+    def _seat_row(match: Match, side: int) -> SeatRow:
+        seat = match.seats[side]
+        after = match.ratings_after[side]
+        return SeatRow(seat.player_id, seat.name, seat.bot, seat.rating.rating, after.rating)
 
     @staticmethod
     def _result(match: Match, human: Player) -> PlayerResult:

@@ -25,7 +25,7 @@ from game_server.core.house_bot import STEADY
 from game_server.core.ids import time_ordered_id
 from game_server.core.lobbies import DEFAULT_LOBBY, Lobbies, Lobby
 from game_server.core.match import MatchRules, Seat
-from game_server.core.matchmaker import InMemoryMatchmaker
+from game_server.core.matchmaker import WIDEN, WINDOW, InMemoryMatchmaker
 from game_server.core.players import Player, Roster
 from game_server.core.ports import (
     Forwarder,
@@ -72,6 +72,8 @@ TOKEN_TTL = 7 * 24 * 3600.0
 class ServiceConfig:
     rules: MatchRules = attrs.Factory(MatchRules)
     bot_after: float = 3.0
+    match_window: float = WINDOW  # rating points either side a new ticket fits
+    match_widen: float = WIDEN  # points a second its window widens while it waits
     bot_think: tuple[float, float] = (0.4, 1.6)
     bot_strategy: str = "mix"
     forget_after: float = 3600.0
@@ -90,6 +92,8 @@ class ServiceConfig:
         low, high = self.bot_think
         if not 0 <= low <= high:
             raise ValueError("bot_think must be a range 0 <= low <= high")
+        if self.match_window < 0 or self.match_widen < 0:
+            raise ValueError("match_window and match_widen must not be negative")
         make_strategy(self.bot_strategy)  # fail at start-up on an unknown name
 
 
@@ -135,7 +139,9 @@ class GameService:
         self.rooms = Rooms(context, self.roster, BotConfig(config.bot_strategy, config.bot_think))
         self.lobbies = Lobbies(context, self.rooms.seat)
         if matchmaker is None:  # not ``or``: an empty queue is falsy (it has a length)
-            matchmaker = InMemoryMatchmaker(config.bot_after)
+            matchmaker = InMemoryMatchmaker(
+                config.bot_after, config.match_window, config.match_widen
+            )
         self.lobby = self.lobbies.add(Lobby(DEFAULT_LOBBY, config.rules, matchmaker))
         self.presence = Presence(
             context,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,7 +17,9 @@ import orjson
 import structlog
 from aiohttp import web
 
+from game_server.core.ladder import Board, Period, shown
 from game_server.core.ports import StoreUnavailable
+from game_server.core.rating import aged
 from game_server.core.records import PlayerRecord
 from game_server.net.appkeys import CONFIG, SERVICE, STORE, WECHAT
 from game_server.wechat.errors import LoginError
@@ -33,6 +36,7 @@ PLAYER_PATH = "/applet/players/{player_id}"
 LEADERBOARD_DEFAULT = 10
 LEADERBOARD_MAX = 100
 RECENT_MATCHES = 20
+RATING_HISTORY = 50
 PLAYER_ID_MAX = 64
 # Digits only, and few of them: str.isdigit() passes "²" (int() then fails) and int() of a
 # 5,000-digit string trips Python's digit limit, both a 500.
@@ -49,12 +53,16 @@ def json_error(status: int, code: str, message: str, **headers: str) -> web.Resp
 
 
 def player_json(record: PlayerRecord) -> dict[str, Any]:
-    """The public view of a player: never the WeChat openid."""
+    """The public view of a player: never the WeChat openid. The rating deviation is as
+    of now: days without a rated match widen it."""
+    rating = aged(record.rating, time.time())
     return {
         "id": record.id,
         "name": record.name,
         "avatar": record.avatar,
         **attrs.asdict(record.stats),
+        "rating": rating.shown,
+        "rating_deviation": round(rating.deviation),
     }
 
 
@@ -64,20 +72,50 @@ def _live(request: web.Request, record: PlayerRecord) -> PlayerRecord:
     return record if live is None else attrs.evolve(live, last_seen=record.last_seen)
 
 
+_BOARDS = {board.value: board for board in Board}
+_PERIODS = {period.value: period for period in Period}
+
+
 async def leaderboard(request: web.Request) -> web.Response:
-    text = request.query.get("limit", str(LEADERBOARD_DEFAULT))
+    query = request.query
+    text = query.get("limit", str(LEADERBOARD_DEFAULT))
     if not _LIMIT.fullmatch(text) or not 1 <= int(text) <= LEADERBOARD_MAX:
         return json_error(
             400, "bad_request", f"limit must be a whole number from 1 to {LEADERBOARD_MAX}"
         )
-    records = await request.app[STORE].leaderboard(int(text))
-    return web.json_response(
-        {
-            "players": [
-                {"rank": rank, **player_json(record)} for rank, record in enumerate(records, 1)
-            ]
-        }
-    )
+    board = _BOARDS.get(query.get("by", Board.SCORE.value))
+    if board is None:
+        return json_error(400, "bad_request", "by must be score or rating")
+    period = _PERIODS.get(query.get("period", Period.ALL.value))
+    if period is None:
+        return json_error(400, "bad_request", "period must be all, week or day")
+    if board is Board.RATING and period is not Period.ALL:
+        return json_error(400, "bad_request", "the rating board has period=all only")
+    around = query.get("around")
+    if around is not None and not _PLAYER_ID.fullmatch(around):
+        return json_error(400, "bad_request", "around must be a player id")
+    store = request.app[STORE]
+    rows = await store.standings(board, period, int(text), around)
+    if rows is None:
+        # Not on this board (unknown, never played, nothing won today): the top, and
+        # "around": null says so. A client shows the board either way.
+        around = None
+        rows = await store.standings(board, period, int(text))
+    assert rows is not None
+    out = []
+    for row in rows:
+        entry = {"rank": row.rank, **player_json(row.player)}
+        if row.points is not None:
+            entry["points"] = row.points  # won in this day or week
+        out.append(entry)
+    body: dict[str, Any] = {"by": board.value, "period": period.value, "players": out}
+    if query.get("around") is not None:
+        body["around"] = around
+    return web.json_response(body)
+
+
+def _shown(rating: float | None) -> int | None:
+    return None if rating is None else shown(rating)
 
 
 def _match_json(player_id: str, row: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +134,9 @@ def _match_json(player_id: str, row: dict[str, Any]) -> dict[str, Any]:
         },
         "outcome": outcome,
         "reason": row["reason"],
+        # None for a match stored before ratings.
+        "rating_before": _shown(row["rating" + mine + "_before"]),
+        "rating_after": _shown(row["rating" + mine + "_after"]),
         "best_of": row["best_of"],
         "started_at": row["started_at"],
         "ended_at": row["ended_at"],
@@ -121,6 +162,8 @@ async def player_profile(request: web.Request) -> web.Response:
         return json_error(404, "not_found", "no such player")
     record = _live(request, record)
     matches = await store.recent_matches(player_id, RECENT_MATCHES)
+    history = await store.rating_history(player_id, RATING_HISTORY)
+    rank = await store.rank_by_score(player_id)
     return web.json_response(
         {
             "player": {
@@ -128,6 +171,12 @@ async def player_profile(request: web.Request) -> web.Response:
                 "created_at": record.created_at,
                 "last_seen": record.last_seen,
                 "online": request.app[SERVICE].is_online(player_id),
+                "rank": rank,  # by score, all time; None until it has played
+                # Oldest first, to draw left to right.
+                "rating_history": [
+                    {"match_id": match_id, "ended_at": ended_at, "rating": shown(rating)}
+                    for match_id, ended_at, rating in reversed(history)
+                ],
             },
             "matches": [_match_json(player_id, row) for row in matches],
         }

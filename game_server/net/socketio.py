@@ -12,6 +12,7 @@ few times before the deadline, as the demo did.
 
 from __future__ import annotations
 
+import math
 import secrets
 import weakref
 
@@ -109,7 +110,8 @@ class SocketIODialect:
             service.add_lobby(
                 LEGACY_LOBBY,
                 LEGACY_RULES,
-                InMemoryMatchmaker(bot_after=LEGACY_BOT_AFTER),
+                # The demo paired any two players: a window without limits.
+                InMemoryMatchmaker(bot_after=LEGACY_BOT_AFTER, window=math.inf),
                 reconnect_grace=0.0,  # no token to come back with: a drop is a goodbye
                 bot_changes=LEGACY_BOT_CHANGES,
             )

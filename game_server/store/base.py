@@ -14,15 +14,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from functools import partial
 from typing import Any, Generic, TypeVar, cast
 
 import structlog
 
+from game_server.core.ladder import Board, Period
 from game_server.core.ports import LoadDone, StoreUnavailable
 from game_server.core.records import MatchRecord, Picture, PlayerRecord
+from game_server.store import ladder
 from game_server.store.batching import Connection, RunSql, bulk_maker, insert_matches
+from game_server.store.ladder import Standing
 from game_server.store.schema import player_params
 from game_server.store.writer import BACKLOG_MAX, Database, Writer
 
@@ -38,6 +42,7 @@ class ThreadedStore(Generic[C]):
     """The ``Storage`` port on one connection owned by a writer thread."""
 
     run_sql: RunSql  # the engine's bulk statements for a run of finished matches
+    mark: str  # the engine's placeholder in SQL ("?" or "%s")
 
     def __init__(
         self,
@@ -88,6 +93,17 @@ class ThreadedStore(Generic[C]):
 
     def _recent_matches(self, conn: C, player_id: str, limit: int) -> list[dict[str, Any]]:
         """A player's matches, newest first (ties by id, descending), with their rounds."""
+        raise NotImplementedError
+
+    def _rating_history(
+        self, conn: C, player_id: str, limit: int
+    ) -> list[tuple[str, float, float]]:
+        """A player's last ``limit`` rated matches, newest first: (match id, ended at, its
+        rating after the match). Matches stored before ratings are left out."""
+        raise NotImplementedError
+
+    def _query(self, conn: C, sql: str, params: Sequence[Any]) -> list[Mapping[str, Any]]:
+        """Rows of one statement, as mappings by column name."""
         raise NotImplementedError
 
     def _prune_guests(self, conn: C, before: float, limit: int) -> int:
@@ -181,6 +197,34 @@ class ThreadedStore(Generic[C]):
 
     async def get_avatar(self, picture_id: str) -> Picture | None:
         return await self.writer.read(lambda conn: self._load_picture(conn, picture_id))
+
+    async def rating_history(self, player_id: str, limit: int) -> list[tuple[str, float, float]]:
+        return await self.writer.read(lambda conn: self._rating_history(conn, player_id, limit))
+
+    async def standings(
+        self,
+        board: Board,
+        period: Period,
+        limit: int,
+        around: str | None = None,
+        now: float | None = None,
+    ) -> list[Standing] | None:
+        """A page of a leaderboard (``store/ladder.py``): the top ``limit``, or ``limit``
+        rows around the player ``around`` (None if it is not on that board). ``now``
+        (Unix seconds; the clock's by default) picks the day or week."""
+        when = self.clock() if now is None else now
+
+        def read(conn: C) -> list[Standing] | None:
+            query = partial(self._query, conn)
+            return ladder.standings(query, self.mark, board, period, limit, around, when)
+
+        return await self.writer.read(read)
+
+    async def rank_by_score(self, player_id: str) -> int | None:
+        """Its rank on the all-time score board; None if it never played."""
+        return await self.writer.read(
+            lambda conn: ladder.rank_by_score(partial(self._query, conn), self.mark, player_id)
+        )
 
     # ------------------------------------------------------------ health and lifecycle
 

@@ -27,17 +27,23 @@ from typing import Any, Protocol
 import attrs
 import orjson
 
+from game_server.core.ladder import period_keys
 from game_server.core.records import MatchRecord, PlayerRecord, PlayerResult
-from game_server.store.schema import PLAYER_COLUMNS, PROFILE_ROW
+from game_server.store.schema import PLAYER_COLUMNS, PROFILE_ROW, RATING_COLUMNS
 
 MATCH_ROW = (
     "id", "player1", "name1", "bot1", "player2", "name2", "bot2", "winner", "reason",
     "best_of", "started_at", "ended_at",
+    "rating1_before", "rating1_after", "rating2_before", "rating2_after",
 )  # fmt: skip
 ROUND_ROW = ("match_id", "round", "choice1", "choice2", "outcome")
+# Points won in a UTC+8 day or ISO week (core/ladder.py's keys), added up per run.
+PERIOD_ROW = ("period", "player_id", "points")
+# A rating is not an increment: the run's last one is written as it is (only the process
+# that owns a player rates it, one match after the other).
 UPDATE_ROW = (
     "id", "name", "avatar", "openid", "unionid", "last_seen",
-    "points", "won", "lost", "drawn", "reset", "streak",
+    "points", "won", "lost", "drawn", "reset", "streak", *RATING_COLUMNS,
 )  # fmt: skip
 
 
@@ -57,6 +63,7 @@ class RunSql:
     # are most of what a run costs PostgreSQL). Same effect as the matches one by one.
     new_players: str
     updates: str
+    periods: str  # points won today and this week, added to the leaderboards' rows
     encode: Callable[[bytes], Any]  # the JSON text as the engine's driver binds it
 
     @classmethod
@@ -69,6 +76,7 @@ class RunSql:
         latest: str,
         lock_in_order: bool,
         encode: Callable[[bytes], Any],
+        periods_tail: str = "WHERE true",
     ) -> RunSql:
         """The same four statements in each engine's words: ``from_json`` makes a table of
         the given columns from the one JSON parameter, ``matches_tail`` and ``rows_tail``
@@ -98,7 +106,8 @@ class RunSql:
                 WITH v AS ({from_json(PROFILE_ROW)})
                 INSERT INTO players ({PLAYER_COLUMNS})
                 SELECT id, name, avatar, {openid_free},
-                    unionid, total_score, win_streak, wins, losses, draws, created_at, last_seen
+                    unionid, total_score, win_streak, wins, losses, draws, created_at, last_seen,
+                    {", ".join(RATING_COLUMNS)}
                 FROM v {rows_tail}
                 ON CONFLICT (id) DO NOTHING
             """,
@@ -111,8 +120,16 @@ class RunSql:
                     last_seen = {latest}(players.last_seen, v.last_seen),
                     total_score = total_score + v.points,
                     wins = wins + v.won, losses = losses + v.lost, draws = draws + v.drawn,
-                    win_streak = CASE WHEN v.reset THEN v.streak ELSE win_streak + v.streak END
+                    win_streak = CASE WHEN v.reset THEN v.streak ELSE win_streak + v.streak END,
+                    {", ".join(f"{name} = v.{name}" for name in RATING_COLUMNS)}
                 FROM v WHERE players.id = v.id{in_held if lock_in_order else ""}
+            """,
+            periods=f"""
+                INSERT INTO period_scores ({", ".join(PERIOD_ROW)})
+                SELECT {", ".join(PERIOD_ROW)} FROM ({from_json(PERIOD_ROW)}) AS v
+                {periods_tail}
+                ON CONFLICT (period, player_id)
+                DO UPDATE SET points = period_scores.points + excluded.points
             """,
             encode=encode,
         )
@@ -143,6 +160,10 @@ def match_row(record: MatchRecord) -> tuple[Any, ...]:
         record.best_of,
         record.started_at,
         record.ended_at,
+        first.rating_before,
+        first.rating_after,
+        second.rating_before,
+        second.rating_after,
     )
 
 
@@ -194,6 +215,7 @@ class Tally:
             stats.draws - self.drawn,
             p.created_at,
             p.last_seen,
+            *p.rating.to_json(),  # for a new row; the results set it in any case
         )
 
     def update_row(self) -> tuple[Any, ...]:
@@ -212,6 +234,7 @@ class Tally:
             self.drawn,
             self.reset,
             self.streak,
+            *self.profile.rating.to_json(),
         )
 
 
@@ -258,12 +281,28 @@ class Run:
             if not kept:
                 return
             rest = rest_params(sql, kept)
-        for statement, param in zip((sql.rounds, sql.new_players, sql.updates), rest, strict=True):
+        statements = (sql.rounds, sql.new_players, sql.updates, sql.periods)
+        for statement, param in zip(statements, rest, strict=True):
             conn.execute(statement, (param,))
 
 
-def rest_params(sql: RunSql, records: list[MatchRecord]) -> tuple[Any, Any, Any]:
-    """The rounds', new players' and updates' parameters of matches that all went in."""
+def period_rows(records: list[MatchRecord]) -> list[tuple[str, str, int]]:
+    """The points each winner won, per day and per week of the matches' ends, added up;
+    in key order (the order nodes lock the rows in)."""
+    points: dict[tuple[str, str], int] = {}
+    for record in records:
+        won = [(result.player_id, result.points) for result in record.results if result.points]
+        if not won:
+            continue
+        for period in period_keys(record.ended_at):
+            for player_id, gained in won:
+                points[period, player_id] = points.get((period, player_id), 0) + gained
+    return sorted((period, player_id, n) for (period, player_id), n in points.items())
+
+
+def rest_params(sql: RunSql, records: list[MatchRecord]) -> tuple[Any, Any, Any, Any]:
+    """The rounds', new players', updates' and periods' parameters of matches that all
+    went in."""
     tallies = tally_players(records)
     return (
         sql.encode(orjson.dumps(round_rows(records))),
@@ -271,6 +310,7 @@ def rest_params(sql: RunSql, records: list[MatchRecord]) -> tuple[Any, Any, Any]
         # in the same order, so their runs wait for each other instead of deadlocking.
         sql.encode(orjson.dumps(sorted(tally.profile_row() for tally in tallies))),
         sql.encode(orjson.dumps(sorted(tally.update_row() for tally in tallies))),
+        sql.encode(orjson.dumps(period_rows(records))),
     )
 
 

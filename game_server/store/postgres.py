@@ -36,7 +36,7 @@ find it made.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -127,6 +127,34 @@ MIGRATIONS: tuple[str, ...] = (
         created_at double precision NOT NULL
     );
     """,
+    # 3: Glicko-2 ratings (as SQLite's step 4). Players stored before ratings start as new
+    # players do; their matches keep no rating (NULL), later ones each seat's before and
+    # after.
+    """
+    ALTER TABLE players
+        ADD COLUMN rating double precision NOT NULL DEFAULT 1500,
+        ADD COLUMN rating_deviation double precision NOT NULL DEFAULT 350,
+        ADD COLUMN rating_volatility double precision NOT NULL DEFAULT 0.06,
+        ADD COLUMN rated_at double precision;
+    ALTER TABLE matches
+        ADD COLUMN rating1_before double precision,
+        ADD COLUMN rating1_after double precision,
+        ADD COLUMN rating2_before double precision,
+        ADD COLUMN rating2_after double precision;
+    """,
+    # 4: leaderboards (as SQLite's step 5): points won per UTC+8 day and ISO week, and the
+    # board of players who played by rating (the one by score has its index since step 1).
+    """
+    CREATE TABLE period_scores (
+        period text COLLATE "C" NOT NULL,
+        player_id text COLLATE "C" NOT NULL,
+        points bigint NOT NULL,
+        PRIMARY KEY (period, player_id)
+    );
+    CREATE INDEX period_scores_by_points ON period_scores (period, points DESC, player_id);
+    CREATE INDEX players_by_rating ON players (rating DESC, id)
+        WHERE wins + losses + draws > 0;
+    """,
 )
 
 # The PostgreSQL type of each column a JSON row carries (text where not named).
@@ -150,6 +178,14 @@ _TYPES = {
     "drawn": "bigint",
     "streak": "bigint",
     "reset": "boolean",
+    "rating": "double precision",
+    "rating_deviation": "double precision",
+    "rating_volatility": "double precision",
+    "rated_at": "double precision",
+    "rating1_before": "double precision",
+    "rating1_after": "double precision",
+    "rating2_before": "double precision",
+    "rating2_after": "double precision",
 }
 
 
@@ -178,6 +214,7 @@ RUN_SQL = RunSql.build(
     rows_tail="ORDER BY id",
     latest="greatest",
     lock_in_order=True,
+    periods_tail="ORDER BY period, player_id",
     encode=bytes.decode,  # text: psycopg would send bytes as bytea
 )
 
@@ -188,7 +225,8 @@ SAVE_PLAYER = f"""
         CASE WHEN EXISTS (SELECT 1 FROM players WHERE openid = %(openid)s AND id <> %(id)s)
             THEN NULL ELSE %(openid)s::text END,
         %(unionid)s, %(total_score)s, %(win_streak)s, %(wins)s, %(losses)s, %(draws)s,
-        %(created_at)s, %(last_seen)s
+        %(created_at)s, %(last_seen)s,
+        %(rating)s, %(rating_deviation)s, %(rating_volatility)s, %(rated_at)s
     ON CONFLICT (id) DO UPDATE SET {_UPDATE_PROFILE}
 """
 _INSERT_NEW_PLAYER = f"""
@@ -295,6 +333,7 @@ class PostgresStore(ThreadedStore[psycopg.Connection[Any]]):
     """Players and matches in a PostgreSQL database several nodes may share."""
 
     run_sql = RUN_SQL
+    mark = "%s"
 
     def __init__(
         self,
@@ -371,6 +410,27 @@ class PostgresStore(ThreadedStore[psycopg.Connection[Any]]):
         for row in rounds:
             by_match[row.pop("match_id")].append(row)
         return [{**match, "rounds": by_match[match["id"]]} for match in matches]
+
+    def _rating_history(
+        self, conn: psycopg.Connection[Any], player_id: str, limit: int
+    ) -> list[tuple[str, float, float]]:
+        # As recent matches: an index scan per seat, merged.
+        rows = conn.execute(
+            "SELECT id, ended_at, mine FROM ("
+            "(SELECT id, ended_at, rating1_after AS mine FROM matches WHERE player1 = %(p)s "
+            "ORDER BY ended_at DESC, id DESC LIMIT %(n)s) UNION ALL "
+            "(SELECT id, ended_at, rating2_after FROM matches WHERE player2 = %(p)s "
+            "ORDER BY ended_at DESC, id DESC LIMIT %(n)s)) AS m "
+            "ORDER BY ended_at DESC, id DESC LIMIT %(n)s",
+            {"p": player_id, "n": limit},
+        ).fetchall()
+        return [(row[0], row[1], row[2]) for row in rows if row[2] is not None]
+
+    def _query(
+        self, conn: psycopg.Connection[Any], sql: str, params: Sequence[Any]
+    ) -> list[Mapping[str, Any]]:
+        with conn.cursor(row_factory=dict_row) as cursor:
+            return list(cursor.execute(sql.encode(), tuple(params)).fetchall())
 
     def _prune_guests(self, conn: psycopg.Connection[Any], before: float, limit: int) -> int:
         return prune_guests(conn, before, limit)

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import structlog
 
+from game_server.core.rating import Rating
 from game_server.core.records import PlayerRecord
 from game_server.core.scoring import STAT_FIELDS, PlayerStats
 
@@ -78,12 +79,42 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     """,
+    # 4: Glicko-2 ratings. Players stored before ratings start as new players do; their
+    # matches keep no rating (NULL), later ones each seat's before and after.
+    """
+    ALTER TABLE players ADD COLUMN rating REAL NOT NULL DEFAULT 1500;
+    ALTER TABLE players ADD COLUMN rating_deviation REAL NOT NULL DEFAULT 350;
+    ALTER TABLE players ADD COLUMN rating_volatility REAL NOT NULL DEFAULT 0.06;
+    ALTER TABLE players ADD COLUMN rated_at REAL;
+    ALTER TABLE matches ADD COLUMN rating1_before REAL;
+    ALTER TABLE matches ADD COLUMN rating1_after REAL;
+    ALTER TABLE matches ADD COLUMN rating2_before REAL;
+    ALTER TABLE matches ADD COLUMN rating2_after REAL;
+    """,
+    # 5: leaderboards. Points won per UTC+8 day and ISO week (the keys of core/ladder.py),
+    # kept as matches are stored (a database from before starts them empty); the all-time
+    # boards of players who played, by score and by rating, read from an index each.
+    """
+    CREATE TABLE period_scores (
+        period TEXT NOT NULL,
+        player_id TEXT NOT NULL,
+        points INTEGER NOT NULL,
+        PRIMARY KEY (period, player_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX period_scores_by_points ON period_scores (period, points DESC, player_id);
+    CREATE INDEX players_played_by_score ON players (total_score DESC, id)
+        WHERE wins + losses + draws > 0;
+    CREATE INDEX players_played_by_rating ON players (rating DESC, id)
+        WHERE wins + losses + draws > 0;
+    """,
 )
 
 # A players row, in column order: the SELECTs, the profile rows of a run of matches and
 # the named parameters of a new row all follow it.
+RATING_COLUMNS = ("rating", "rating_deviation", "rating_volatility", "rated_at")
 PROFILE_ROW: tuple[str, ...] = (
     "id", "name", "avatar", "openid", "unionid", *STAT_FIELDS, "created_at", "last_seen",
+    *RATING_COLUMNS,
 )  # fmt: skip
 PLAYER_COLUMNS = ", ".join(PROFILE_ROW)
 
@@ -99,6 +130,7 @@ def player_params(record: PlayerRecord) -> dict[str, Any]:
         **attrs.asdict(record.stats),
         "created_at": record.created_at,
         "last_seen": record.last_seen,
+        **dict(zip(RATING_COLUMNS, record.rating.to_json(), strict=True)),
     }
 
 
@@ -112,6 +144,9 @@ def player_from_row(row: Mapping[str, Any]) -> PlayerRecord:
         openid=row["openid"],
         unionid=row["unionid"],
         stats=PlayerStats(**{name: row[name] for name in STAT_FIELDS}),
+        rating=Rating(
+            row["rating"], row["rating_deviation"], row["rating_volatility"], row["rated_at"]
+        ),
     )
 
 

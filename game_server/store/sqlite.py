@@ -22,7 +22,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -53,7 +53,8 @@ SAVE_PLAYER = f"""
         -- first) stays there: this row goes on without it instead of failing every write.
         CASE WHEN EXISTS (SELECT 1 FROM players WHERE openid = :openid AND id <> :id)
             THEN NULL ELSE :openid END,
-        :unionid, :total_score, :win_streak, :wins, :losses, :draws, :created_at, :last_seen
+        :unionid, :total_score, :win_streak, :wins, :losses, :draws, :created_at, :last_seen,
+        :rating, :rating_deviation, :rating_volatility, :rated_at
     WHERE true
     ON CONFLICT (id) DO UPDATE SET
         name = excluded.name, avatar = excluded.avatar,
@@ -160,6 +161,7 @@ class SqliteStore(ThreadedStore[sqlite3.Connection]):
     """The default store: one SQLite file (``:memory:`` for a throwaway one)."""
 
     run_sql = RUN_SQL
+    mark = "?"
 
     def __init__(
         self,
@@ -244,6 +246,23 @@ class SqliteStore(ThreadedStore[sqlite3.Connection]):
             ).fetchall()
             out.append({**dict(match), "rounds": [dict(r) for r in rounds]})
         return out
+
+    def _rating_history(
+        self, conn: sqlite3.Connection, player_id: str, limit: int
+    ) -> list[tuple[str, float, float]]:
+        rows = conn.execute(
+            "SELECT id, ended_at, CASE WHEN player1 = ? THEN rating1_after ELSE rating2_after END "
+            "FROM matches WHERE player1 = ? OR player2 = ? "
+            "ORDER BY ended_at DESC, id DESC LIMIT ?",
+            (player_id, player_id, player_id, limit),
+        ).fetchall()
+        return [(row[0], row[1], row[2]) for row in rows if row[2] is not None]
+
+    def _query(
+        self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]
+    ) -> list[Mapping[str, Any]]:
+        rows: list[Mapping[str, Any]] = conn.execute(sql, tuple(params)).fetchall()
+        return rows
 
     def _prune_guests(self, conn: sqlite3.Connection, before: float, limit: int) -> int:
         return prune_guests(conn, before, limit)

@@ -22,7 +22,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 
 from bots.client import MatchChecker, RoundLedger, compare_sides
-from bots.soak import LatencyHistogram, SoakConfig, run_soak
+from bots.soak import GapHistogram, GapStats, LatencyHistogram, SoakConfig, run_soak
 from protocol import (
     Choice,
     EndReason,
@@ -371,6 +371,16 @@ def test_histogram_percentiles_are_within_a_percent_and_memory_is_fixed() -> Non
     assert LatencyHistogram().percentile(50) is None
 
 
+def test_gap_percentiles_are_exact_points() -> None:
+    gaps = GapHistogram(highest=100)
+    assert GapStats.of(gaps) == GapStats()
+    for gap in [0, 10, 10, 20, 30, 40, 50, 60, 70, 250]:
+        gaps.append(gap)
+    stats = GapStats.of(gaps)
+    assert (stats.count, stats.p50, stats.p95, stats.max) == (10, 30, 250, 250)
+    assert gaps.percentile(90) == 70
+
+
 def test_config_must_be_bounded() -> None:
     with pytest.raises(ValueError, match="bounded"):
         SoakConfig(clients=4)
@@ -396,7 +406,7 @@ async def scripted_server() -> AsyncIterator[ScriptedFactory]:
         async def handler(request: web.Request) -> web.WebSocketResponse:
             ws = web.WebSocketResponse()
             await ws.prepare(request)
-            total = streak = 0
+            total = streak = hellos = 0
             match_id = ""
             async for frame in ws:
                 if frame.type is not WSMsgType.TEXT:
@@ -404,7 +414,12 @@ async def scripted_server() -> AsyncIterator[ScriptedFactory]:
                 message = orjson.loads(frame.data)
                 kind = message["type"]
                 out: list[dict[str, Any]] = []
-                if kind == "hello":
+                hellos += kind == "hello"
+                if kind == "hello" and bug == "busy" and hellos == 1:
+                    # Storage failing for a moment: the player cannot be read (protocol §3).
+                    message = {"code": "unavailable", "message": "say hello again in a moment"}
+                    out.append({"type": "error", **message})
+                elif kind == "hello":
                     n = next(ids)
                     out.append(
                         {
@@ -502,6 +517,16 @@ async def test_soak_of_a_correct_scripted_server_is_clean(
     assert summary.stopped == "matches"
 
 
+async def test_a_hello_answered_unavailable_is_said_again(
+    scripted_server: ScriptedFactory,
+) -> None:
+    server = await scripted_server("busy")
+    summary = await run_soak(soak_config(server, clients=2, duration=None, matches=4))
+    assert summary.violations == 0, summary.format_table()
+    assert summary.errors_by_code == {"unavailable": 2}  # one a client, then hi
+    assert summary.matches >= 4
+
+
 @pytest.mark.parametrize(
     ("bug", "expected"),
     [
@@ -589,6 +614,11 @@ async def test_soak_command_against_a_real_server(server: ServerProcess) -> None
         latency = summary[name]
         assert latency["count"] > 0
         assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+    # Every human match was seen from both sides as it began, with both ratings (and a
+    # few more began than finished before the stop).
+    gap = summary["rating_gap"]
+    assert gap["count"] >= 2 * (summary["matches"] - summary["house_bot_matches"])
+    assert 0 <= gap["p50"] <= gap["p95"] <= gap["max"]
 
 
 @pytest.mark.system  # a real server process, or a program from outside

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from game_server.core.ports import Storage
+from game_server.core.rating import NEW_RATING, Rating, rate
 from game_server.core.records import MatchRecord
 from game_server.store.sqlite import SqliteStore
 from protocol import Bye, Hi, Movement, MovementKind, Queued, Result, Resume, Start
@@ -130,6 +131,33 @@ async def test_a_lone_waiter_gets_a_house_bot_after_the_wait(nodes: Any) -> None
     assert ann.outlet.last(Start).opponent.bot
 
 
+async def test_players_far_apart_meet_across_nodes_once_their_windows_widen(
+    nodes: Any,
+) -> None:
+    """Bob (1900) waits on b, Ann (1500) joins on a: 400 apart, no match at once. Their
+    windows widen (here 1,000 points a second) on Redis's clock, and a probe of Ann's
+    ticket pairs them across the nodes."""
+    a = await nodes("a", match_widen=1000.0)
+    b = await nodes("b", match_widen=1000.0)
+    bob = b.client()
+    bob.hello(name="Bob")
+    bob_id = bob.outlet.last(Hi).player_id
+    b.service.roster.by_id[bob_id].rating = Rating(1900.0, 100.0)
+    bob.say(type="join", bot="never")
+    queue = b.cluster.queues["native"]
+    await until(lambda: bob_id in queue.tickets and queue.tickets[bob_id].state.value == "waiting")
+    ann = a.client()
+    ann.hello(name="Ann")
+    ann_id = ann.outlet.last(Hi).player_id
+    a.service.roster.by_id[ann_id].rating = Rating(1500.0, 100.0)
+    ann.say(type="join", bot="never")
+    await until(lambda: ann.outlet.of(Queued))
+    await asyncio.sleep(0.05)
+    assert not ann.outlet.of(Start)  # 400 apart: not yet
+    await until(lambda: ann.outlet.of(Start) and bob.outlet.of(Start), within=3.0)
+    assert ann.outlet.last(Start).opponent.rating == 1900
+
+
 async def test_leaving_the_queue_takes_the_ticket_out_for_every_node(nodes: Any) -> None:
     a, b = await nodes("a"), await nodes("b")
     bob = b.client()
@@ -211,6 +239,55 @@ async def test_redis_restarts_empty_then_the_host_dies_and_the_match_goes_on(
     resume = bob.outlet.last(Resume)
     assert (resume.match_id, resume.round) == (match_id, 2)
     assert resume.score.opponent == 1
+
+
+async def test_ratings_cross_nodes_and_ride_the_checkpoint_through_a_takeover(
+    nodes: Any,
+) -> None:
+    """Bob (1400) is handed over from b to a, Ann (1700) hosts; a dies after round 1. The
+    survivor knows both ratings from the checkpoint: the resume shows them and the end
+    rates each against the other as they began, not as new players."""
+    # 300 apart: windows widening 1,000 points a second pair them at once, not in 4 s.
+    a, b, c = [await nodes(name, match_widen=1000.0) for name in "abc"]
+    ann_rating, bob_rating = Rating(1700.0, 80.0), Rating(1400.0, 120.0)
+    bob = b.client()
+    bob.hello(name="Bob")
+    bob_id = bob.outlet.last(Hi).player_id
+    b.service.roster.by_id[bob_id].rating = bob_rating
+    bob.say(type="join", bot="never")
+    queue = b.cluster.queues["native"]
+    await until(lambda: bob_id in queue.tickets and queue.tickets[bob_id].state.value == "waiting")
+    ann = a.client()
+    ann.hello(name="Ann")
+    ann_id = ann.outlet.last(Hi).player_id
+    a.service.roster.by_id[ann_id].rating = ann_rating
+    ann.say(type="join", bot="never")
+    await until(lambda: ann.outlet.of(Start) and bob.outlet.of(Start))
+    assert ann.outlet.last(Start).opponent.rating == 1400  # Bob's came with the hand-over
+    assert bob.outlet.last(Start).opponent.rating == 1700
+    match_id = ann.outlet.last(Start).match_id
+    ann.choose("rock")
+    bob.choose("scissors")
+    await until(lambda: len(bob.outlet.of(Result)) == 1)
+    await until(lambda: bob.outlet.last(Start).round == 2)
+    ann_token = ann.outlet.last(Hi).token
+    await a.crash()
+    await until(lambda: bob.outlet.of(Resume), within=5.0)
+    assert bob.outlet.last(Resume).opponent.rating == 1700
+    again = c.client()
+    again.say(type="hello", token=ann_token)
+    await until(lambda: again.outlet.of(Resume))
+    assert again.outlet.last(Resume).opponent.rating == 1400
+    again.say(type="choice", match_id=match_id, round=2, choice="paper")
+    bob.say(type="choice", match_id=match_id, round=2, choice="rock")
+    await until(lambda: any(r.match_over for r in again.outlet.of(Result)))
+    await until(lambda: any(r.match_over for r in bob.outlet.of(Result)))
+    ann_final = next(r for r in again.outlet.of(Result) if r.match_over)
+    bob_final = next(r for r in bob.outlet.of(Result) if r.match_over)
+    ann_after, bob_after = rate(ann_rating, bob_rating, 1.0), rate(bob_rating, ann_rating, 0.0)
+    assert (ann_final.rating, ann_final.rating_change) == (ann_after.shown, ann_after.shown - 1700)
+    assert (bob_final.rating, bob_final.rating_change) == (bob_after.shown, bob_after.shown - 1400)
+    assert ann_after.shown != rate(NEW_RATING, NEW_RATING, 1.0).shown
 
 
 async def play_to_the_end(ann: Any, bob: Any) -> str:

@@ -113,6 +113,8 @@ def assert_round_result(result: Result) -> None:
     assert result.reason is None
     assert result.total_score is None
     assert result.win_streak is None
+    assert result.rating is None
+    assert result.rating_change is None
 
 
 def assert_final_result(
@@ -123,6 +125,9 @@ def assert_final_result(
     assert result.reason is reason
     assert result.total_score == stats.total_score
     assert result.win_streak == stats.win_streak
+    # Two new players: Glicko-2 moves a decisive result by 162, a draw by nothing.
+    change = {Winner.YOU: 162, Winner.OPPONENT: -162, Winner.DRAW: 0}[winner]
+    assert (result.rating, result.rating_change) == (1500 + change, change)
 
 
 def both_final(match: Match, c0: Choice, c1: Choice, now: float) -> list[Send]:
@@ -174,7 +179,7 @@ def test_begin_sends_start_to_both_seats() -> None:
         round=1,
         best_of=3,
         round_ms=2500,
-        opponent=Opponent(id="house", name="House", avatar=None, bot=True),
+        opponent=Opponent(id="house", name="House", avatar=None, bot=True, rating=1500),
         score=Score(you=0, opponent=0),
     )
     assert start1 == Start(
@@ -182,7 +187,9 @@ def test_begin_sends_start_to_both_seats() -> None:
         round=1,
         best_of=3,
         round_ms=2500,
-        opponent=Opponent(id="alice", name="Alice", avatar="https://example.com/a.png", bot=False),
+        opponent=Opponent(
+            id="alice", name="Alice", avatar="https://example.com/a.png", bot=False, rating=1500
+        ),
         score=Score(you=0, opponent=0),
     )
     assert match.phase is Phase.CHOOSING

@@ -12,6 +12,7 @@ import structlog
 from game_server.core.ids import time_ordered_id
 from game_server.core.match import MatchRules
 from game_server.core.matchmaker import InMemoryMatchmaker
+from game_server.core.rating import BOT_RATINGS, Rating
 from game_server.core.service import GameService, ServiceConfig
 from protocol import (
     Bye,
@@ -49,6 +50,23 @@ def pair(service: GameService) -> tuple[Client, Client]:
     a.say(type="join")
     b.say(type="join")
     return a, b
+
+
+def rematch(a: Client, b: Client) -> None:
+    """Both join again for a human (``never``) and wait, the clock running, until their
+    windows widen enough to pair them: after a match their ratings are apart."""
+    service = a.service
+    clock = service.clock
+    assert isinstance(clock, FakeClock)
+    starts = len(a.outlet.of(Start))
+    a.say(type="join", bot="never")
+    b.say(type="join", bot="never")
+    for _ in range(100):
+        if len(a.outlet.of(Start)) > starts:
+            return
+        clock.advance(0.5)
+        service.tick()
+    raise AssertionError("no rematch")
 
 
 def play_match(a: Client, b: Client, a_hand: str, b_hand: str) -> None:
@@ -127,8 +145,7 @@ def test_token_brings_back_the_same_player_and_totals() -> None:
     back = again.hello(token=hi.token)
     assert back.player_id == hi.player_id
     assert back.name == "Ann"
-    b.say(type="join")
-    again.say(type="join")
+    rematch(b, again)
     play_match(again, b, "rock", "scissors")
     final = again.outlet.last(Result)
     assert (final.total_score, final.win_streak) == (3, 2)
@@ -217,6 +234,42 @@ def test_auto_join_gets_a_bot_after_the_wait_and_the_bot_plays() -> None:
     assert result.opponent is not None
 
 
+@pytest.mark.parametrize("rating", [2000.0, 1300.0, 1500.0, 1530.0])
+def test_a_house_bot_of_about_the_players_level_sits_down(rating: float) -> None:
+    """With ``mix``: one of the strategies rated within 50 of the player, by chance, else
+    the closest-rated one (a strong player meets the strongest bot, a weak one the
+    weakest)."""
+    band = {name for name, bot in BOT_RATINGS.items() if abs(bot.rating - rating) <= 50}
+    closest = min(BOT_RATINGS, key=lambda name: abs(BOT_RATINGS[name].rating - rating))
+    expected = {BOT_RATINGS[name].shown for name in (band or {closest})}
+    seen = set()
+    for seed in range(12):
+        service, clock = make(bot_after=3.0)
+        service.context.rng.seed(seed)
+        a = connect(service)
+        a.hello()
+        player = service.roster.by_id[a.outlet.last(Hi).player_id]
+        player.rating = Rating(rating, 60.0)
+        a.say(type="join")
+        clock.advance(3.0)
+        service.tick()
+        start = a.outlet.last(Start)
+        assert start.opponent.bot
+        assert start.opponent.rating in expected, (rating, start.opponent.rating)
+        seen.add(start.opponent.rating)
+    if len(band) > 1:
+        assert len(seen) > 1  # variety within the band
+
+
+def test_a_configured_bot_strategy_is_always_that_one() -> None:
+    service, _ = make(bot_after=0.0, bot_strategy="copycat")
+    a = connect(service)
+    a.hello()
+    service.roster.by_id[a.outlet.last(Hi).player_id].rating = Rating(2400.0, 60.0)
+    a.say(type="join")
+    assert a.outlet.last(Start).opponent.rating == BOT_RATINGS["copycat"].shown
+
+
 def test_bot_now_starts_at_once_and_never_waits_forever() -> None:
     service, clock = make(bot_after=3.0)
     a, b = connect(service), connect(service)
@@ -294,14 +347,12 @@ def test_full_match_between_two_humans_with_streak_scoring() -> None:
     assert (final_b.total_score, final_b.win_streak) == (0, 0)
     assert service.health()["matches"] == 0
     assert service.health()["matches_finished"] == 1
-    # Both may play again; the winner's streak grows.
-    a.say(type="join")
-    b.say(type="join")
+    # Both may play again (once their windows reach each other's new ratings, 1662 and
+    # 1338: 4.5 s); the winner's streak grows.
+    rematch(a, b)
     play_match(a, b, "scissors", "paper")
     assert (a.outlet.last(Result).total_score, a.outlet.last(Result).win_streak) == (3, 2)
-    play_again = [a, b]
-    for client in play_again:
-        client.say(type="join")
+    rematch(a, b)
     play_match(a, b, "rock", "rock")  # 3 draws: a drawn match leaves totals alone
     drawn = a.outlet.last(Result)
     assert (drawn.winner, drawn.total_score, drawn.win_streak) == (Winner.DRAW, 3, 2)

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 
 from bots.client import BotClient
 from game_server.core.match import MatchRules
+from game_server.core.rating import BOT_RATINGS
 from game_server.net.appkeys import CONNECTIONS, METRICS, SERVICE
 from protocol import BotMode
 from tests.conftest import ServerFactory
@@ -22,6 +23,10 @@ from tests.support.wire import Player, connect
 # Both ways frames travel: aiohttp's fast path (the default: read in its parser's callback,
 # written as raw frames) and its public API (receive(), send_frame(), ping()), as on an
 # aiohttp release the fast path was not checked on (net/fastpath.py).
+# A match sets two players' ratings apart; windows widening this fast (points a second;
+# the default is 50) let a test play the same two again without waiting for them.
+WIDEN_FAST = 5000.0
+
 BOTH_PATHS = pytest.mark.parametrize("fast", [True, False], ids=["fast", "public"])
 
 
@@ -29,7 +34,8 @@ BOTH_PATHS = pytest.mark.parametrize("fast", [True, False], ids=["fast", "public
 async def test_two_clients_play_a_full_match(
     start_server: ServerFactory, http: aiohttp.ClientSession, fast: bool
 ) -> None:
-    server = await start_server({"fast_path": fast}, bot_after=60)
+    # Windows widen fast: the second match (1662 against 1338) need not wait 4.5 s.
+    server = await start_server({"fast_path": fast}, bot_after=60, match_widen=WIDEN_FAST)
     ann, bob = await connect(http, server, "Ann"), await connect(http, server, "Bob")
     await ann.send(type="join", id=1)
     assert await ann.expect("queued") == {"type": "queued", "waiting": 1, "ref": 1}
@@ -46,6 +52,7 @@ async def test_two_clients_play_a_full_match(
             "name": "Ann",
             "avatar": None,
             "bot": False,
+            "rating": 1500,  # a new player's, as the match began
         }
         assert starts[0]["score"] == {"you": round_number - 1, "opponent": 0}
         match_id = starts[0]["match_id"]
@@ -60,6 +67,9 @@ async def test_two_clients_play_a_full_match(
         bob_result = await bob.expect("result", skip=("movement",))
         assert ann_result["outcome"] == "win"
         assert bob_result["outcome"] == "lose"
+        if round_number == 1:  # the rating comes with the match's end only
+            assert "rating" not in ann_result
+            assert "rating_change" not in bob_result
         assert (ann_result["you"], ann_result["opponent"]) == (
             bob_result["opponent"],
             bob_result["you"],
@@ -74,10 +84,36 @@ async def test_two_clients_play_a_full_match(
         0,
         0,
     )
+    # Two new players (1500, RD 350), one decisive match: Glicko-2 takes the winner to
+    # 1662 and the loser to 1338.
+    assert (ann.hi["rating"], bob.hi["rating"]) == (1500, 1500)
+    assert (ann_result["rating"], ann_result["rating_change"]) == (1662, 162)
+    assert (bob_result["rating"], bob_result["rating_change"]) == (1338, -162)
     health = await (await http.get(server.make_url("/healthz"))).json()
     assert health["status"] == "ok"
     assert (health["players"], health["matches"], health["queue"]) == (2, 0, 0)
     assert health["matches_finished"] == 1
+    # The profile and the leaderboard carry the ratings, and the match its before/after.
+    url = server.make_url(f"/applet/players/{ann.hi['player_id']}")
+    profile = await (await http.get(url)).json()
+    assert (profile["player"]["rating"], profile["player"]["rating_deviation"]) == (1662, 290)
+    (history,) = profile["player"]["rating_history"]
+    assert (history["match_id"], history["rating"]) == (match_id, 1662)
+    (played,) = profile["matches"]
+    assert (played["rating_before"], played["rating_after"]) == (1500, 1662)
+    board = await (await http.get(server.make_url("/applet/leaderboard"))).json()
+    assert [(p["name"], p["rating"], p["rating_deviation"]) for p in board["players"]] == [
+        ("Ann", 1662, 290),
+        ("Bob", 1338, 290),
+    ]
+    # The next match shows each the other's new rating, and a new hello its own.
+    await ann.send(type="join", bot="never")
+    await bob.send(type="join", bot="never")
+    ann_start = await ann.expect("start", skip=("queued",))
+    bob_start = await bob.expect("start", skip=("queued",))
+    assert (ann_start["opponent"]["rating"], bob_start["opponent"]["rating"]) == (1338, 1662)
+    again = await connect(http, server, "Ann", token=ann.hi["token"])
+    assert again.hi["rating"] == 1662
 
 
 async def test_one_client_plays_the_house_bot(
@@ -90,6 +126,7 @@ async def test_one_client_plays_the_house_bot(
     while True:
         start = await ann.expect("start", skip=("movement",))
         assert start["opponent"]["bot"] is True
+        assert start["opponent"]["rating"] == BOT_RATINGS["markov"].shown  # fixed, measured
         await ann.send(
             type="choice", match_id=start["match_id"], round=start["round"], choice="rock"
         )
@@ -99,6 +136,10 @@ async def test_one_client_plays_the_house_bot(
             break
     assert result["reason"] == "rounds"
     assert result["winner"] in ("you", "opponent", "draw")
+    # Rated against the bot's fixed rating: up on a win, down on a loss.
+    assert result["rating"] - result["rating_change"] == 1500
+    sign = {"you": 1, "opponent": -1, "draw": 0}[result["winner"]]
+    assert sign * result["rating_change"] > 0 or (sign == 0 and abs(result["rating_change"]) < 20)
 
 
 async def test_disconnect_mid_match_gives_the_opponent_the_win_after_the_grace(
@@ -118,6 +159,7 @@ async def test_disconnect_mid_match_gives_the_opponent_the_win_after_the_grace(
     assert result["you"] is None
     assert result["opponent"] is None
     assert (result["total_score"], result["win_streak"]) == (1, 1)
+    assert (result["rating"], result["rating_change"]) == (1662, 162)  # a forfeit counts
     await bob.send(type="ping", t=5)
     assert (await bob.expect("pong"))["t"] == 5
 
@@ -249,6 +291,10 @@ async def test_fifty_bot_clients_play_many_matches(start_server: ServerFactory) 
         bot_think=(0.0, 0.01),
         flood_rate=1000.0,
         flood_burst=2000.0,
+        # Any two fit: each bot must finish exactly 10 matches, and a bot whose rating
+        # drifted far from the rest would be passed over for closer pairs until nobody is
+        # left to play it (matchmaking by rating has its own tests).
+        match_window=1e9,
     )
     url = str(server.make_url("/applet/websocket"))
     rng = random.Random(42)

@@ -19,10 +19,11 @@ import pytest
 from game_server.cli.assembly import open_store
 from game_server.config import ServerConfig
 from game_server.core.ports import StoreUnavailable
+from game_server.core.rating import NEW_RATING
 from game_server.core.records import PlayerResult
 from game_server.store.base import ThreadedStore
 from game_server.store.sqlite import SqliteStore
-from tests.store.test_shared import WAIT, hold, match, player, still_works, won
+from tests.store.test_shared import WAIT, hold, match, player, rated, still_works, won
 from tests.support.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -204,6 +205,7 @@ async def _history(store: ThreadedStore[Any]) -> list[str]:
     ann2 = attrs.evolve(ann1, stats=attrs.evolve(ann1.stats, wins=2, win_streak=2))
     alone = (PlayerResult("p_ann", "win", 0),)
     store.record_match(attrs.evolve(bot, players=(ann2,), results=alone))  # a bot has no row
+    store.record_match(rated("m_5", ann2, cid2, 20.0, (1512.25, 1487.75)))
     claimed = await store.claim_openid(player("p_new", openid="o_new"))
     again = await store.claim_openid(player("p_other", openid="o_ann"))
     return [
@@ -220,6 +222,8 @@ async def _history(store: ThreadedStore[Any]) -> list[str]:
             await store.recent_matches("p_bob", 10),
             await store.recent_matches("p_ann", 1),
             await store.recent_matches("b_house", 10),
+            await store.rating_history("p_ann", 50),
+            await store.rating_history("p_Cid", 1),
         )
     ]
 
@@ -237,7 +241,49 @@ async def test_the_same_history_gives_the_same_answers_on_both_engines(
         finally:
             await store.close()
     sqlite, postgres = answers
-    assert "m_3" in sqlite[-3]  # the history is what it says
-    assert "'bot1': 0" in sqlite[-3]
+    assert "m_3" in sqlite[-5]  # the history is what it says
+    assert "'bot1': 0" in sqlite[-5]
+    assert sqlite[-2] == "[('m_5', 20.0, 1512.25)]"
+    assert sqlite[-1] == "[('m_5', 20.0, 1487.75)]"
     for asked, (a, b) in enumerate(zip(sqlite, postgres, strict=True)):
         assert a == b, f"answer {asked} differs"
+
+
+@pytest.mark.system
+async def test_a_database_from_before_ratings_is_migrated_and_loses_nothing(
+    postgres_url: str,
+) -> None:
+    import psycopg
+
+    from game_server.store.postgres import MIGRATIONS, PostgresStore
+    from tests.store.test_storage import OLD_MATCH, OLD_PLAYER
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE rps_schema_migrations ("
+            "version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        conn.execute(MIGRATIONS[0])
+        conn.execute("INSERT INTO rps_schema_migrations (version) VALUES (1)")
+        conn.execute(OLD_PLAYER)
+        conn.execute(OLD_MATCH)
+
+    store = PostgresStore(postgres_url)
+    try:
+        old = await store.get_player("p_old")
+        assert old is not None
+        assert (old.stats.total_score, old.stats.wins, old.stats.losses) == (6, 3, 1)
+        assert old.rating == NEW_RATING
+        (stored,) = await store.recent_matches("p_old", 5)
+        assert (stored["rating1_before"], stored["rating1_after"]) == (None, None)
+        assert await store.rating_history("p_old", 50) == []
+        store.record_match(rated("m_new", old, player("p_foe"), 3.0, (1662.3, 1337.7)))
+        assert await store.rating_history("p_old", 50) == [("m_new", 3.0, 1662.3)]
+        after = await store.get_player("p_old")
+        assert after is not None
+        assert (after.stats.total_score, after.rating.rating) == (7, 1662.3)
+    finally:
+        await store.close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        versions = conn.execute("SELECT version FROM rps_schema_migrations ORDER BY 1").fetchall()
+    assert versions == [(n + 1,) for n in range(len(MIGRATIONS))]

@@ -8,6 +8,7 @@ test --fast`` needs no database server.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -19,7 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from game_server.core.ladder import UTC8, Board, Period, period_keys
 from game_server.core.ports import StoreUnavailable
+from game_server.core.rating import NEW_RATING, Rating
 from game_server.core.records import (
     MatchRecord,
     Picture,
@@ -266,6 +269,69 @@ async def test_a_run_of_matches_in_one_batch_adds_up_in_order(store: Store) -> N
     assert await store.get_player(f"p_foe{count - 1}") is not None
 
 
+def rated(
+    mid: str, winner: PlayerRecord, loser: PlayerRecord, ended: float, after: tuple[float, float]
+) -> MatchRecord:
+    """``winner`` beat ``loser``; their ratings move from their records' to ``after``."""
+    base = won(mid, winner, loser, ended)
+    seats = (
+        SeatRow(winner.id, winner.name, False, winner.rating.rating, after[0]),
+        SeatRow(loser.id, loser.name, False, loser.rating.rating, after[1]),
+    )
+    players = (
+        attrs.evolve(winner, rating=Rating(after[0], 200.0, 0.06, ended)),
+        attrs.evolve(loser, rating=Rating(after[1], 200.0, 0.06, ended)),
+    )
+    return attrs.evolve(base, seats=seats, players=players)
+
+
+async def test_ratings_move_with_matches_and_each_match_keeps_before_and_after(
+    store: Store,
+) -> None:
+    ann, bob = player("p_ann"), player("p_bob")
+    store.record_match(rated("m_1", ann, bob, 100.0, (1662.3, 1337.7)))
+    ann2 = attrs.evolve(ann, rating=Rating(1662.3, 200.0, 0.06, 100.0))
+    bob2 = attrs.evolve(bob, rating=Rating(1337.7, 200.0, 0.06, 100.0))
+    store.record_match(rated("m_2", bob2, ann2, 200.0, (1400.5, 1600.25)))
+    stored = await store.get_player("p_ann")
+    assert stored is not None
+    assert stored.rating == Rating(1600.25, 200.0, 0.06, 200.0)
+    # A profile saved with a stale rating (another connection's copy) does not move it:
+    # like the totals, only matches do.
+    store.save_player(attrs.evolve(ann, name="Ann", rating=NEW_RATING))
+    again = await store.get_player("p_ann")
+    assert again is not None
+    assert (again.name, again.rating) == ("Ann", stored.rating)
+    # A match recorded again changes nothing, its rating included.
+    store.record_match(rated("m_1", ann, bob, 100.0, (1662.3, 1337.7)))
+    assert await store.get_player("p_ann") == again
+    recent = await store.recent_matches("p_ann", limit=5)
+    assert [(m["rating1_before"], m["rating1_after"]) for m in recent] == [
+        (1337.7, 1400.5),
+        (1500.0, 1662.3),
+    ]
+    assert (recent[0]["rating2_before"], recent[0]["rating2_after"]) == (1662.3, 1600.25)
+    assert await store.rating_history("p_ann", 50) == [
+        ("m_2", 200.0, 1600.25),
+        ("m_1", 100.0, 1662.3),
+    ]
+    assert await store.rating_history("p_bob", 1) == [("m_2", 200.0, 1400.5)]
+    assert await store.rating_history("p_nobody", 50) == []
+
+
+async def test_a_new_player_row_from_a_match_carries_its_rating(store: Store) -> None:
+    ann, bob = player("p_ann"), player("p_bob")
+    store.record_match(rated("m_1", ann, bob, 100.0, (1662.3, 1337.7)))
+    stored = await store.get_player("p_bob")
+    assert stored is not None
+    assert stored.rating == Rating(1337.7, 200.0, 0.06, 100.0)
+    fresh = player("p_new")
+    store.save_player(fresh)
+    got = await store.get_player("p_new")
+    assert got is not None
+    assert got.rating == NEW_RATING
+
+
 async def test_committed_waits_for_the_writes_without_hurrying_them(store: Store) -> None:
     """A cluster waits for each finished match's commit before it forgets the match in
     Redis; the wait must leave the writes in their batch (a flush hands them over at once:
@@ -295,6 +361,89 @@ async def test_leaderboard_ranks_players_who_played(store: Store) -> None:
     board = await store.leaderboard(limit=10)
     assert [p.id for p in board] == ["p_top", "p_mid", "p_tie_B", "p_tie_a", "p_tie_b", "p_low"]
     assert [p.id for p in await store.leaderboard(limit=2)] == ["p_top", "p_mid"]
+
+
+def _board(rows: list[Any] | None) -> list[tuple[int, str, int | None]]:
+    assert rows is not None
+    return [(row.rank, row.player.id, row.points) for row in rows]
+
+
+async def test_standings_rank_ties_together_and_page_around_a_player(store: Store) -> None:
+    store.save_player(player("p_idle", total_score=0))  # never played: on no board
+    for pid, total in [("p_a", 9), ("p_b", 7), ("p_c", 7), ("p_d", 7), ("p_e", 4), ("p_f", 2)]:
+        store.save_player(player(pid, total_score=total, wins=1))
+    top = await store.standings(Board.SCORE, Period.ALL, 10)
+    # Ties share a rank, the next rank skips (1, 2, 2, 2, 5): listed by id.
+    assert _board(top) == [
+        (1, "p_a", None),
+        (2, "p_b", None),
+        (2, "p_c", None),
+        (2, "p_d", None),
+        (5, "p_e", None),
+        (6, "p_f", None),
+    ]
+    # Around p_d (5th listed): it in the middle of three, the page's first rank is its tie's.
+    around = await store.standings(Board.SCORE, Period.ALL, 3, around="p_d")
+    assert _board(around) == [(2, "p_c", None), (2, "p_d", None), (5, "p_e", None)]
+    # Near the top or the bottom, the page stays full.
+    assert [r[1] for r in _board(await store.standings(Board.SCORE, Period.ALL, 3, "p_a"))] == [
+        "p_a",
+        "p_b",
+        "p_c",
+    ]
+    assert _board(await store.standings(Board.SCORE, Period.ALL, 2, "p_f")) == [
+        (5, "p_e", None),
+        (6, "p_f", None),
+    ]
+    assert await store.standings(Board.SCORE, Period.ALL, 3, around="p_idle") is None
+    assert await store.standings(Board.SCORE, Period.ALL, 3, around="p_nobody") is None
+    assert await store.rank_by_score("p_c") == 2
+    assert await store.rank_by_score("p_f") == 6
+    assert await store.rank_by_score("p_idle") is None
+
+
+async def test_the_rating_board_ranks_by_the_rating_players_see(store: Store) -> None:
+    ratings = {"p_a": 1700.4, "p_b": 1699.5, "p_c": 1699.4, "p_d": 1500.0}
+    for pid, rating in ratings.items():
+        store.save_player(player(pid, wins=1, rating=Rating(rating, 80.0)))
+    board = await store.standings(Board.RATING, Period.ALL, 10)
+    # 1700.4 and 1699.5 both show 1700: one rank; 1699.4 shows 1699.
+    assert _board(board) == [(1, "p_a", None), (1, "p_b", None), (3, "p_c", None), (4, "p_d", None)]
+    assert _board(await store.standings(Board.RATING, Period.ALL, 1, around="p_c")) == [
+        (3, "p_c", None)
+    ]
+
+
+async def test_day_and_week_boards_count_the_points_won_then(store: Store) -> None:
+    """UTC+8: Wednesday 2026-12-02 23:30 and Thursday 00:30 there are two days of one
+    ISO week; the Monday after starts a new week."""
+    wednesday = datetime.datetime(2026, 12, 2, 23, 30, tzinfo=UTC8).timestamp()
+    thursday = wednesday + 3600.0
+    monday = wednesday + 5 * 86400.0
+    ann, bob, cid = player("p_ann"), player("p_bob"), player("p_cid")
+    store.record_match(won("m_1", ann, bob, wednesday, points=1))
+    store.record_match(won("m_2", ann, bob, thursday, points=2))
+    store.record_match(won("m_3", bob, ann, thursday, points=1))
+    store.record_match(won("m_4", cid, bob, thursday, points=1))
+    store.record_match(won("m_1", ann, bob, wednesday, points=1))  # again: counts once
+    assert _board(await store.standings(Board.SCORE, Period.DAY, 10, now=wednesday)) == [
+        (1, "p_ann", 1)
+    ]
+    assert _board(await store.standings(Board.SCORE, Period.DAY, 10, now=thursday + 60)) == [
+        (1, "p_ann", 2),
+        (2, "p_bob", 1),
+        (2, "p_cid", 1),
+    ]
+    assert _board(await store.standings(Board.SCORE, Period.WEEK, 10, now=thursday)) == [
+        (1, "p_ann", 3),
+        (2, "p_bob", 1),
+        (2, "p_cid", 1),
+    ]
+    assert await store.standings(Board.SCORE, Period.WEEK, 10, now=monday) == []
+    around = await store.standings(Board.SCORE, Period.DAY, 1, around="p_cid", now=thursday)
+    assert _board(around) == [(2, "p_cid", 1)]
+    # Won nothing that day: not on its board.
+    assert await store.standings(Board.SCORE, Period.DAY, 5, "p_bob", now=wednesday) is None
 
 
 # ---------------------------------------------------------------- each match once
@@ -669,6 +818,15 @@ def _one_by_one(conn: Any, mark: str, records: list[MatchRecord]) -> None:
                 (record.id, r.round, *r.choices, r.outcome),
             )
         results = {result.player_id: result for result in record.results}
+        for result in record.results:
+            if result.points:
+                for period in period_keys(record.ended_at):
+                    run(
+                        "INSERT INTO period_scores (period, player_id, points) VALUES (?, ?, ?) "
+                        "ON CONFLICT (period, player_id) "
+                        "DO UPDATE SET points = period_scores.points + excluded.points",
+                        (period, result.player_id, result.points),
+                    )
         for p in record.players:
             result = results[p.id]
             row = run(
@@ -694,7 +852,8 @@ def _one_by_one(conn: Any, mark: str, records: list[MatchRecord]) -> None:
             run(
                 "UPDATE players SET name = ?, avatar = ?, openid = ?, unionid = ?, "
                 "last_seen = ?, total_score = ?, win_streak = ?, wins = ?, losses = ?, "
-                "draws = ? WHERE id = ?",
+                "draws = ?, rating = ?, rating_deviation = ?, rating_volatility = ?, "
+                "rated_at = ? WHERE id = ?",
                 (
                     p.name,
                     p.avatar,
@@ -706,6 +865,7 @@ def _one_by_one(conn: Any, mark: str, records: list[MatchRecord]) -> None:
                     wins + (outcome == "win"),
                     losses + (outcome == "lose"),
                     draws + (outcome == "draw"),
+                    *p.rating.to_json(),  # a rating is set, not added
                     p.id,
                 ),
             )
@@ -794,8 +954,10 @@ def test_a_bulk_run_of_matches_equals_its_matches_one_by_one(
                         result.outcome, old.stats.win_streak
                     ),
                 ),
+                rating=Rating(1500.0 + 7 * n, 300.0 - n, 0.06 + n / 1000, float(n)),
             )
-        base = match(f"m_{n}", live[first], live[second], float(n))
+        # Matches a few hours apart: the day's and the week's points change hands.
+        base = match(f"m_{n}", live[first], live[second], 1_764_700_000.0 + n * 20_000.0)
         records.append(attrs.evolve(base, results=results))
     tables = []
     writes: list[Callable[[Any, list[MatchRecord]], None]] = [
@@ -823,6 +985,7 @@ def test_a_bulk_run_of_matches_equals_its_matches_one_by_one(
                         "SELECT * FROM players ORDER BY id",
                         "SELECT * FROM matches ORDER BY id",
                         "SELECT * FROM rounds ORDER BY match_id, round",
+                        "SELECT * FROM period_scores ORDER BY period, player_id",
                     )
                 )
             )

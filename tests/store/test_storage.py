@@ -13,14 +13,26 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import structlog
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from game_server.core.ladder import Board, Period, shown
 from game_server.core.ports import StoreUnavailable
+from game_server.core.rating import NEW_RATING, Rating
+from game_server.store import ladder
 from game_server.store import sqlite as storage
-from game_server.store.schema import MIGRATIONS, migrate
+from game_server.store.schema import (
+    MIGRATIONS,
+    PROFILE_ROW,
+    migrate,
+    player_params,
+    split_script,
+)
 from game_server.store.sqlite import SqliteStore, prune_guests
-from tests.store.test_shared import WAIT, hold, loads, player, still_works
+from tests.store.test_shared import WAIT, hold, loads, player, rated, still_works
 
 
 @pytest.fixture
@@ -296,3 +308,104 @@ def test_a_journal_that_cannot_be_wal_is_a_warning(
         ("wal_unavailable", "warning", "")
     ]
     assert warnings[0]["journal_mode"] == "delete"
+
+
+# What a database made before ratings holds (schema version 2): a player who played and a
+# match, in the columns of that time.
+OLD_PLAYER = (
+    "INSERT INTO players (id, name, total_score, win_streak, wins, losses, draws, created_at, "
+    "last_seen) VALUES ('p_old', 'Old', 6, 3, 3, 1, 0, 1.0, 2.0)"
+)
+OLD_MATCH = (
+    "INSERT INTO matches (id, player1, name1, bot1, player2, name2, bot2, winner, reason, "
+    "best_of, started_at, ended_at) VALUES "
+    "('m_old', 'p_old', 'Old', 0, 'bot_1', 'Rocky', 1, 'p_old', 'rounds', 3, 1.0, 2.0)"
+)
+
+
+async def test_a_database_from_before_ratings_is_migrated_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for step in MIGRATIONS[:2]:
+        for statement in split_script(step):
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(OLD_PLAYER)
+    conn.execute(OLD_MATCH)
+    conn.close()
+
+    store = SqliteStore(str(path))
+    try:
+        old = await store.get_player("p_old")
+        assert old is not None
+        assert (old.stats.total_score, old.stats.wins, old.stats.losses) == (6, 3, 1)
+        assert old.rating == NEW_RATING  # rated from now on, as a new player is
+        (match,) = await store.recent_matches("p_old", 5)
+        assert (match["rating1_before"], match["rating1_after"]) == (None, None)
+        assert await store.rating_history("p_old", 50) == []  # no rating to draw
+        store.record_match(rated("m_new", old, player("p_foe"), 3.0, (1662.3, 1337.7)))
+        assert await store.rating_history("p_old", 50) == [("m_new", 3.0, 1662.3)]
+        after = await store.get_player("p_old")
+        assert after is not None
+        assert (after.stats.total_score, after.rating.rating) == (7, 1662.3)
+    finally:
+        await store.close()
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+    check.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    scores=st.lists(st.integers(0, 4), min_size=1, max_size=25),
+    limit=st.integers(1, 8),
+    pick=st.integers(0, 24),
+    by_rating=st.booleans(),
+)
+def test_a_page_around_any_player_is_the_sorted_boards_slice(
+    scores: list[int], limit: int, pick: int, by_rating: bool
+) -> None:
+    """Against a brute force: the board sorted (value down, id up), the player in the
+    middle of its page (or as near as the top and bottom allow), ranks shared by ties."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    migrate(conn)
+    for n, score in enumerate(scores):
+        record = player(f"p_{n:02d}", total_score=score, wins=1)
+        # Ratings a hair apart where shown equal (1600.2 and 1599.6 both show 1600).
+        record = attrs.evolve(record, rating=Rating(1500.0 + 50 * score + (n % 3) * 0.3, 90.0))
+        params = player_params(record)
+        conn.execute(
+            f"INSERT INTO players ({', '.join(PROFILE_ROW)}) "
+            f"VALUES ({', '.join('?' * len(PROFILE_ROW))})",
+            tuple(params[column] for column in PROFILE_ROW),
+        )
+    board = Board.RATING if by_rating else Board.SCORE
+
+    def value(n: int) -> float:
+        return 1500.0 + 50 * scores[n] + (n % 3) * 0.3 if by_rating else scores[n]
+
+    def shown_value(n: int) -> float:
+        return shown(value(n)) if by_rating else value(n)
+
+    order = sorted(range(len(scores)), key=lambda n: (-value(n), f"p_{n:02d}"))
+    me = order[pick % len(order)]
+    at = order.index(me)
+    taken = min(at, max((limit - 1) // 2, limit - (len(order) - at)))
+    expected = [
+        (1 + sum(shown_value(m) > shown_value(n) for m in order), f"p_{n:02d}")
+        for n in order[at - taken : at - taken + limit]
+    ]
+
+    def query(sql: str, params: Any) -> Any:
+        return conn.execute(sql, tuple(params)).fetchall()
+
+    rows = ladder.standings(query, "?", board, Period.ALL, limit, f"p_{me:02d}", 0.0)
+    assert rows is not None
+    assert [(row.rank, row.player.id) for row in rows] == expected
+    top = ladder.standings(query, "?", board, Period.ALL, limit, None, 0.0)
+    assert top is not None
+    assert [row.player.id for row in top] == [f"p_{n:02d}" for n in order[:limit]]
+    conn.close()

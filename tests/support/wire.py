@@ -43,10 +43,12 @@ class Player:
         return await close_code(self.ws, READ_TIMEOUT)
 
 
-async def connect(http: aiohttp.ClientSession, server: TestServer, name: str) -> Player:
+async def connect(
+    http: aiohttp.ClientSession, server: TestServer, name: str, token: str | None = None
+) -> Player:
     ws = await http.ws_connect(server.make_url("/applet/websocket"))
     player = Player(ws)
-    await player.send(type="hello", name=name, id=f"hello-{name}")
+    await player.send(type="hello", name=name, id=f"hello-{name}", token=token)
     player.hi = await player.expect("hi")
     assert player.hi["ref"] == f"hello-{name}"
     assert player.hi["name"] == name

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -32,14 +33,19 @@ from playwright.async_api import (
     expect,
 )
 
+from game_server.core.rating import BOT_RATINGS, Rating
+from game_server.core.records import PlayerRecord
+from game_server.core.scoring import PlayerStats
+from game_server.store.schema import PROFILE_ROW, migrate, player_params
 from tests.support.processes import FAST_GAME, ServerProcess, launch, require_program
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 # Instant house bots and no pause between rounds; rounds end as soon as both hands are
 # in, so long rounds cost nothing and leave room for a slow machine. No bot sits down
-# for a player waiting alone: two pages must meet each other.
-GAME = (*FAST_GAME, "--round-seconds", "10", "--bot-after", "30")
+# for a player waiting alone: two pages must meet each other. Windows widen fast, so two
+# pages whose ratings a match set apart meet again at once.
+GAME = (*FAST_GAME, "--round-seconds", "10", "--bot-after", "30", "--match-widen", "5000")
 PHONE: ViewportSize = {"width": 390, "height": 844}
 TIMEOUT_MS = 8000
 expect.set_options(timeout=TIMEOUT_MS)
@@ -591,3 +597,102 @@ async def test_a_forged_token_is_forgotten_for_a_new_guest(open_page: OpenPage) 
     await page.by("join-bot").click()
     await expect(page.screen).to_have_attribute("data-screen", "game")
     await expect(page.by("notice")).to_be_hidden()
+
+
+async def test_ratings_beside_names_and_a_leaderboard_with_the_own_row_in_view(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """A database with 60 players ahead of a newcomer: the page shows ratings beside both
+    names, the change after the match, and the leaderboard's tabs, each around the player,
+    its own row highlighted and scrolled into view."""
+    db = tmp_path / "rps.db"
+    conn = sqlite3.connect(db, isolation_level=None)
+    migrate(conn)
+    for n in range(60):
+        params = player_params(
+            PlayerRecord(
+                id=f"p_seed{n:02d}",
+                name=f"Seed {n:02d}",
+                created_at=1.0,
+                last_seen=2.0,
+                stats=PlayerStats(total_score=100 - n, wins=10),
+                rating=Rating(2000.0 - 5 * n, 60.0),
+            )
+        )
+        conn.execute(
+            f"INSERT INTO players ({', '.join(PROFILE_ROW)}) "
+            f"VALUES ({', '.join('?' * len(PROFILE_ROW))})",
+            tuple(params[column] for column in PROFILE_ROW),
+        )
+    conn.close()
+    server = await launch("--db", str(db), "--bot-strategy", "random", *GAME)
+    context = await browser.new_context(viewport=PHONE, device_scale_factor=2, has_touch=True)
+    try:
+        page = await context.new_page()
+        dee = Client(context, page)
+        await page.goto(f"{server.http}/")
+        await join(dee, "Dee", bot=True)
+        await expect(dee.screen).to_have_attribute("data-screen", "game")
+        await expect(dee.by("you-rating")).to_have_text("📈 1500")
+        await expect(dee.by("opponent-rating")).to_have_text(f"📈 {BOT_RATINGS['random'].shown}")
+        ARTIFACTS.mkdir(exist_ok=True)
+        await page.screenshot(
+            path=str(ARTIFACTS / "browser-game-ratings.png"), animations="disabled"
+        )
+        for number in (1, 2, 3):
+            if not await dee.next_round(number):
+                break
+            await play(dee, number, "rock")
+        await expect(dee.screen).to_have_attribute("data-screen", "over")
+        rating = int(await dee.by("rating").inner_text())
+        change = await dee.by("rating-change").inner_text()
+        sign = {"+": 1, "\u2212": -1, "\u00b1": 0}[change[0]]  # plus, minus, plus-minus
+        assert rating == 1500 + sign * int(change[1:]), (rating, change)
+        expected = {1: "up", -1: "down", 0: "none"}[sign]
+        await expect(dee.by("rating-change")).to_have_attribute("data-sign", expected)
+        await page.screenshot(
+            path=str(ARTIFACTS / "browser-rating-change.png"), full_page=True, animations="disabled"
+        )
+
+        await dee.by("to-lobby").click()
+        await expect(dee.by("me-rating")).to_have_text(f"📈 {rating}")
+        await dee.by("open-board").click()
+        await expect(dee.screen).to_have_attribute("data-screen", "board")
+        board = dee.by("board-list")
+        mine = board.locator('[data-testid="board-row"][aria-current="true"]')
+        # All time by score: the 60 seeded players are ahead (the last has 41 points, a win
+        # is worth 1), so Dee is 61st.
+        await dee.by("board-tab-all").click()
+        await expect(board).to_have_attribute("data-tab", "all")
+        await expect(mine).to_have_count(1)
+        await expect(mine).to_have_attribute("data-rank", "61")
+        await expect(mine).to_be_in_viewport()
+        await expect(mine).to_contain_text("Dee")
+        await expect(mine).to_contain_text(f"📈 {rating}")
+        ranks = [int(r) for r in await board.get_by_test_id("board-row").evaluate_all(
+            "rows => rows.map(row => row.dataset.rank)"
+        )]  # fmt: skip
+        assert ranks == sorted(ranks)
+        assert ranks[0] > 1  # the page is around Dee, not the top
+        await dee.by("board-tab-rating").click()
+        await expect(dee.by("board-tab-rating")).to_have_attribute("aria-selected", "true")
+        await expect(board).to_have_attribute("data-loading", "false")
+        await expect(mine).to_have_count(1)
+        await expect(mine).to_be_in_viewport()
+        await expect(mine).to_have_attribute("data-rank", "61")  # 2000 .. 1705, then Dee
+        await page.screenshot(path=str(ARTIFACTS / "browser-leaderboard.png"), full_page=False)
+        # Today: on the board if Dee won, else the top of it (nobody else won today).
+        await dee.by("board-tab-day").click()
+        await expect(board).to_have_attribute("data-tab", "day")
+        await expect(board).to_have_attribute("data-loading", "false")
+        if sign > 0:
+            await expect(mine).to_have_attribute("data-rank", "1")
+        else:
+            await expect(board).to_contain_text("Nobody on this board yet.")
+        await fits_the_phone(dee, hands=False)
+        await dee.by("board-back").click()
+        await expect(dee.screen).to_have_attribute("data-screen", "lobby")
+        assert dee.errors == [], dee.errors
+    finally:
+        await context.close()
+        await server.stop()

@@ -67,6 +67,7 @@ async def test_scores_and_matches_survive_a_restart(tmp_path: Path) -> None:
             # Each match was a new guest; the first one is still known by its token.
             assert again["player_id"] == played[0]["hi"]["player_id"]
             assert again["name"] == "Ann"
+            assert again["rating"] == played[0]["result"]["rating"]  # stored, read back
 
             status, profile = await get(http, f"{second.http}/applet/players/{player_id}")
             assert status == 200
@@ -77,6 +78,8 @@ async def test_scores_and_matches_survive_a_restart(tmp_path: Path) -> None:
             )
             assert totals["wins"] + totals["losses"] + totals["draws"] == 1
             assert totals["online"] is False
+            assert totals["rating"] == result["rating"]
+            assert [h["rating"] for h in totals["rating_history"]] == [result["rating"]]
             (match,) = profile["matches"]
             assert match["id"] == result["match_id"]
             assert match["opponent"]["bot"] is True
@@ -87,9 +90,10 @@ async def test_scores_and_matches_survive_a_restart(tmp_path: Path) -> None:
             status, board = await get(http, f"{second.http}/applet/leaderboard?limit=5")
             assert status == 200
             ranks = [entry["rank"] for entry in board["players"]]
-            assert ranks == list(range(1, len(ranks) + 1))
             scores = [entry["total_score"] for entry in board["players"]]
             assert scores == sorted(scores, reverse=True)
+            # Ties share a rank: one more than the players above.
+            assert ranks == [1 + sum(other > score for other in scores) for score in scores]
             assert {p["id"] for p in board["players"]} == {p["hi"]["player_id"] for p in played}
             assert all("openid" not in entry for entry in board["players"])
         finally:
@@ -114,7 +118,7 @@ async def test_http_endpoints_refuse_bad_requests(tmp_path: Path) -> None:
                 status, body = await get(http, f"{server.http}/applet/leaderboard?{query}")
                 assert (status, body["error"]["code"]) == (400, "bad_request"), query
             status, body = await get(http, f"{server.http}/applet/leaderboard")
-            assert (status, body) == (200, {"players": []})
+            assert (status, body) == (200, {"by": "score", "period": "all", "players": []})
             for player_id in ("p_nobody", "x" * 500):
                 status, body = await get(http, f"{server.http}/applet/players/{player_id}")
                 assert (status, body["error"]["code"]) == (404, "not_found")
@@ -131,8 +135,12 @@ async def test_odd_queries_and_ids_get_json_errors_never_a_500(tmp_path: Path) -
                 url = URL(f"{server.http}/applet/leaderboard").with_query(limit=limit)
                 status, body = await get(http, str(url))
                 assert (status, body["error"]["code"]) == (400, "bad_request"), limit
+            for name, value in (("by", "²"), ("period", "\x00"), ("around", "é" * 70)):
+                url = URL(f"{server.http}/applet/leaderboard").with_query({name: value})
+                status, body = await get(http, str(url))
+                assert (status, body["error"]["code"]) == (400, "bad_request"), name
             status, body = await get(http, f"{server.http}/applet/leaderboard?limit=0005")
-            assert (status, body) == (200, {"players": []})
+            assert (status, body) == (200, {"by": "score", "period": "all", "players": []})
             for player_id in ("é", "%ED%A0%80", "%00", "p_%0A", "p.x", "p_" + "a" * 4000):
                 status, body = await get(http, f"{server.http}/applet/players/{player_id}")
                 assert (status, body["error"]["code"]) == (404, "not_found"), player_id

@@ -36,7 +36,7 @@ function codeOnly(source) {
 }
 
 test('every page in app.json has its four files', () => {
-  assert.deepEqual(appJson.pages, ['pages/lobby/lobby', 'pages/game/game']);
+  assert.deepEqual(appJson.pages, ['pages/lobby/lobby', 'pages/game/game', 'pages/board/board']);
   for (const page of appJson.pages) {
     for (const ext of ['.js', '.wxml', '.wxss', '.json']) {
       assert.ok(fs.existsSync(path.join(ROOT, page + ext)), page + ext);

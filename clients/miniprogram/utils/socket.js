@@ -68,7 +68,7 @@ class GameClient extends Emitter {
     this.options = Object.assign({}, DEFAULTS, options || {});
     this.wx = this.options.wx || wx;
     this.state = 'closed';
-    this.player = null; // {id, name} from the latest hi
+    this.player = null; // {id, name, rating} from the latest hi (rating: as of the last match)
     this.match = null; // the match in progress, see _track()
     this.queued = false; // waiting in the matchmaking queue
     this.lastJoin = 'auto';
@@ -472,7 +472,11 @@ class GameClient extends Emitter {
     if (!message || typeof message !== 'object' || typeof message.type !== 'string') return;
     switch (message.type) {
       case 'hi':
-        this.player = { id: message.player_id, name: message.name };
+        this.player = {
+          id: message.player_id,
+          name: message.name,
+          rating: typeof message.rating === 'number' ? message.rating : null,
+        };
         this._saveToken(message.token);
         this._attempts = 0;
         this._busyAttempts = 0;
@@ -498,6 +502,13 @@ class GameClient extends Emitter {
         break;
       case 'bye':
         this._bye = message.reason;
+        break;
+      case 'result':
+        // The final result carries the rating after the match (protocol §6.8).
+        if (message.match_over && this.player && typeof message.rating === 'number') {
+          this.player.rating = message.rating;
+        }
+        this._track(message);
         break;
       default:
         this._track(message);

@@ -24,6 +24,8 @@ function blankMatch() {
     opponentName: '',
     opponentAvatar: '',
     opponentBot: false,
+    opponentRating: '',
+    myRating: '',
     opponentStatus: '',
     opponentFace: '',
     scoreYou: 0,
@@ -38,7 +40,17 @@ function blankMatch() {
     reasonText: '',
     totalScore: 0,
     winStreak: 0,
+    rating: '',
+    ratingChange: '',
+    ratingSign: 'none',
   };
+}
+
+// A signed change as players read it: +12, −8, ±0.
+function signed(n) {
+  if (n > 0) return '+' + n;
+  if (n < 0) return '\u2212' + Math.abs(n);
+  return '\u00b10';
 }
 
 Page({
@@ -209,9 +221,16 @@ Page({
       opponentName: opponent.name || 'Opponent',
       opponentAvatar: opponent.avatar || '',
       opponentBot: !!opponent.bot,
+      opponentRating: typeof opponent.rating === 'number' ? String(opponent.rating) : '',
+      myRating: this.myRating(),
       scoreYou: m.score.you,
       scoreOpponent: m.score.opponent,
     };
+  },
+
+  myRating() {
+    const player = this.client.player;
+    return player && typeof player.rating === 'number' ? String(player.rating) : '';
   },
 
   handleMovement(m) {
@@ -258,6 +277,15 @@ Page({
         winStreak: m.win_streak,
         status: '',
       });
+      if (typeof m.rating === 'number') {
+        const change = m.rating_change || 0;
+        Object.assign(fields, {
+          rating: String(m.rating),
+          ratingChange: signed(change),
+          ratingSign: change > 0 ? 'up' : change < 0 ? 'down' : 'none',
+          myRating: String(m.rating),
+        });
+      }
     } else {
       Object.assign(fields, { phase: 'between', status: lastRound.text + '. Next round…' });
     }

@@ -6,6 +6,7 @@ Page({
   data: {
     name: '',
     playerName: '',
+    playerRating: '',
     connection: 'closed',
     connectionText: '',
     online: 0,
@@ -19,12 +20,27 @@ Page({
     if (client.player) this.setData({ playerName: client.player.name });
     this.unsubscribe = [
       client.on('state', (state) => this.showConnection(state)),
-      client.on('hi', (hi) => this.setData({ playerName: hi.name, online: hi.online })),
+      client.on('hi', (hi) => {
+        this.setData({ playerName: hi.name, online: hi.online });
+        this.showRating();
+      }),
     ];
+    this.showRating();
   },
 
   onShow() {
     this.opening = false;
+    this.showRating(); // a match played meanwhile moved it
+  },
+
+  showRating() {
+    const player = this.client && this.client.player;
+    const rating = player && typeof player.rating === 'number' ? String(player.rating) : '';
+    if (rating !== this.data.playerRating) this.setData({ playerRating: rating });
+  },
+
+  onLeaderboard() {
+    wx.navigateTo({ url: '/pages/board/board' });
   },
 
   onUnload() {
