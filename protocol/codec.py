@@ -32,7 +32,8 @@ _CLIENT_TYPES = ", ".join(_CLIENT_BY_TYPE)
 
 @attrs.frozen
 class _FieldPlan:
-    name: str
+    name: str  # the attribute
+    key: str  # the wire name: the attribute's, unless it is a Python keyword (``from_``)
     parse: Any
     nested: type | None
     omit_none: bool
@@ -43,6 +44,7 @@ def _plan(cls: type) -> tuple[_FieldPlan, ...]:
     return tuple(
         _FieldPlan(
             name=a.name,
+            key=a.metadata.get("key") or a.name,
             parse=a.metadata.get("parse"),
             nested=a.metadata.get("nested"),
             omit_none=a.metadata.get("omit_none", False),
@@ -87,10 +89,10 @@ def _compile_decoder(cls: type, *, envelope: bool) -> Callable[[dict[str, Any], 
             continue
         value = f"v{index}"
         arguments.append(f"{name}={value}")
-        lines.append(f"    {value} = get({name!r})")
+        lines.append(f"    {value} = get({field.key!r})")
         if field.required:
-            lines.append(f"    if {value} is None and {name!r} not in obj:")
-            namespace[f"missing_{name}"] = f" needs the field '{name}'"
+            lines.append(f"    if {value} is None and {field.key!r} not in obj:")
+            namespace[f"missing_{name}"] = f" needs the field '{field.key}'"
             lines.append(f"        raise ProtocolError(INVALID, where + missing_{name}, ref)")
         else:
             namespace[f"default_{name}"] = attrs.fields_dict(cls)[name].default
@@ -101,17 +103,19 @@ def _compile_decoder(cls: type, *, envelope: bool) -> Callable[[dict[str, Any], 
         if field.nested is not None:
             namespace[f"nested_{name}"] = _decoder_of(field.nested, envelope=False)
             lines.append(f"{indent}if not isinstance({value}, dict):")
-            namespace[f"not_object_{name}"] = f".{name} must be an object"
+            namespace[f"not_object_{name}"] = f".{field.key} must be an object"
             lines.append(
                 f"{indent}    raise ProtocolError(INVALID, where + not_object_{name}, ref)"
             )
-            lines.append(f"{indent}{value} = nested_{name}({value}, where + {'.' + name!r}, ref)")
+            lines.append(
+                f"{indent}{value} = nested_{name}({value}, where + {'.' + field.key!r}, ref)"
+            )
         else:
             namespace[f"parse_{name}"] = field.parse
             lines.append(f"{indent}try:")
             lines.append(f"{indent}    {value} = parse_{name}({value})")
             lines.append(f"{indent}except ValueError as exc:")
-            namespace[f"field_{name}"] = f".{name} "
+            namespace[f"field_{name}"] = f".{field.key} "
             lines.append(
                 f"{indent}    raise ProtocolError(INVALID, where + field_{name} + str(exc), ref) "
                 "from None"
@@ -207,7 +211,7 @@ def _to_wire(message: Any) -> dict[str, Any]:
             value = _to_wire(value)
         elif isinstance(value, enum.Enum):
             value = value.value
-        out[field.name] = value
+        out[field.key] = value
     return out
 
 
@@ -231,9 +235,9 @@ def _compile_encoder(cls: type) -> Callable[[Any], dict[str, Any]]:
             namespace[f"nested_{field.name}"] = _encoder_of(field.nested)
             value = f"nested_{field.name}({value})"
         if field.omit_none:
-            lines.append(f"    if m.{field.name} is not None:\n        d[{field.name!r}] = {value}")
+            lines.append(f"    if m.{field.name} is not None:\n        d[{field.key!r}] = {value}")
         else:
-            lines.append(f"    d[{field.name!r}] = {value}")
+            lines.append(f"    d[{field.key!r}] = {value}")
     lines.append("    return d")
     exec("\n".join(lines), namespace)  # the source is built above from attrs metadata only
     encoder: Callable[[Any], dict[str, Any]] = namespace["encode"]

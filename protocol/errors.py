@@ -23,6 +23,10 @@ class ErrorCode(enum.StrEnum):
     UNSUPPORTED_FRAME = "unsupported_frame"
     INVALID_TOKEN = "invalid_token"
     UNAVAILABLE = "unavailable"
+    ROOM_NOT_FOUND = "room_not_found"  # no open room has that code (unknown or expired)
+    ROOM_FULL = "room_full"  # a friend already took that room
+    OWN_ROOM = "own_room"  # the code of the room you opened yourself
+    NO_REMATCH = "no_rematch"  # not a match you just finished, or its window has closed
 
 
 class CloseCode(enum.IntEnum):

@@ -28,6 +28,7 @@ MATCH_ID_MAX = 64
 ROUND_MAX = 10_000
 FACE_MIN, FACE_MAX = 1, 4
 TEXT_MAX = 256
+ROOM_CODE_MAX = 16  # a room code as sent (codes are 6 characters; more is simply not one)
 
 
 def integer(value: Any, low: int | None = None, high: int | None = None) -> int:

@@ -21,9 +21,14 @@ PROTOCOL_VERSION = 1
 
 
 def wire(
-    parse: f.Parser | None = None, *, omit_none: bool = False, nested: type | None = None
+    parse: f.Parser | None = None,
+    *,
+    omit_none: bool = False,
+    nested: type | None = None,
+    key: str | None = None,
 ) -> dict[str, Any]:
-    return {"parse": parse, "omit_none": omit_none, "nested": nested}
+    """``key`` is the wire name where the attribute's cannot be it (``from`` is Python's)."""
+    return {"parse": parse, "omit_none": omit_none, "nested": nested, "key": key}
 
 
 _ID = wire(f.message_id, omit_none=True)
@@ -74,6 +79,11 @@ class Hello:
 class Join:
     TYPE: ClassVar[str] = "join"
     bot: BotMode = attrs.field(default=BotMode.AUTO, metadata=wire(f.one_of(BotMode)))
+    # A friend's room code (``room``): join that room instead of the queue (``bot`` is
+    # then ignored). Any case; a code that is not one is ``room_not_found``.
+    room: str | None = attrs.field(
+        default=None, metadata=wire(f.text(f.ROOM_CODE_MAX), omit_none=True)
+    )
     id: MessageId | None = attrs.field(default=None, metadata=_ID)
 
 
@@ -107,8 +117,34 @@ class Ping:
     id: MessageId | None = attrs.field(default=None, metadata=_ID)
 
 
-ClientMessage = Hello | Join | MakeChoice | Face | Leave | Ping
-CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (Hello, Join, MakeChoice, Face, Leave, Ping)
+@attrs.frozen(kw_only=True)
+class CreateRoom:
+    """Open a private room: the server answers ``room`` with a code to give a friend."""
+
+    TYPE: ClassVar[str] = "create_room"
+    id: MessageId | None = attrs.field(default=None, metadata=_ID)
+
+
+@attrs.frozen(kw_only=True)
+class Rematch:
+    """Ask for (or accept) another match against the opponent of ``match_id``."""
+
+    TYPE: ClassVar[str] = "rematch"
+    match_id: str = attrs.field(metadata=wire(f.text(f.MATCH_ID_MAX)))
+    id: MessageId | None = attrs.field(default=None, metadata=_ID)
+
+
+ClientMessage = Hello | Join | MakeChoice | Face | Leave | Ping | CreateRoom | Rematch
+CLIENT_MESSAGES: tuple[type[ClientMessage], ...] = (
+    Hello,
+    Join,
+    MakeChoice,
+    Face,
+    Leave,
+    Ping,
+    CreateRoom,
+    Rematch,
+)
 
 
 # ---------------------------------------------------------------- server to client
@@ -251,7 +287,75 @@ class Error:
     ref: MessageId | None = attrs.field(default=None, metadata=_REF)
 
 
-ServerMessage = Hi | Queued | Start | Movement | Result | Resume | Left | Pong | Bye | Error
+class RoomClosedReason(enum.StrEnum):
+    EXPIRED = "expired"  # nobody came with the code within ``expires_in``
+
+
+class RematchFrom(enum.StrEnum):
+    OPPONENT = "opponent"
+
+
+class DeclinedReason(enum.StrEnum):
+    QUEUED = "queued"  # the opponent joined the queue or opened a room instead
+    LEFT = "left"  # it sent ``leave``
+    GONE = "gone"  # its connection went and did not come back in time
+    TIMEOUT = "timeout"  # the rematch window closed before both asked
+    UNAVAILABLE = "unavailable"  # a cluster's players held by two processes (§6.9)
+
+
+@attrs.frozen(kw_only=True)
+class RoomOpened:
+    """Your private room: give ``code`` to a friend, who sends ``join {room: code}``."""
+
+    TYPE: ClassVar[str] = "room"
+    code: str = attrs.field(metadata=wire(f.text(f.ROOM_CODE_MAX)))
+    expires_in: int = attrs.field(metadata=wire(f.non_negative))  # seconds
+    ref: MessageId | None = attrs.field(default=None, metadata=_REF)
+
+
+@attrs.frozen(kw_only=True)
+class RoomClosed:
+    """Your room closed without a friend: you are no longer waiting."""
+
+    TYPE: ClassVar[str] = "room_closed"
+    code: str = attrs.field(metadata=wire(f.text(f.ROOM_CODE_MAX)))
+    reason: RoomClosedReason = attrs.field(metadata=wire(f.one_of(RoomClosedReason)))
+
+
+@attrs.frozen(kw_only=True)
+class RematchOffer:
+    """Your last opponent asks for a rematch: send ``rematch {match_id}`` to accept."""
+
+    TYPE: ClassVar[str] = "rematch"
+    match_id: str = attrs.field(metadata=wire(f.text(f.MATCH_ID_MAX)))
+    from_: RematchFrom = attrs.field(
+        default=RematchFrom.OPPONENT, metadata=wire(f.one_of(RematchFrom), key="from")
+    )
+
+
+@attrs.frozen(kw_only=True)
+class RematchDeclined:
+    TYPE: ClassVar[str] = "rematch_declined"
+    match_id: str = attrs.field(metadata=wire(f.text(f.MATCH_ID_MAX)))
+    reason: DeclinedReason = attrs.field(metadata=wire(f.one_of(DeclinedReason)))
+
+
+ServerMessage = (
+    Hi
+    | Queued
+    | Start
+    | Movement
+    | Result
+    | Resume
+    | Left
+    | Pong
+    | Bye
+    | Error
+    | RoomOpened
+    | RoomClosed
+    | RematchOffer
+    | RematchDeclined
+)
 SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
     Hi,
     Queued,
@@ -263,4 +367,8 @@ SERVER_MESSAGES: tuple[type[ServerMessage], ...] = (
     Pong,
     Bye,
     Error,
+    RoomOpened,
+    RoomClosed,
+    RematchOffer,
+    RematchDeclined,
 )

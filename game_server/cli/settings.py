@@ -175,6 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="rating points a second a waiting player's window widens",
     )
     option(
+        "--room-ttl",
+        type=positive_float,
+        default=service.room_ttl,
+        help="seconds a private room's code stays valid (create_room)",
+    )
+    option(
+        "--rematch-seconds",
+        type=positive_float,
+        default=service.rematch_seconds,
+        help="after a match, seconds both players have to ask for a rematch",
+    )
+    option(
+        "--rate-friend-matches",
+        action=argparse.BooleanOptionalAction,
+        default=service.rate_friend_matches,
+        help="private rooms' matches move ratings like the queue's",
+    )
+    option(
         "--bot-think",
         type=seconds_range,
         default=service.bot_think,
@@ -390,7 +408,7 @@ def parse_settings(
     defaults: dict[str, Any] = {}
     for dest, text in layered.items():
         action = flags[dest]
-        if isinstance(action, argparse._StoreTrueAction):
+        if isinstance(action, argparse._StoreTrueAction | argparse.BooleanOptionalAction):
             lowered = text.strip().lower()
             if lowered not in _TRUE | _FALSE:
                 parser.error(f"{env_name(dest)}: expected true or false, got {text!r}")
@@ -417,6 +435,9 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         bot_after=args.bot_after,
         match_window=args.match_window,
         match_widen=args.match_widen,
+        room_ttl=args.room_ttl,
+        rematch_seconds=args.rematch_seconds,
+        rate_friend_matches=args.rate_friend_matches,
         bot_think=args.bot_think,
         bot_strategy=args.bot_strategy,
         flood_rate=args.rate_limit,

@@ -20,7 +20,7 @@ from game_server.core.match import MatchRules
 from game_server.core.players import PlayerEvent
 from game_server.core.ports import Matchmaker, Pairing
 from game_server.core.timers import Timer
-from protocol import BotMode, ErrorCode, Join, ProtocolError, Queued
+from protocol import BotMode, ErrorCode, Join, ProtocolError, Queued, ServerMessage
 
 if TYPE_CHECKING:
     from game_server.core.players import Player
@@ -39,6 +39,10 @@ class Lobby:
     reconnect_grace: float | None = None  # None: the service's
     timer: Timer | None = None
     bot_changes: tuple[int, int] = STEADY  # how often its house bots change their mind
+    # Not a matchmaking queue (the friends' rooms): not counted in ``waiting``.
+    private: bool = False
+    # What a player waiting here is told when it comes back (default: ``queued``).
+    greeting: Callable[[Player, float], ServerMessage] | None = None
 
 
 class Lobbies:
@@ -62,8 +66,16 @@ class Lobbies:
         return lobby
 
     def waiting(self) -> int:
-        """Players waiting in every queue."""
-        return sum(len(lobby.matchmaker) for lobby in self.by_name.values())
+        """Players waiting in every matchmaking queue (not in private rooms)."""
+        return sum(len(lobby.matchmaker) for lobby in self.by_name.values() if not lobby.private)
+
+    def catch_up(self, player: Player, now: float) -> ServerMessage:
+        """What a waiting player who came back (or replaced its connection) is told."""
+        lobby = player.lobby
+        assert lobby is not None
+        if lobby.greeting is not None:
+            return lobby.greeting(player, now)
+        return Queued(waiting=len(lobby.matchmaker))
 
     def is_queued(self, player_id: str) -> bool:
         return any(player_id in lobby.matchmaker for lobby in self.by_name.values())
@@ -90,7 +102,7 @@ class Lobbies:
         player.move(PlayerEvent.JOIN)
         player.lobby = lobby
         self.seat(lobby, pairings, now)
-        self._arm(lobby)
+        self.arm(lobby)
 
     def leave(self, player: Player) -> None:
         """Out of its queue, if it is in one."""
@@ -99,9 +111,9 @@ class Lobbies:
             player.lobby = None
             player.move(PlayerEvent.UNQUEUE)
             lobby.matchmaker.leave(player.id)
-            self._arm(lobby)
+            self.arm(lobby)
 
-    def _arm(self, lobby: Lobby) -> None:
+    def arm(self, lobby: Lobby) -> None:
         when = lobby.matchmaker.next_wakeup
         timer = lobby.timer
         if timer is not None and not timer.cancelled and timer.when == when:
@@ -115,8 +127,8 @@ class Lobbies:
         """Pairings a shared queue made later, after the joins that led to them."""
         now = self.context.advance()
         self.seat(lobby, pairings, now)
-        self._arm(lobby)
+        self.arm(lobby)
 
     def _tick(self, lobby: Lobby, now: float) -> None:
         self.seat(lobby, lobby.matchmaker.tick(now), now)
-        self._arm(lobby)
+        self.arm(lobby)

@@ -48,6 +48,7 @@ class MatchRules:
     round_seconds: float = 5.0
     round_pause: float = 1.5
     afk_rounds: int = 2
+    rated: bool = True  # False: nobody's rating moves (friends' rooms with rating off)
 
     def __attrs_post_init__(self) -> None:
         if not 1 <= self.best_of <= ROUND_MAX:
@@ -364,6 +365,8 @@ class Match:
         # the other as both stood when the match began.
         scores = (0.5, 0.5) if winner is None else ((1.0, 0.0) if winner == 0 else (0.0, 1.0))
         first, second = self.seats
+        if not self.rules.rated:
+            return  # ratings_after stays as the seats began
         self.ratings_after = (
             first.rating if first.bot else rate(first.rating, second.rating, scores[0]),
             second.rating if second.bot else rate(second.rating, first.rating, scores[1]),

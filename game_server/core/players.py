@@ -26,6 +26,7 @@ from game_server.core.scoring import PlayerStats
 from game_server.core.timers import Timer, TimerQueue
 
 if TYPE_CHECKING:
+    from game_server.core.friends import LastMatch
     from game_server.core.lobbies import Lobby
     from game_server.core.rooms import Room
     from game_server.core.sessions import Session
@@ -95,6 +96,7 @@ class Player:
     # In storage, or to be: False for a new guest until its first finished match (or a
     # login), so a guest that never plays costs no row and is forgotten once it leaves.
     durable: bool = True
+    last_match: LastMatch | None = None  # the match it finished last, for a rematch
 
     def move(self, event: PlayerEvent) -> PlayerState:
         moves = TRANSITIONS[self.state]

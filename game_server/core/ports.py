@@ -71,6 +71,7 @@ LIMITS = (
     "max_connections",  # an upgrade refused: the process holds --max-connections
     "origin",  # a browser upgrade from an origin not in --allowed-origins
     "unmasked_frame",  # a client frame without a mask, closed with 1002
+    "room_lookups",  # a room code refused: its connection or address tried too many
 )
 
 
@@ -108,6 +109,9 @@ class Pairing:
 
     first: str
     second: str | None
+    # A rematch against a house bot: the same strategy and name come back.
+    bot_strategy: str | None = None
+    bot_name: str | None = None
 
 
 PairingsDone = Callable[[list[Pairing]], None]

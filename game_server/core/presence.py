@@ -33,7 +33,6 @@ from protocol import (
     Hi,
     MovementKind,
     ProtocolError,
-    Queued,
     encode,
 )
 
@@ -272,7 +271,7 @@ class Presence:
                 self.rooms.tell_opponent(player, MovementKind.BACK)
             self.rooms.connection_moved(player)
         elif player.lobby is not None and (was_away or replaced):
-            session.outlet.send(Queued(waiting=len(player.lobby.matchmaker)))
+            session.outlet.send(self.lobbies.catch_up(player, now))
         log.info(
             "hello", player_id=player.id, session=session.id, resumed=was_away, replaced=replaced
         )

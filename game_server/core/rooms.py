@@ -92,7 +92,8 @@ class Rooms:
             first = self.roster.by_id[pairing.first]
             humans = [first]
             if pairing.second is None:
-                bot = self._make_bot(lobby, strategy=self._bot_strategy_for(first))
+                strategy = pairing.bot_strategy or self._bot_strategy_for(first)
+                bot = self._make_bot(lobby, name=pairing.bot_name, strategy=strategy)
                 bot_seat = Seat(
                     bot.player_id,
                     bot.name,

@@ -21,6 +21,7 @@ import attrs
 import structlog
 
 from game_server.core.context import Context
+from game_server.core.friends import Friends, FriendsConfig
 from game_server.core.house_bot import STEADY
 from game_server.core.ids import time_ordered_id
 from game_server.core.lobbies import DEFAULT_LOBBY, Lobbies, Lobby
@@ -50,6 +51,8 @@ from game_server.core.tokens import TokenSigner
 from protocol import (
     ClientMessage,
     CloseCode,
+    CreateRoom,
+    DeclinedReason,
     ErrorCode,
     Face,
     Hello,
@@ -60,6 +63,7 @@ from protocol import (
     Ping,
     Pong,
     ProtocolError,
+    Rematch,
     decode_client,
 )
 
@@ -87,6 +91,9 @@ class ServiceConfig:
     # thousands of phones behind one address (docs/internet.md).
     guest_rate: float | None = 20.0
     guest_burst: float = 200.0
+    room_ttl: float = 600.0  # seconds a private room's code stays valid
+    rematch_seconds: float = 15.0  # after a match, how long both have to ask for another
+    rate_friend_matches: bool = True  # a room's matches move ratings like the queue's
 
     def __attrs_post_init__(self) -> None:
         low, high = self.bot_think
@@ -94,6 +101,8 @@ class ServiceConfig:
             raise ValueError("bot_think must be a range 0 <= low <= high")
         if self.match_window < 0 or self.match_widen < 0:
             raise ValueError("match_window and match_widen must not be negative")
+        if self.room_ttl <= 0 or self.rematch_seconds <= 0:
+            raise ValueError("room_ttl and rematch_seconds must be positive")
         make_strategy(self.bot_strategy)  # fail at start-up on an unknown name
 
 
@@ -158,16 +167,32 @@ class GameService:
             if config.guest_rate is None
             else AddressBuckets(config.guest_rate, config.guest_burst),
         )
+        self.friends = Friends(
+            context,
+            FriendsConfig(
+                config.room_ttl,
+                config.rematch_seconds,
+                config.rate_friend_matches,
+                rooms_available=locator is None,
+            ),
+            self.roster,
+            self.lobbies,
+            self.rooms,
+            config.rules,
+            bot_think=config.bot_think,
+        )
         self.rooms.on_closed = self._room_closed
         self._on_drained: Callable[[], None] | None = None
         # A cluster's: told when a match hosted here ended (its players may go home).
         self.on_match_over: Callable[[Room], None] | None = None
         self._handlers: dict[type, Handler] = {
             MakeChoice: self.rooms.on_choice,
-            Join: self.lobbies.on_join,
+            Join: self._join,
             Face: self.rooms.on_face,
             Leave: self._leave,
             Ping: self._ping,
+            CreateRoom: self.friends.on_create_room,
+            Rematch: self.friends.on_rematch,
         }
 
     # ------------------------------------------------------------ set-up
@@ -302,9 +327,17 @@ class GameService:
             raise ProtocolError(ErrorCode.HELLO_REQUIRED, "say hello first", message.id)
         self._handlers[type(message)](session, player, message, now)
 
+    def _join(self, session: Session, player: Player, message: Join, now: float) -> None:
+        if message.room is not None:
+            self.friends.on_join_room(session, player, message, now)
+            return
+        self.lobbies.on_join(session, player, message, now)
+        self.friends.withdraw(player, DeclinedReason.QUEUED)
+
     def _leave(self, session: Session, player: Player, message: Leave, now: float) -> None:
         self.lobbies.leave(player)
         self.rooms.forfeit(player, now)
+        self.friends.withdraw(player, DeclinedReason.LEFT)
         session.outlet.send(Left(ref=message.id))
 
     def _ping(self, session: Session, player: Player, message: Ping, now: float) -> None:
@@ -427,6 +460,7 @@ class GameService:
         self.presence.close_all(reason)
 
     def _room_closed(self, room: Room, now: float) -> None:
+        self.friends.match_over(room, now)
         self.presence.room_closed(room)
         if self.on_match_over is not None and not self.presence.draining:
             self.on_match_over(room)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from game_server.core.ports import Observer, Outlet
-from game_server.core.ratelimit import FloodGuard, Verdict
+from game_server.core.ratelimit import FloodGuard, TokenBucket, Verdict
 from game_server.core.timers import Timer
 from protocol import ClientMessage, Error, ErrorCode, MessageId
 
@@ -42,6 +42,7 @@ class Session:
     owner: str | None = None  # the process its frames are forwarded to (a cluster's)
     address: str | None = None  # the client's address, for logs and per-address limits
     hello_timer: Timer | None = None  # until a hello is accepted: the deadline for one
+    room_lookups: TokenBucket | None = None  # room codes it tried (made at its first)
 
 
 class Sessions:

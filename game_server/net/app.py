@@ -160,6 +160,17 @@ def create_app(
             log_lines_lost=log_lines_lost,
             remembered=lambda: len(service.roster),
         )
+        app[METRICS].gauge(
+            "rps_rooms_open",
+            "Private rooms waiting for a friend",
+            lambda: service.friends.rooms_open,
+        )
+        app[METRICS].labelled(
+            "rps_friends",
+            "Private rooms opened, joined and expired; rematches asked, started and declined",
+            "event",
+            lambda: service.friends.counts,
+        )
         app[METRICS].labelled(
             "rps_log_lines_sampled_out",
             "Per-connection log lines not written under load (counted here instead), by event",

@@ -11,7 +11,20 @@ from game_server.core.ports import Storage
 from game_server.core.rating import NEW_RATING, Rating, rate
 from game_server.core.records import MatchRecord
 from game_server.store.sqlite import SqliteStore
-from protocol import Bye, Hi, Movement, MovementKind, Queued, Result, Resume, Start
+from protocol import (
+    Bye,
+    DeclinedReason,
+    Error,
+    ErrorCode,
+    Hi,
+    Movement,
+    MovementKind,
+    Queued,
+    RematchDeclined,
+    Result,
+    Resume,
+    Start,
+)
 from tests.cluster.conftest import until
 
 
@@ -372,3 +385,21 @@ async def test_the_host_dies_before_storing_a_finished_match_and_a_survivor_stor
     again.say(type="hello", token=ann.outlet.last(Hi).token)
     await until(lambda: again.outlet.of(Hi), within=5.0)
     assert again.outlet.last(Hi).player_id == ann_id
+
+
+async def test_private_rooms_say_unavailable_on_a_cluster_and_rematches_work_on_one_node(
+    nodes: Any,
+) -> None:
+    """A room's code lives in one process, which a friend on another node could not find:
+    a cluster answers ``unavailable`` (clients fall back to the queue). A rematch needs
+    both players held by one process: across nodes it is declined ``unavailable``."""
+    _, _, ann, bob = await pair_across(nodes)
+    ann.say(type="create_room", id=1)
+    error = ann.outlet.last(Error)
+    assert (error.code, error.ref) == (ErrorCode.UNAVAILABLE, 1)
+    match_id = await play_to_the_end(ann, bob)
+    # Each player is home again, on its own node: the opponent is not held there.
+    await until(lambda: ann.session.player is not None and bob.session.player is not None)
+    ann.say(type="rematch", match_id=match_id)
+    await until(lambda: bool(ann.outlet.of(RematchDeclined)))
+    assert ann.outlet.last(RematchDeclined).reason is DeclinedReason.UNAVAILABLE

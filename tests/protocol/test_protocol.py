@@ -17,6 +17,8 @@ from protocol import (
     Bye,
     Choice,
     ClientMessage,
+    CreateRoom,
+    DeclinedReason,
     EndReason,
     Error,
     ErrorCode,
@@ -35,8 +37,14 @@ from protocol import (
     Pong,
     ProtocolError,
     Queued,
+    Rematch,
+    RematchDeclined,
+    RematchOffer,
     Result,
     Resume,
+    RoomClosed,
+    RoomClosedReason,
+    RoomOpened,
     Score,
     ServerMessage,
     Start,
@@ -71,6 +79,11 @@ CLIENT_SAMPLES: list[ClientMessage] = [
     Ping(t=1_700_000_000_123, id="p"),
     Ping(t=12.5),
     Ping(t=-9.0e18),
+    Join(room="K7XQ2M", id="j2"),
+    CreateRoom(),
+    CreateRoom(id=3),
+    Rematch(match_id="m-1"),
+    Rematch(match_id="m-1", id="r"),
 ]
 
 OPPONENT = Opponent(id="p-2", name="Bob", avatar="https://x.example/b.png", bot=False)
@@ -170,6 +183,10 @@ SERVER_SAMPLES: list[ServerMessage] = [
     Bye(reason="server shutting down"),
     Error(code=ErrorCode.WRONG_ROUND, message="round 3 is over"),
     Error(code=ErrorCode.INVALID_FIELD, message="face.face must be 1-4", ref="x"),
+    RoomOpened(code="K7XQ2M", expires_in=600, ref=3),
+    RoomClosed(code="K7XQ2M", reason=RoomClosedReason.EXPIRED),
+    RematchOffer(match_id="m-1"),
+    RematchDeclined(match_id="m-1", reason=DeclinedReason.TIMEOUT),
 ]
 
 
@@ -372,6 +389,20 @@ def test_result_match_over_wire_shape() -> None:
     assert wire["match_over"] is True
     for key in ("you", "opponent", "outcome", "winner", "reason"):
         assert type(wire[key]) is str, key
+
+
+def test_the_rematch_offer_says_from_on_the_wire() -> None:
+    # ``from`` is a Python keyword: the attribute is ``from_``, the wire name is not.
+    assert to_wire(RematchOffer(match_id="m")) == {
+        "type": "rematch",
+        "match_id": "m",
+        "from": "opponent",
+    }
+    assert decode_server('{"type":"rematch","match_id":"m","from":"opponent"}') == (
+        RematchOffer(match_id="m")
+    )
+    with pytest.raises(ProtocolError, match=r"rematch\.from"):
+        decode_server('{"type":"rematch","match_id":"m","from":"me"}')
 
 
 def test_client_wire_shapes() -> None:
