@@ -349,7 +349,9 @@ async def test_two_pages_play_a_match_and_again(open_page: OpenPage, server: Ser
         await expect(me.by("final-score-opponent")).to_have_text(str(opponent))
         await expect(me.by("total-score")).to_have_text(str(total))
         await expect(me.by("win-streak")).to_have_text(str(total))
-        await expect(me.by("play-again")).to_be_focused()
+        # The rematch (same opponent) has the focus; "play again" (the queue) is beside it.
+        await expect(me.by("rematch")).to_be_focused()
+        await expect(me.by("play-again")).to_be_visible()
     assert await ann.history() == [
         {"round": "1", "you": "rock", "opponent": "scissors", "outcome": "win"},
         {"round": "2", "you": "scissors", "opponent": "paper", "outcome": "win"},
@@ -696,3 +698,157 @@ async def test_ratings_beside_names_and_a_leaderboard_with_the_own_row_in_view(
     finally:
         await context.close()
         await server.stop()
+
+
+# ---------------------------------------------------------------- friends and languages
+
+INDEX = Path(__file__).resolve().parents[2] / "game_server" / "net" / "static" / "index.html"
+
+
+def test_every_string_is_in_both_languages() -> None:
+    """The page's two tables have the same keys, and every key the page names (in its
+    markup and its code) is in them."""
+    page = INDEX.read_text(encoding="utf-8")
+    tables = {}
+    for lang in ("zh", "en"):
+        block = re.search(rf"\n    {lang}: {{\n(.*?)\n    }},", page, re.S)
+        assert block, lang
+        tables[lang] = set(re.findall(r"^      (\w+): ", block.group(1), re.M))
+    assert tables["zh"] == tables["en"]
+    assert len(tables["en"]) > 100
+    named = set(re.findall(r'data-i18n(?:-aria|-placeholder)?="(\w+)"', page))
+    named |= set(re.findall(r"\bt\('(\w+)'", page))
+    named |= set(re.findall(r": '((?:reason|declined|room|note|conn)[A-Z]\w*)'", page))
+    assert named - tables["en"] == set()
+
+
+async def test_a_friend_opens_the_link_plays_and_both_ask_for_a_rematch(
+    open_page: OpenPage, server: ServerProcess
+) -> None:
+    ann = await open_page()
+    await ann.by("name-input").fill("Ann")
+    await ann.by("invite").click()
+    await expect(ann.screen).to_have_attribute("data-screen", "room")
+    await expect(ann.by("room")).to_have_attribute("data-code", re.compile(r"^[2-9A-HJKMNP-Z]{6}$"))
+    code = await ann.by("room").get_attribute("data-code")
+    assert code is not None
+    await expect(ann.by("room-code")).to_have_text(code)
+    await expect(ann.by("room-link")).to_have_value(f"{server.http}/?room={code}")
+    bob = await open_page()
+    await bob.by("name-input").fill("Bob")
+    await bob.page.goto(f"{server.http}/?room={code}")
+    for me, them in ((ann, "Bob"), (bob, "Ann")):
+        await expect(me.screen).to_have_attribute("data-screen", "game")
+        await expect(me.by("game")).to_have_attribute("data-round", "1")
+        assert (await me.by("opponent-name").inner_text()).startswith(them) or them == "Bob"
+    # The code works once: the friend's address bar no longer carries it.
+    assert "room=" not in bob.page.url
+    first = await ann.by("game").get_attribute("data-match-id")
+    for number in (1, 2):
+        await play(ann, number, "rock")
+        await play(bob, number, "scissors")
+    for me in (ann, bob):
+        await expect(me.screen).to_have_attribute("data-screen", "over")
+        await expect(me.by("rematch")).to_have_attribute("data-state", "ready")
+    await ann.by("rematch").click()
+    await expect(ann.by("rematch")).to_have_attribute("data-state", "asked")
+    await expect(ann.by("rematch-status")).to_be_visible()
+    await expect(bob.by("rematch")).to_have_attribute("data-state", "offered")
+    await expect(bob.by("rematch")).to_have_text("🔁 Accept rematch")
+    await expect(bob.by("rematch-status")).to_contain_text("wants a rematch")
+    await bob.by("rematch").click()
+    for me in (ann, bob):
+        await expect(me.screen).to_have_attribute("data-screen", "game")
+        await expect(me.by("game")).to_have_attribute("data-round", "1")
+        await expect(me.by("game")).not_to_have_attribute("data-match-id", first or "")
+
+
+async def test_a_wrong_code_in_a_link_says_so_and_leaves_the_lobby_usable(
+    open_page: OpenPage, server: ServerProcess
+) -> None:
+    page = await open_page()
+    await page.page.goto(f"{server.http}/?room=ZZZZZZ")
+    await expect(page.screen).to_have_attribute("data-screen", "lobby")
+    await expect(page.by("notice")).to_have_text("That room code is unknown or has expired.")
+    await join(page, "Cy", bot=True)
+    await expect(page.screen).to_have_attribute("data-screen", "game")
+
+
+OVERFLOW = """() => {
+  const width = document.documentElement.clientWidth;
+  const bad = [];
+  for (const el of document.querySelectorAll('header *, main *')) {
+    if (!el.getClientRects().length) continue;  // hidden
+    const box = el.getBoundingClientRect();
+    const style = getComputedStyle(el);
+    const clips = style.overflowX !== 'visible' || style.textOverflow === 'ellipsis';
+    const what = el.id || el.dataset.testid || el.tagName;
+    if (box.right > width + 1 || box.left < -1) bad.push(what);
+    else if (!clips && el.children.length === 0 && el.scrollWidth > el.clientWidth + 1
+             && style.display !== 'inline') bad.push(what + ' (text)');
+  }
+  if (document.documentElement.scrollWidth > width + 1) bad.push('page scrolls sideways');
+  return bad;
+}"""
+
+
+@pytest.mark.parametrize(
+    ("locale", "lang", "name", "join_text"),
+    [
+        ("zh-CN", "zh", "欧阳娜娜欧阳娜娜欧阳娜娜欧阳娜娜欧阳娜娜欧阳娜娜欧阳娜", "寻找对手"),
+        ("en-US", "en", "Maximilian-Alexander Wolfeschlegelsteinhausenberger", "Find an opponent"),
+    ],
+)
+async def test_each_language_holds_its_layout_with_long_names(
+    browser: Browser, server: ServerProcess, locale: str, lang: str, name: str, join_text: str
+) -> None:
+    """The browser's language picks the page's (a switch changes it, and is remembered);
+    every screen, with a 32-character name, keeps inside a phone's width. Screenshots in
+    test-artifacts/ for a person to look at."""
+    context = await browser.new_context(
+        viewport=PHONE, device_scale_factor=2, has_touch=True, locale=locale
+    )
+    try:
+        page = await context.new_page()
+        client = Client(context, page)
+        await page.goto(f"{server.http}/")
+        await expect(page.locator("html")).to_have_attribute("data-lang", lang)
+        await expect(client.by("join")).to_have_text(join_text)
+        ARTIFACTS.mkdir(exist_ok=True)
+
+        async def snap(screen: str) -> None:
+            await page.screenshot(
+                path=str(ARTIFACTS / f"browser-{lang}-{screen}.png"),
+                full_page=True,
+                animations="disabled",
+            )
+            assert await page.evaluate(OVERFLOW) == [], screen
+
+        await client.by("name-input").fill(name)
+        await snap("lobby")
+        await client.by("invite").click()
+        await expect(client.by("room")).to_have_attribute("data-code", re.compile(".{6}"))
+        await snap("room")
+        await client.by("room-cancel").click()
+        await expect(client.screen).to_have_attribute("data-screen", "lobby")
+        await client.by("join-bot").click()
+        await expect(client.screen).to_have_attribute("data-screen", "game")
+        await snap("game")
+        for number in (1, 2, 3):
+            if not await client.next_round(number):
+                break
+            await play(client, number, "rock")
+        await expect(client.screen).to_have_attribute("data-screen", "over")
+        await snap("over")
+        # The switch: the other language at once, and after a reload too.
+        other = "en" if lang == "zh" else "zh"
+        await client.by("language").click()
+        await expect(page.locator("html")).to_have_attribute("data-lang", other)
+        await expect(client.by("to-lobby")).to_have_text(
+            "Back to the lobby" if other == "en" else "返回大厅"
+        )
+        await page.reload()
+        await expect(page.locator("html")).to_have_attribute("data-lang", other)
+        assert client.errors == []
+    finally:
+        await context.close()
