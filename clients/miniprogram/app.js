@@ -1,6 +1,7 @@
 // The app owns the one game connection; pages reach it with getApp().globalData.client.
 const config = require('./config.js');
 const { GameClient } = require('./utils/socket.js');
+const i18n = require('./utils/i18n.js');
 
 const GAME_ROUTE = 'pages/game/game';
 
@@ -26,8 +27,8 @@ App({
     client.on('bye', (message) => {
       if (message.reason === 'replaced') {
         wx.showModal({
-          title: 'Signed in elsewhere',
-          content: 'This account is now playing on another device.',
+          title: i18n.t('signedInElsewhere'),
+          content: i18n.t('signedInElsewhereText'),
           showCancel: false,
         });
       }

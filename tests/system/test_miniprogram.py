@@ -101,14 +101,14 @@ async def run_node(
 async def test_miniprogram_plays_against_a_real_server(
     node_tools: str, server: ServerProcess
 ) -> None:
-    """Pages, a bot match, two phones, the heartbeat, reconnecting, identity."""
+    """Pages, a bot match, two phones, the heartbeat, reconnecting, identity, friends."""
     files = sorted(str(p.relative_to(CLIENT)) for p in (CLIENT / "test").glob("*.test.js"))
     files.remove(LOGIN_TEST)  # needs the WeChat options: the test below
     assert len(files) >= 5, files
     counts = await run_node(
         node_tools, files, {"RPS_WS_URL": server.url, "RPS_HTTP_URL": server.http}, server
     )
-    assert counts["pass"] >= 15, counts
+    assert counts["pass"] >= 25, counts
 
 
 async def test_miniprogram_wechat_login(node_tools: str) -> None:

@@ -44,6 +44,7 @@ function phone(t, options) {
     config: fastConfig(opts.server || server(), opts.config),
     loginCode: opts.loginCode,
     storage: opts.storage,
+    language: opts.language,
   });
   t.after(() => mp.dispose());
   mp.launch();

@@ -182,6 +182,12 @@ class MiniProgram {
     this.backgroundCloseMs =
       options.backgroundCloseMs === undefined ? 30 : options.backgroundCloseMs;
     this.storage = new Map(Object.entries(options.storage || {}));
+    // WeChat's language (wx.getSystemInfoSync().language): English unless a test says
+    // otherwise, so the older tests read the English words they were written with.
+    this.language = options.language || 'en';
+    this.titles = [];
+    this.shareMenus = [];
+    this.uploads = [];
     this.sockets = [];
     this.requests = [];
     this.logins = 0;
@@ -502,6 +508,46 @@ class MiniProgram {
           if (page && page.onUnload) page.onUnload();
           this.openPage(route, query);
         });
+      },
+
+      getSystemInfoSync: () => ({ language: this.language, platform: 'devtools' }),
+      setNavigationBarTitle: (options) => {
+        this.titles.push(options.title);
+      },
+      showShareMenu: (options) => {
+        this.shareMenus.push(clone(options || {}));
+        later(options && options.success, { errMsg: 'showShareMenu:ok' });
+      },
+      // The file at filePath is POSTed as the body, as one multipart part would carry it.
+      uploadFile: (options) => {
+        const record = { url: options.url, name: options.name, header: clone(options.header || {}) };
+        this.uploads.push(record);
+        let body;
+        try {
+          body = fs.readFileSync(options.filePath);
+        } catch (err) {
+          later(options.fail, { errMsg: 'uploadFile:fail ' + err.message });
+          return { abort() {} };
+        }
+        const form = new FormData();
+        form.append(options.name, new Blob([body]), path.basename(options.filePath));
+        fetch(options.url, { method: 'POST', headers: options.header || {}, body: form }).then(
+          async (response) => {
+            const data = await response.text(); // uploadFile hands over text, not JSON
+            record.statusCode = response.status;
+            if (this.disposed) return;
+            const result = { statusCode: response.status, data, errMsg: 'uploadFile:ok' };
+            if (options.success) options.success(result);
+            if (options.complete) options.complete(result);
+          },
+          (err) => {
+            if (this.disposed) return;
+            const result = { errMsg: 'uploadFile:fail ' + err.message };
+            if (options.fail) options.fail(result);
+            if (options.complete) options.complete(result);
+          },
+        );
+        return { abort() {} };
       },
 
       showModal: (options) => {

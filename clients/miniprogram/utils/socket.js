@@ -7,7 +7,8 @@
 //              | 'suspended' | 'replaced' | 'closed' (see client.state); 'busy': the
 //              server could not load our player just now (error unavailable), hello is
 //              said again with the same token after a growing delay
-//   hi, queued, start, movement, result, resume, left, pong, bye, error
+//   hi, queued, start, movement, result, resume, left, pong, bye, error, room, room_closed,
+//   rematch, rematch_declined
 //              the server's message of that type (the decoded object)
 //   message    every server message
 //   loginError {status, code, message} when POST /applet/login failed and the client
@@ -71,6 +72,7 @@ class GameClient extends Emitter {
     this.player = null; // {id, name, rating} from the latest hi (rating: as of the last match)
     this.match = null; // the match in progress, see _track()
     this.queued = false; // waiting in the matchmaking queue
+    this.room = null; // {code, expiresAt}: the private room this player opened
     this.lastJoin = 'auto';
     this.token = this._load(TOKEN_KEY);
     this.profile = { name: this._load(NAME_KEY), avatar: this._load(AVATAR_KEY) };
@@ -210,6 +212,22 @@ class GameClient extends Emitter {
 
   leave() {
     this.send({ type: 'leave', id: this._nextId('leave') }, { queue: true });
+  }
+
+  // A private room for a friend (answered with room {code, expires_in}); sent once
+  // identified, like join.
+  createRoom() {
+    this.send({ type: 'create_room', id: this._nextId('room') }, { queue: true });
+  }
+
+  // A friend's room, by its code (answered with start, or an error).
+  joinRoom(code) {
+    this.send({ type: 'join', room: code, id: this._nextId('friend') }, { queue: true });
+  }
+
+  // Ask for (or accept) another match against the opponent of matchId.
+  rematch(matchId) {
+    return this.send({ type: 'rematch', match_id: matchId, id: this._nextId('rematch') });
   }
 
   ping() {
@@ -546,9 +564,17 @@ class GameClient extends Emitter {
   // Keep what a page needs to draw the match after it was (re)opened.
   _track(message) {
     const now = Date.now();
-    if (message.type === 'queued' || message.type === 'start' || message.type === 'resume') {
+    const waits = message.type === 'queued' || message.type === 'room';
+    if (waits || message.type === 'start' || message.type === 'resume') {
       this._cancelExpect();
-      this.queued = message.type === 'queued';
+      this.queued = waits; // a private room waits like the queue (protocol §6.9)
+      this.room = message.type === 'room'
+        ? { code: message.code, expiresAt: now + message.expires_in * 1000 }
+        : null;
+    }
+    if (message.type === 'room_closed') {
+      this.queued = false;
+      this.room = null;
     }
     if (message.type === 'start' || message.type === 'resume') {
       const deadlineMs = message.type === 'start' ? message.round_ms : message.deadline_ms;
@@ -582,6 +608,7 @@ class GameClient extends Emitter {
     } else if (message.type === 'left') {
       this.match = null;
       this.queued = false;
+      this.room = null;
     }
   }
 

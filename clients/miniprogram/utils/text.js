@@ -1,34 +1,52 @@
-// Words the pages show, kept out of the page logic.
+// Words the pages show, in the phone's language (utils/i18n.js), kept out of page logic.
+const i18n = require('./i18n.js');
 
 const HANDS = {
-  rock: { label: 'Rock', icon: '✊' },
-  paper: { label: 'Paper', icon: '✋' },
-  scissors: { label: 'Scissors', icon: '✌️' },
+  rock: { icon: '✊' },
+  paper: { icon: '✋' },
+  scissors: { icon: '✌️' },
 };
 
 const FACES = ['', '😀', '😮', '😢', '😠'];
 
 const CONNECTION = {
-  login: 'Logging in…',
-  connecting: 'Connecting…',
-  open: 'Connecting…',
-  busy: 'Server busy, retrying…',
-  ready: 'Online',
-  reconnecting: 'Connection lost, reconnecting…',
-  suspended: 'Paused',
-  replaced: 'Playing on another device',
-  closed: 'Offline',
+  login: 'connLogin',
+  connecting: 'connConnecting',
+  open: 'connConnecting',
+  busy: 'connBusy',
+  ready: 'connReady',
+  reconnecting: 'connReconnecting',
+  suspended: 'connSuspended',
+  replaced: 'connReplaced',
+  closed: 'connClosed',
 };
 
 const REASONS = {
   rounds: '',
-  afk: 'no choice in two rounds in a row',
-  forfeit: 'you left the match',
-  opponent_left: 'your opponent left',
+  afk: 'reasonAfk',
+  forfeit: 'reasonForfeit',
+  opponent_left: 'reasonOpponentLeft',
+};
+
+const DECLINED = {
+  queued: 'declinedQueued',
+  left: 'declinedLeft',
+  gone: 'declinedGone',
+  timeout: 'declinedTimeout',
+  unavailable: 'declinedUnavailable',
+};
+
+const ROOM_ERRORS = {
+  room_not_found: 'roomNotFound',
+  room_full: 'roomFull',
+  own_room: 'ownRoom',
+  unavailable: 'roomsUnavailable',
+  rate_limited: 'roomsRateLimited',
 };
 
 function hand(choice) {
-  return HANDS[choice] || { label: 'nothing', icon: '…' };
+  if (!HANDS[choice]) return { label: i18n.t('nothing'), icon: '…' };
+  return { label: i18n.t(choice), icon: HANDS[choice].icon };
 }
 
 function face(number) {
@@ -36,23 +54,44 @@ function face(number) {
 }
 
 function connection(state) {
-  return CONNECTION[state] || state;
+  return CONNECTION[state] ? i18n.t(CONNECTION[state]) : state;
 }
 
 function outcome(value) {
-  if (value === 'win') return 'You win the round';
-  if (value === 'lose') return 'You lose the round';
-  return 'Draw';
+  if (value === 'win') return i18n.t('winRound');
+  if (value === 'lose') return i18n.t('loseRound');
+  return i18n.t('draw');
 }
 
 function headline(winner) {
-  if (winner === 'you') return 'You win the match!';
-  if (winner === 'opponent') return 'You lose the match';
-  return 'The match is a draw';
+  if (winner === 'you') return i18n.t('winMatch');
+  if (winner === 'opponent') return i18n.t('loseMatch');
+  return i18n.t('drawMatch');
 }
 
 function reason(value) {
-  return value in REASONS ? REASONS[value] : value;
+  if (!(value in REASONS)) return value;
+  return REASONS[value] ? i18n.t(REASONS[value]) : '';
 }
 
-module.exports = { HANDS, hand, face, connection, outcome, headline, reason };
+function declined(value, name) {
+  return i18n.t(DECLINED[value] || 'declinedTimeout', { name });
+}
+
+function roomError(code) {
+  return ROOM_ERRORS[code] ? i18n.t(ROOM_ERRORS[code]) : '';
+}
+
+module.exports = {
+  HANDS,
+  hand,
+  face,
+  connection,
+  outcome,
+  headline,
+  reason,
+  declined,
+  roomError,
+  t: i18n.t,
+  table: i18n.table,
+};

@@ -2,12 +2,13 @@
 // the player (GET /applet/leaderboard?around=...), its own row highlighted and scrolled
 // into view. A player not on a board (no points today, say) sees the board's top.
 const config = require('../../config.js');
+const i18n = require('../../utils/i18n.js');
 
 const TABS = [
-  { key: 'day', label: 'Today', by: 'score', period: 'day' },
-  { key: 'week', label: 'This week', by: 'score', period: 'week' },
-  { key: 'all', label: 'All time', by: 'score', period: 'all' },
-  { key: 'rating', label: 'Rating', by: 'rating', period: 'all' },
+  { key: 'day', label: 'today', by: 'score', period: 'day' },
+  { key: 'week', label: 'thisWeek', by: 'score', period: 'week' },
+  { key: 'all', label: 'allTime', by: 'score', period: 'all' },
+  { key: 'rating', label: 'ratingTab', by: 'rating', period: 'all' },
 ];
 const ROWS = 30;
 
@@ -17,7 +18,8 @@ function tabOf(key) {
 
 Page({
   data: {
-    tabs: TABS.map((tab) => ({ key: tab.key, label: tab.label })),
+    s: {},
+    tabs: [],
     tab: 'day',
     rows: [],
     loading: false,
@@ -28,6 +30,8 @@ Page({
 
   onLoad(query) {
     this.client = getApp().globalData.client;
+    this.setData({ s: i18n.table(), tabs: TABS.map((tab) => ({ key: tab.key, label: i18n.t(tab.label) })) });
+    wx.setNavigationBarTitle({ title: i18n.t('boardTitle') });
     this.seq = 0;
     this.load(tabOf((query || {}).tab).key);
   },
@@ -55,14 +59,14 @@ Page({
       success: (res) => {
         if (seq !== this.seq) return; // another tab was chosen meanwhile
         if (res.statusCode !== 200 || !res.data || !Array.isArray(res.data.players)) {
-          this.setData({ loading: false, error: 'The leaderboard could not be loaded.' });
+          this.setData({ loading: false, error: i18n.t('boardError') });
           return;
         }
         this.show(tab, res.data.players, player ? player.id : '');
       },
       fail: () => {
         if (seq !== this.seq) return;
-        this.setData({ loading: false, error: 'No connection to the server.' });
+        this.setData({ loading: false, error: i18n.t('noConnection') });
       },
     });
   },
@@ -73,7 +77,7 @@ Page({
       const mine = p.id === me;
       if (mine) scrollTo = 'row-' + index;
       let value = String(p.rating);
-      if (tab.by === 'score') value = (tab.period === 'all' ? p.total_score : p.points) + ' pts';
+      if (tab.by === 'score') value = i18n.t('points', { n: tab.period === 'all' ? p.total_score : p.points });
       return { id: p.id, rank: p.rank, name: p.name, rating: p.rating, value, mine, anchor: 'row-' + index };
     });
     this.setData({ rows, loading: false, empty: rows.length === 0, scrollTo });

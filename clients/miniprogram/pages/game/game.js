@@ -1,15 +1,20 @@
 // The game: opponent, round, countdown, three big choice buttons, the opponent's
-// movement, round results, the match result with total score and win streak, and
-// "play again". Opened from the lobby with ?bot=auto|now|never, or with ?resume=1 by the
-// app when a reconnect finds the player in a match.
+// movement, round results, the match result with total score and win streak, "rematch"
+// and "play again". Opened from the lobby with ?bot=auto|now|never, with ?invite=1 to
+// open a private room and share it, from a friend's share card with ?room=CODE, or with
+// ?resume=1 by the app when a reconnect finds the player in a match.
 const text = require('../../utils/text.js');
 
 const MODES = ['auto', 'now', 'never'];
-const CHOICES = ['rock', 'paper', 'scissors'].map((value) => ({
-  value,
-  label: text.hand(value).label,
-  icon: text.hand(value).icon,
-}));
+const SHARE_IMAGE = '/images/share.png';
+
+function choices() {
+  return ['rock', 'paper', 'scissors'].map((value) => ({
+    value,
+    label: text.hand(value).label,
+    icon: text.hand(value).icon,
+  }));
+}
 const FACES = [1, 2, 3, 4].map((value) => ({ value, icon: text.face(value) }));
 
 // Everything about one match; reset by a new match.
@@ -20,6 +25,7 @@ function blankMatch() {
     matchId: '',
     round: 0,
     bestOf: 0,
+    roundText: '',
     secondsLeft: 0,
     opponentName: '',
     opponentAvatar: '',
@@ -43,6 +49,10 @@ function blankMatch() {
     rating: '',
     ratingChange: '',
     ratingSign: 'none',
+    rematchState: '', // '' | ready | asked | offered | closed
+    rematchText: '',
+    roomCode: '',
+    roomHint: '',
   };
 }
 
@@ -56,8 +66,9 @@ function signed(n) {
 Page({
   data: Object.assign(
     {
+      s: {},
       mode: 'auto',
-      choices: CHOICES,
+      choices: choices(), // again in onLoad: the words in the phone's language
       faces: FACES,
       connection: 'closed',
       connectionText: '',
@@ -72,7 +83,8 @@ Page({
     this.deadline = 0;
     this.timer = null;
     const mode = MODES.indexOf(options.bot) >= 0 ? options.bot : client.lastJoin || 'auto';
-    this.setData({ mode });
+    this.setData({ mode, s: text.table(), choices: choices() });
+    wx.setNavigationBarTitle({ title: text.t('appTitle') });
     this.showConnection(client.state);
     this.unsubscribe = [
       client.on('state', (state) => this.showConnection(state)),
@@ -84,12 +96,33 @@ Page({
       client.on('error', (m) => this.handleError(m)),
       client.on('lost', (m) => this.handleLost(m)),
       client.on('bye', (m) => this.handleBye(m)),
+      client.on('room', (m) => this.handleRoom(m)),
+      client.on('room_closed', () => this.handleRoomClosed()),
+      client.on('rematch', (m) => this.handleRematch(m)),
+      client.on('rematch_declined', (m) => this.handleRematchDeclined(m)),
     ];
     if (options.resume === '1' && client.match) {
       this.showMatch(client.match);
+    } else if (options.room) {
+      this.joinFriend(String(options.room));
+    } else if (options.invite === '1') {
+      this.openRoom();
     } else {
       this.join();
     }
+  },
+
+  // The share card of a room: the friend who taps it opens this page with ?room=CODE
+  // (after a cold start too: the join waits for the connection). Elsewhere, the game.
+  onShareAppMessage() {
+    const code = this.data.roomCode;
+    if (!code) return { title: text.t('appTitle'), path: '/pages/lobby/lobby' };
+    const player = this.client.player;
+    return {
+      title: text.t('shareTitle', { name: player ? player.name : '' }),
+      path: '/pages/game/game?room=' + code,
+      imageUrl: SHARE_IMAGE,
+    };
   },
 
   onUnload() {
@@ -107,14 +140,14 @@ Page({
     const choice = e.currentTarget.dataset.choice;
     if (this.data.phase !== 'choosing' || !text.HANDS[choice]) return;
     if (!this.client.choose(choice)) {
-      this.setData({ status: 'Not connected, try again in a moment' });
+      this.setData({ status: text.t('notConnected') });
       return;
     }
     this.setData({
       phase: 'chosen',
       myChoice: choice,
       myChoiceIcon: text.hand(choice).icon,
-      status: 'You chose ' + text.hand(choice).label + '. Waiting for the result…',
+      status: text.t('youChose', { hand: text.hand(choice).label }),
     });
   },
 
@@ -124,6 +157,19 @@ Page({
 
   onPlayAgain() {
     this.join();
+  },
+
+  onRematch() {
+    const state = this.data.rematchState;
+    if (state !== 'ready' && state !== 'offered') return;
+    if (!this.client.rematch(this.data.matchId)) {
+      this.setData({ status: text.t('notConnected') });
+      return;
+    }
+    this.setData({
+      rematchState: 'asked',
+      rematchText: state === 'offered' ? '' : text.t('rematchWaiting'),
+    });
   },
 
   onBackToLobby() {
@@ -136,15 +182,61 @@ Page({
   join() {
     this.stopCountdown();
     const waiting =
-      this.data.mode === 'now' ? 'A house bot is sitting down…' : 'Looking for an opponent…';
+      this.data.mode === 'now' ? text.t('botSittingDown') : text.t('lookingForOpponent');
     this.setData(Object.assign(blankMatch(), { status: waiting }));
     this.client.join(this.data.mode);
   },
 
+  openRoom() {
+    this.stopCountdown();
+    this.setData(Object.assign(blankMatch(), { status: text.t('roomOpening') }));
+    this.client.createRoom();
+  },
+
+  joinFriend(code) {
+    this.stopCountdown();
+    this.setData(Object.assign(blankMatch(), { status: text.t('joiningRoom') }));
+    this.client.joinRoom(code);
+  },
+
   handleQueued() {
     if (this.data.phase === 'waiting' && this.data.mode !== 'now') {
-      this.setData({ status: 'Looking for an opponent…' });
+      this.setData({ status: text.t('lookingForOpponent') });
     }
+  },
+
+  handleRoom(m) {
+    const minutes = Math.max(1, Math.round(m.expires_in / 60));
+    this.setData({
+      phase: 'waiting',
+      roomCode: m.code,
+      roomHint: text.t('roomHint', { minutes }),
+      status: '',
+    });
+    wx.showShareMenu({ withShareTicket: false, menus: ['shareAppMessage', 'shareTimeline'] });
+  },
+
+  handleRoomClosed() {
+    if (!this.data.roomCode) return;
+    this.setData({ roomCode: '', roomHint: '', status: text.t('roomExpired') });
+  },
+
+  handleRematch(m) {
+    if (m.match_id !== this.data.matchId || this.data.phase !== 'over') return;
+    if (this.data.rematchState === 'closed') return;
+    const asked = this.data.rematchState === 'asked';
+    this.setData({
+      rematchState: asked ? 'asked' : 'offered',
+      rematchText: text.t('rematchAsked', { name: this.data.opponentName }),
+    });
+  },
+
+  handleRematchDeclined(m) {
+    if (m.match_id !== this.data.matchId) return;
+    this.setData({
+      rematchState: 'closed',
+      rematchText: text.declined(m.reason, this.data.opponentName),
+    });
   },
 
   handleStart(m) {
@@ -154,9 +246,12 @@ Page({
         phase: 'choosing',
         myChoice: '',
         myChoiceIcon: '',
-        opponentStatus: 'is choosing…',
+        opponentStatus: text.t('opponentChoosing'),
         opponentFace: '',
-        status: 'Round ' + m.round + ': choose!',
+        status: text.t('roundChoose', { round: m.round }),
+        roundText: text.t('roundOf', { round: m.round, bestOf: m.best_of }),
+        roomCode: '',
+        roomHint: '',
       }),
     );
     this.startCountdown(m.round_ms);
@@ -183,8 +278,8 @@ Page({
     const chosen = match.choice && match.final;
     let phase = 'between';
     if (match.open) phase = chosen ? 'chosen' : 'choosing';
-    let opponentStatus = match.open ? 'is choosing…' : '';
-    if (match.opponentAway) opponentStatus = 'left, waiting for them to come back…';
+    let opponentStatus = match.open ? text.t('opponentChoosing') : '';
+    if (match.opponentAway) opponentStatus = text.t('opponentLeft');
     this.setData(
       Object.assign(
         fresh ? blankMatch() : {},
@@ -200,7 +295,10 @@ Page({
           myChoice: match.choice,
           myChoiceIcon: match.choice ? text.hand(match.choice).icon : '',
           opponentStatus,
-          status: match.open ? 'Back in round ' + match.round : 'Next round coming…',
+          status: match.open
+            ? text.t('backInRound', { round: match.round })
+            : text.t('nextRoundComing'),
+          roundText: text.t('roundOf', { round: match.round, bestOf: match.bestOf }),
         },
       ),
     );
@@ -218,7 +316,7 @@ Page({
       matchId: m.match_id,
       round: m.round,
       bestOf: m.best_of,
-      opponentName: opponent.name || 'Opponent',
+      opponentName: opponent.name || text.t('opponent'),
       opponentAvatar: opponent.avatar || '',
       opponentBot: !!opponent.bot,
       opponentRating: typeof opponent.rating === 'number' ? String(opponent.rating) : '',
@@ -236,13 +334,13 @@ Page({
   handleMovement(m) {
     if (m.match_id !== this.data.matchId) return;
     if (m.kind === 'choice') {
-      this.setData({ opponentStatus: 'has chosen' });
+      this.setData({ opponentStatus: text.t('opponentChosen') });
     } else if (m.kind === 'face') {
       this.setData({ opponentFace: text.face(m.face) });
     } else if (m.kind === 'left') {
-      this.setData({ opponentStatus: 'left, waiting for them to come back…' });
+      this.setData({ opponentStatus: text.t('opponentLeft') });
     } else if (m.kind === 'back') {
-      this.setData({ opponentStatus: 'is back' });
+      this.setData({ opponentStatus: text.t('opponentBack') });
     }
   },
 
@@ -258,6 +356,12 @@ Page({
       outcome: m.outcome,
       text: text.outcome(m.outcome),
     };
+    lastRound.line = text.t('historyRow', {
+      round: m.round,
+      you: lastRound.youIcon,
+      opponent: lastRound.opponentIcon,
+      outcome: lastRound.text,
+    });
     const fields = {
       rounds: this.data.rounds.concat([lastRound]),
       lastRound,
@@ -276,6 +380,8 @@ Page({
         totalScore: m.total_score,
         winStreak: m.win_streak,
         status: '',
+        rematchState: 'ready',
+        rematchText: '',
       });
       if (typeof m.rating === 'number') {
         const change = m.rating_change || 0;
@@ -287,14 +393,25 @@ Page({
         });
       }
     } else {
-      Object.assign(fields, { phase: 'between', status: lastRound.text + '. Next round…' });
+      Object.assign(fields, { phase: 'between', status: text.t('nextRound', { outcome: lastRound.text }) });
     }
     this.setData(fields);
   },
 
   handleError(m) {
+    const ref = typeof m.ref === 'string' ? m.ref : '';
+    if (ref.indexOf('room-') === 0 || ref.indexOf('friend-') === 0) {
+      // A room we tried to open or join: say why, with the way back to the lobby.
+      if (m.code === 'already_queued' || m.code === 'already_in_match') return;
+      this.setData({ roomCode: '', roomHint: '', status: text.roomError(m.code) || m.message || m.code });
+      return;
+    }
+    if (ref.indexOf('rematch-') === 0) {
+      if (m.code === 'no_rematch') this.setData({ rematchState: 'closed', rematchText: text.t('noRematch') });
+      return;
+    }
     let status;
-    if (m.code === 'wrong_round') status = 'Too late for that round';
+    if (m.code === 'wrong_round') status = text.t('tooLate');
     else if (['invalid_token', 'unavailable', 'already_in_match'].indexOf(m.code) >= 0) return;
     else status = m.message || m.code;
     this.setData({ status });
@@ -310,14 +427,14 @@ Page({
     this.setData({
       phase: 'over',
       matchOver: true,
-      headline: 'The match ended while you were away',
+      headline: text.t('endedAway'),
       reasonText: '',
       secondsLeft: 0,
     });
   },
 
   handleBye(m) {
-    if (m.reason === 'replaced') this.setData({ status: 'Playing on another device' });
+    if (m.reason === 'replaced') this.setData({ status: text.t('replacedStatus') });
   },
 
   showConnection(state) {
@@ -343,7 +460,7 @@ Page({
     if (left !== this.data.secondsLeft) this.setData({ secondsLeft: left });
     if (left === 0) {
       this.stopCountdown();
-      if (this.data.phase === 'choosing') this.setData({ status: "Time's up" });
+      if (this.data.phase === 'choosing') this.setData({ status: text.t('timesUp') });
     }
   },
 });

@@ -1,12 +1,20 @@
-// The lobby: a name, then "Find opponent" (a human, or a house bot after a few seconds)
-// or "Play a bot now".
+// The lobby: a nickname and an avatar picked the WeChat way (since 2022 getUserProfile
+// gives a grey picture and "微信用户": <button open-type="chooseAvatar"> and
+// <input type="nickname"> let the player choose both), then "Find opponent" (a human, or a
+// house bot after a few seconds), "Play a bot now", or "Invite a friend" (a private room).
+const config = require('../../config.js');
 const text = require('../../utils/text.js');
 
 Page({
   data: {
+    s: {},
     name: '',
+    avatar: '',
+    avatarStatus: '',
     playerName: '',
     playerRating: '',
+    playingAs: '',
+    ratingText: '',
     connection: 'closed',
     connectionText: '',
     online: 0,
@@ -15,7 +23,8 @@ Page({
   onLoad() {
     const client = getApp().globalData.client;
     this.client = client;
-    this.setData({ name: client.profile.name || '' });
+    this.setData({ s: text.table(), name: client.profile.name || '', avatar: client.profile.avatar || '' });
+    wx.setNavigationBarTitle({ title: text.t('appTitle') });
     this.showConnection(client.state);
     if (client.player) this.setData({ playerName: client.player.name });
     this.unsubscribe = [
@@ -36,7 +45,16 @@ Page({
   showRating() {
     const player = this.client && this.client.player;
     const rating = player && typeof player.rating === 'number' ? String(player.rating) : '';
-    if (rating !== this.data.playerRating) this.setData({ playerRating: rating });
+    const playingAs = this.data.playerName
+      ? text.t('playingAs', { name: this.data.playerName, online: this.data.online })
+      : '';
+    if (rating !== this.data.playerRating || playingAs !== this.data.playingAs) {
+      this.setData({
+        playerRating: rating,
+        ratingText: rating ? text.t('rating', { rating }) : '',
+        playingAs,
+      });
+    }
   },
 
   onLeaderboard() {
@@ -56,20 +74,59 @@ Page({
     this.setData({ name: e.detail.value });
   },
 
+  // The avatar the player picked is a temporary local file: upload it (protocol §9,
+  // POST /applet/avatar with the token) and play with the URL the server gives back.
+  onChooseAvatar(e) {
+    const filePath = e.detail && e.detail.avatarUrl;
+    const client = this.client;
+    if (!filePath || !client.token) {
+      this.setData({ avatarStatus: text.t('avatarFailed') });
+      return;
+    }
+    this.setData({ avatarStatus: text.t('avatarUploading') });
+    const base = (client.options && client.options.httpBase) || config.httpBase;
+    wx.uploadFile({
+      url: base + '/applet/avatar',
+      filePath,
+      name: 'avatar',
+      header: { Authorization: 'Bearer ' + client.token },
+      success: (res) => {
+        let body = null;
+        try {
+          body = typeof res.data === 'string' ? JSON.parse(res.data) : res.data;
+        } catch (err) {
+          body = null;
+        }
+        if (res.statusCode !== 200 || !body || typeof body.avatar !== 'string') {
+          this.setData({ avatarStatus: text.t('avatarFailed') });
+          return;
+        }
+        // Kept for the next hello too (the server already stored it for this player).
+        client.setProfile({ avatar: body.avatar });
+        this.setData({ avatar: body.avatar, avatarStatus: text.t('avatarSaved') });
+      },
+      fail: () => this.setData({ avatarStatus: text.t('avatarFailed') }),
+    });
+  },
+
   onFindOpponent() {
-    this.play('auto');
+    this.open('/pages/game/game?bot=auto');
   },
 
   onPlayBot() {
-    this.play('now');
+    this.open('/pages/game/game?bot=now');
   },
 
-  play(bot) {
+  onInvite() {
+    this.open('/pages/game/game?invite=1');
+  },
+
+  open(url) {
     if (this.opening) return; // a second tap before the game page is up
     this.opening = true;
     // A new name goes out in the next hello (the client reconnects with its token).
     this.client.setProfile({ name: this.data.name });
     this.client.connect();
-    wx.navigateTo({ url: '/pages/game/game?bot=' + bot });
+    wx.navigateTo({ url });
   },
 });
