@@ -18,9 +18,18 @@ One connection per node (its writer thread). A batch of jobs is one transaction;
 of finished matches is a few statements each reading its rows from one JSON parameter
 (``store/batching.py``), with each match counted once (``ON CONFLICT DO NOTHING
 RETURNING id``). Players' rows are locked in id order before they are updated, so two
-nodes lock the rows they share in the same order. A deadlock PostgreSQL still breaks (a
-profile saved in one batch while another node's run holds the row) costs the losing batch
-one careful retry, nothing lost.
+nodes lock the rows they share in the same order. That is not enough on its own: a batch
+is several statements (new players, then every player's totals, then the periods' points,
+and profiles saved beside a run), and two nodes' batches could still each hold a row the
+other's next statement wants. PostgreSQL breaks such a deadlock only after its
+``deadlock_timeout`` (a second), by failing one batch, whose careful retry write by write
+could meet the next node's batch the same way (a three-node soak lost writes so, and a node
+then took longer to stop than its supervisor waits). So a write transaction begins by
+taking one transaction-scoped advisory lock (``WRITE_LOCK``), the same in every node: the
+nodes' write batches take turns, and no two of them ever hold rows at once. Reads take no
+lock. A batch holds it for a few round trips (a run of 20 matches: a millisecond or two on
+one machine), so a cluster stores on the order of 10,000 matches a second before writers
+queue for it; batches then grow, and there are fewer of them (docs/storage.md).
 
 A lost connection (the server restarted, a network cut) fails the batch it happened in:
 its reads raise ``StoreUnavailable`` and its writes are counted as lost. The next batch
@@ -66,6 +75,9 @@ CONNECT_DEFAULTS: dict[str, str] = {
 
 # Any number: the key of the advisory lock migrations run under (the same in every node).
 MIGRATION_LOCK = 0x5250_5301
+# The key of the transaction-scoped advisory lock every write batch takes first, so the
+# nodes' write transactions take turns and never deadlock (above).
+WRITE_LOCK = 0x5250_5302
 
 # Each entry moves the schema from version N to N + 1; one that has shipped is never
 # edited. The same tables and columns as SQLite's (store/schema.py). Ids compare byte by
@@ -317,6 +329,8 @@ class PostgresDatabase:
 
     def begin(self, conn: psycopg.Connection[Any], *, write: bool) -> None:
         conn.execute("BEGIN")
+        if write:  # released by the COMMIT or ROLLBACK that ends the transaction
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
 
     def execute(self, conn: psycopg.Connection[Any], sql: str) -> None:
         conn.execute(sql.encode())

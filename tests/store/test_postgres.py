@@ -1,5 +1,5 @@
-"""What only the PostgreSQL store does: a server that stops and comes back, deadlocks
-between nodes, migrations raced by several nodes, and the same answers as SQLite.
+"""What only the PostgreSQL store does: a server that stops and comes back, write batches
+of several nodes taking turns, migrations raced by several nodes, and the same answers as SQLite.
 
 Everything that runs PostgreSQL is marked ``system``; the rest needs no server.
 """
@@ -10,6 +10,7 @@ import asyncio
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from game_server.core.rating import NEW_RATING
 from game_server.core.records import PlayerResult
 from game_server.store.base import ThreadedStore
 from game_server.store.sqlite import SqliteStore
-from tests.store.test_shared import WAIT, hold, match, player, rated, still_works, won
+from tests.store.test_shared import WAIT, match, player, rated, still_works, won
 from tests.support.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,12 +104,38 @@ async def test_a_server_that_stops_and_comes_back(
         await store.close()
 
 
+def write_lock_holders(url: str, *, granted: bool) -> int:
+    """Transactions holding (``granted``) or waiting for the stores' write lock."""
+    import psycopg
+
+    from game_server.store.postgres import WRITE_LOCK
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND objid::text::bigint = %s AND granted = %s",
+            (WRITE_LOCK, granted),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def until(check: Any) -> None:
+    """Poll ``check()`` (on a worker thread) until it is true, at most ``WAIT`` seconds."""
+    deadline = time.monotonic() + WAIT
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{check} never came true")
+        time.sleep(0.01)
+
+
 @pytest.mark.system
-async def test_a_deadlock_between_two_stores_costs_a_retry_and_no_write(
-    postgres_url: str,
-) -> None:
-    """Two nodes' batches take two players' rows in opposite orders: PostgreSQL breaks
-    the deadlock by failing one transaction, whose batch runs again write by write."""
+async def test_two_stores_writing_rows_in_opposite_orders_take_turns(postgres_url: str) -> None:
+    """Two nodes' batches take two players' rows in opposite orders. Without the write
+    lock each would hold one row and wait for the other's: a deadlock PostgreSQL breaks
+    only after a second, by failing one batch (whose retry, write by write, could meet
+    the next batch the same way). With it, the second batch waits for the first to
+    commit, and both go through whole: no failure, no retry."""
     from game_server.store.postgres import PostgresStore
 
     here, there = PostgresStore(postgres_url), PostgresStore(postgres_url)
@@ -116,38 +143,44 @@ async def test_a_deadlock_between_two_stores_costs_a_retry_and_no_write(
         for pid in ("p_x", "p_y"):
             here.save_player(player(pid))
         await here.flush()
-        both_locked = threading.Barrier(2, timeout=WAIT)
-        waited: set[str] = set()
 
         def add_win(pid: str) -> Any:
             return lambda conn: conn.execute(
                 "UPDATE players SET wins = wins + 1 WHERE id = %s", (pid,)
             )
 
-        def meet(side: str) -> Any:
-            def wait(conn: Any) -> None:
-                if side not in waited:  # only the first time: not on the retry
-                    waited.add(side)
-                    both_locked.wait()
+        def until_the_other_waits(conn: Any) -> None:
+            # ``here`` holds p_x's row; ``there`` has begun, and waits for the lock.
+            until(lambda: write_lock_holders(postgres_url, granted=False) == 1)
 
-            return wait
-
-        gates = [await hold(here), await hold(there)]
-        for store, side, first, second in ((here, "h", "p_x", "p_y"), (there, "t", "p_y", "p_x")):
-            store.writer.write(add_win(first))
-            store.writer.write(meet(side))
-            store.writer.write(add_win(second))
-            store.writer.hand_over()
-        for gate in gates:
-            gate.set()
+        here.writer.write(add_win("p_x"))
+        here.writer.write(until_the_other_waits)
+        here.writer.write(add_win("p_y"))
+        here.writer.hand_over()
+        await asyncio.to_thread(until, lambda: write_lock_holders(postgres_url, granted=True))
+        there.writer.write(add_win("p_y"))
+        there.writer.write(add_win("p_x"))
+        there.writer.hand_over()
         await asyncio.wait_for(asyncio.gather(here.flush(), there.flush()), WAIT)
         for pid in ("p_x", "p_y"):
             stored = await here.get_player(pid)
             assert stored is not None
-            assert stored.stats.wins == 2  # both batches' writes, none lost
-        assert here.writer.retries + there.writer.retries == 1
+            assert stored.stats.wins == 2  # both batches' writes
+        assert here.writer.retries == there.writer.retries == 0
         assert here.failures == there.failures == 0
         assert here.writes_dropped == there.writes_dropped == 0
+        # Reads take no lock: while one store's write batch holds it, the other reads.
+        release = threading.Event()
+        here.writer.write(lambda conn: release.wait(WAIT))
+        here.writer.hand_over()
+        await asyncio.to_thread(until, lambda: write_lock_holders(postgres_url, granted=True))
+        try:
+            seen = await asyncio.wait_for(there.get_player("p_y"), WAIT / 2)
+            assert seen is not None
+            assert seen.stats.wins == 2
+        finally:
+            release.set()
+        await here.flush()
     finally:
         await here.close()
         await there.close()
