@@ -389,7 +389,10 @@ async def heartbeat_server(
     aiohttp_server: Callable[..., Any],
 ) -> TestServer:
     config = ServerConfig(
-        service=ServiceConfig(rules=MatchRules(round_seconds=30.0), bot_after=60.0),
+        # A cut peer keeps its seat for the reconnect grace, then forfeits: short here.
+        service=ServiceConfig(
+            rules=MatchRules(round_seconds=30.0), bot_after=60.0, reconnect_grace=0.5
+        ),
         heartbeat=0.4,
     )
     server: TestServer = await aiohttp_server(create_app(config), host="127.0.0.1")
