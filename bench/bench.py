@@ -393,6 +393,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     if args.only == "legacy":
         results["legacy"] = await legacy_run(args)
         return results
+    if args.only == "paced":
+        results["paced"] = await throughput("game", 500, args, match_rate=args.target_rate)
+        return results
     for clients in args.scaling:
         print(f"throughput: {clients} clients ...", file=sys.stderr, flush=True)
         scaling[str(clients)] = await throughput("game", clients, args)
@@ -533,7 +536,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=2, help="load-generator processes")
     parser.add_argument("--idle", type=int, default=15000, help="idle players for capacity")
     parser.add_argument(
-        "--only", choices=["capacity", "legacy"], help="run one scenario only (prints JSON)"
+        "--only",
+        choices=["capacity", "legacy", "paced"],
+        help="run one scenario only (prints JSON)",
     )
     parser.add_argument(
         "--legacy-clients", type=int, default=3000, help="demo clients in the legacy run"

@@ -190,3 +190,33 @@ def test_attacks_refuse_a_server_that_is_not_on_this_machine() -> None:
     result = run_script("bench/attacks.py", "ws://203.0.113.1:9595/applet/websocket")
     assert result.returncode != 0
     assert "loopback only" in result.stderr
+
+
+def test_service_bench_plays_matches_in_process_with_and_without_storage() -> None:
+    for store in ("sqlite", "none"):
+        result = run_script(
+            "bench/service_bench.py",
+            *("--players", "40", "--matches", "300", "--warmup", "50", "--runs", "1"),
+            *("--store", store, "--profile", "--profile-top", "5"),
+        )
+        assert result.returncode == 0, result.stderr
+        lines = result.stdout.strip().splitlines()
+        assert "function calls" in result.stdout  # cProfile's table came first
+        summary = orjson.loads(lines[-1])
+        assert summary["store"] == store
+        (run,) = summary["runs"]
+        assert run["matches"] >= 300
+        # Every match costs the loop something, and the process at least that much.
+        assert 0 < run["loop_us_per_match"] <= run["process_us_per_match"] * 1.05
+
+
+def test_bench_runs_the_paced_scenario_alone() -> None:
+    result = run_script(
+        "bench/bench.py",
+        *("--only", "paced", "--window", "1", "--warmup", "0.5", "--target-rate", "5"),
+    )
+    assert result.returncode == 0, result.stderr
+    paced = orjson.loads(result.stdout.strip().splitlines()[0])["paced"]
+    assert paced["matches_per_s"] > 0
+    assert paced["server_cpu_s_per_1000_matches"] > 0
+    assert set(paced["cores_busy"]) == {"server_loop", "server_other_threads", "loadgens"}
