@@ -119,7 +119,7 @@ class Player:
             avatar=self.avatar,
             openid=self.openid,
             unionid=self.unionid,
-            stats=attrs.evolve(self.stats),
+            stats=self.stats.copy(),
             rating=self.rating,
         )
 
@@ -129,7 +129,7 @@ class Player:
             id=record.id,
             name=record.name,
             created_at=record.created_at,
-            stats=attrs.evolve(record.stats),
+            stats=record.stats.copy(),
             avatar=record.avatar,
             openid=record.openid,
             unionid=record.unionid,

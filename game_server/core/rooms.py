@@ -338,7 +338,7 @@ class Rooms:
         for human in room.humans:
             human.durable = True  # its match is stored below, and the player with it
             after = match.ratings_after[match.seat_of(human.id)]
-            human.rating = attrs.evolve(after, rated_at=rated_at)
+            human.rating = after.stamped(rated_at)
             if human.room is room:
                 human.room = None
                 if human.move(PlayerEvent.MATCH_OVER) is PlayerState.OFFLINE:

@@ -15,6 +15,11 @@ class PlayerStats:
     losses: int = 0
     draws: int = 0
 
+    def copy(self) -> PlayerStats:
+        """A copy to hand out (a record must not change with the live totals); the
+        constructor, not ``attrs.evolve``, on a path taken for every player of every match."""
+        return PlayerStats(self.total_score, self.win_streak, self.wins, self.losses, self.draws)
+
 
 # Their names, in this order: storage's columns and the public player JSON follow them.
 STAT_FIELDS: tuple[str, ...] = tuple(field.name for field in attrs.fields(PlayerStats))

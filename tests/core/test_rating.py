@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from glicko2.math.algorithm import update_rating
 
@@ -17,7 +18,7 @@ from game_server.core.rating import (
     bot_rating,
     rate,
 )
-from game_server.core.scoring import PlayerStats
+from game_server.core.scoring import STAT_FIELDS, PlayerStats
 from game_server.core.strategies import STRATEGY_NAMES
 from protocol import Choice, Result
 
@@ -178,3 +179,20 @@ def test_a_forfeit_counts_and_the_final_results_carry_it() -> None:
     assert results[0].rating == after.shown
     assert results[0].rating_change == after.shown - 1600
     assert results[0].rating_change < 0 < (results[1].rating_change or 0)
+
+
+def test_stamped_changes_only_when_it_was_rated() -> None:
+    before = Rating(1612.5, 87.0, 0.059, 100.0)
+    after = before.stamped(250.0)
+    assert attrs.astuple(after) == (1612.5, 87.0, 0.059, 250.0)
+    assert before.rated_at == 100.0
+
+
+def test_a_stats_copy_has_every_field_and_is_its_own() -> None:
+    # Distinct values per field, so a field the copy forgot would show as its default.
+    stats = PlayerStats(**{name: 10 + i for i, name in enumerate(STAT_FIELDS)})
+    copy = stats.copy()
+    assert copy == stats
+    assert copy is not stats
+    copy.wins += 1
+    assert stats.wins == 10 + STAT_FIELDS.index("wins")
