@@ -78,6 +78,9 @@ MIGRATION_LOCK = 0x5250_5301
 # The key of the transaction-scoped advisory lock every write batch takes first, so the
 # nodes' write transactions take turns and never deadlock (above).
 WRITE_LOCK = 0x5250_5302
+# A write transaction's start and its lock in one round trip (a query without parameters
+# goes as one simple query, several statements allowed).
+BEGIN_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})".encode()
 
 # Each entry moves the schema from version N to N + 1; one that has shipped is never
 # edited. The same tables and columns as SQLite's (store/schema.py). Ids compare byte by
@@ -328,9 +331,8 @@ class PostgresDatabase:
         return conn
 
     def begin(self, conn: psycopg.Connection[Any], *, write: bool) -> None:
-        conn.execute("BEGIN")
-        if write:  # released by the COMMIT or ROLLBACK that ends the transaction
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+        # The lock is released by the COMMIT or ROLLBACK that ends the transaction.
+        conn.execute(BEGIN_WRITE if write else b"BEGIN")
 
     def execute(self, conn: psycopg.Connection[Any], sql: str) -> None:
         conn.execute(sql.encode())
