@@ -275,12 +275,15 @@ async def lines_lost_reported(http: aiohttp.ClientSession, url: str) -> dict[str
 
 
 @contextlib.asynccontextmanager
-async def server_logging_to_a_pipe() -> AsyncIterator[
-    tuple[asyncio.subprocess.Process, str, BinaryIO]
-]:
-    """A server whose stderr is a pipe read up to "listening" and then never again; yields
-    the process, its host:port and the pipe's read end (closed at the end if not before)."""
+async def server_logging_to_a_pipe(
+    pipe_bytes: int | None = None,
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, str, BinaryIO]]:
+    """A server whose stderr is a pipe (of ``pipe_bytes`` if given) read up to "listening"
+    and then never again; yields the process, its host:port and the pipe's read end
+    (closed at the end if not before)."""
     read_end, write_end = os.pipe()
+    if pipe_bytes is not None:
+        fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, pipe_bytes)
     process = await asyncio.create_subprocess_exec(
         *server_command(*FAST_GAME, "--drain-seconds", "1"), stderr=write_end
     )
@@ -296,14 +299,29 @@ async def server_logging_to_a_pipe() -> AsyncIterator[
         log.close()
 
 
-async def pipe_full(log: BinaryIO) -> None:
-    """Wait until the pipe holds nearly its 64 KiB: from then on a write to it blocks."""
+# One page. The kernel fills a pipe a page per write unless the write's tail fits the last
+# page, so a full default pipe (16 pages) may hold anywhere from ~32 to 64 KiB: its unread
+# count cannot tell "full" from "not yet". One page is full after a few lines.
+ONE_PAGE = 4096
+
+
+def unread_bytes(log: BinaryIO) -> int:
+    unread: int = struct.unpack("i", fcntl.ioctl(log.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+    return unread
+
+
+async def pipe_stays_full(log: BinaryIO) -> int:
+    """Wait until the pipe holds lines and has stopped taking more for 0.3 s (the log thread
+    writes every 20 ms): its writer is blocked. Returns what the pipe holds."""
+    held, still = -1, 0
     for _ in range(100):
-        unread = struct.unpack("i", fcntl.ioctl(log.fileno(), termios.FIONREAD, b"\0" * 4))[0]
-        if unread > 60_000:
-            return
+        unread = unread_bytes(log)
+        still = still + 1 if unread == held and unread > 0 else 0
+        if still == 6:
+            return unread
+        held = unread
         await asyncio.sleep(0.05)  # another process: nothing to wait on but time
-    raise AssertionError(f"the pipe holds only {unread} bytes")
+    raise AssertionError(f"the pipe never filled up: it holds {held} bytes")
 
 
 async def play_a_round(http: aiohttp.ClientSession, base: str) -> aiohttp.ClientWebSocketResponse:
@@ -342,11 +360,15 @@ async def test_a_log_pipe_nobody_reads_stops_neither_the_game_nor_the_shutdown()
 async def test_a_log_reader_that_stalls_holds_up_neither_the_game_nor_the_shutdown() -> None:
     # pm2 or journald falling behind: the pipe fills up, and a write to it blocks until
     # someone reads. Once, the loop itself made that write.
-    async with server_logging_to_a_pipe() as (process, base, log), aiohttp.ClientSession() as http:
+    async with (
+        asyncio.timeout(30),  # a loop blocked on the pipe hangs the hellos: fail, not hang
+        server_logging_to_a_pipe(ONE_PAGE) as (process, base, log),
+        aiohttp.ClientSession() as http,
+    ):
         url = f"ws://{base}/applet/websocket"
-        for _ in range(200):  # a few log lines each, well past what the pipe holds
+        for _ in range(50):  # ~4 lines of ~250 bytes each: a dozen times what the pipe holds
             await (await hello(http, url)).close()
-        await pipe_full(log)
+        assert await pipe_stays_full(log) <= ONE_PAGE
         ann = await play_a_round(http, base)
         assert (await http.get(f"http://{base}/healthz")).status == 200
         process.send_signal(signal.SIGTERM)
