@@ -99,12 +99,3 @@ async def nodes(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Call
     yield make
     for node in made:
         await node.close()
-
-
-async def until(check: Callable[[], Any], within: float = 5.0) -> None:
-    """Wait for ``check()`` to hold (messages between nodes take a moment)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {check}")
-        await asyncio.sleep(0.005)

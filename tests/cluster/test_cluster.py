@@ -25,7 +25,7 @@ from protocol import (
     Resume,
     Start,
 )
-from tests.cluster.conftest import until
+from tests.support.waiting import until
 
 
 async def test_players_on_two_nodes_are_paired_and_play_a_full_match(nodes: Any) -> None:

@@ -23,6 +23,7 @@ from game_server.config import ServerConfig
 from game_server.net import app as app_module
 from game_server.net import fastpath
 from game_server.net.fastpath import DetachedSocket, DirectWebSocketResponse
+from tests.support.waiting import until
 
 ServerFactory = Callable[..., Awaitable[TestServer]]
 TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
@@ -93,12 +94,6 @@ class Recorder:
     def ended(self) -> None:
         self.seen.append(("ended",))
         self.done.set()
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    async with asyncio.timeout(5):
-        while not condition():  # noqa: ASYNC110 - some conditions are aiohttp's state
-            await asyncio.sleep(0.005)
 
 
 Serve = Callable[..., Awaitable[tuple[Recorder, asyncio.StreamReader, asyncio.StreamWriter]]]

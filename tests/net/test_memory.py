@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import gc
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -26,6 +26,7 @@ from game_server.net.appkeys import ADDRESSES, CONNECTIONS, SERVICE
 from game_server.net.socketio import SOCKETIO_PATH
 from protocol import BotMode
 from tests.conftest import ServerFactory
+from tests.support.waiting import until
 
 # The types one connection makes, server side, and the tables it has a row in.
 PER_CONNECTION_TYPES = (
@@ -87,12 +88,6 @@ def no_collector() -> Iterator[None]:
         gc.enable()
 
 
-async def until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    async with asyncio.timeout(seconds):
-        while not condition():  # noqa: ASYNC110 - the server's state, polled
-            await asyncio.sleep(0.02)
-
-
 @pytest.mark.usefixtures("no_collector")
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "public"])
 async def test_every_connection_gives_back_what_it_held(
@@ -128,7 +123,7 @@ async def test_every_connection_gives_back_what_it_held(
     ]
     bots = [BotClient(str(url), mode=BotMode.NOW, think=(0.0, 0.0)) for _ in range(4)]
     playing = [asyncio.create_task(bot.play(1, session=http)) for bot in bots]
-    await until(lambda: len(server.app[CONNECTIONS]) == 84)
+    await until(lambda: len(server.app[CONNECTIONS]) == 84, 10, what="84 connections")
     # The count sees them all: 84 connections, 64 players, their sessions...
     during = live_objects()
     for name in (
@@ -159,7 +154,7 @@ async def test_every_connection_gives_back_what_it_held(
     for ws in (*closing, *dropped, *silent, *demo):
         await ws.close()
 
-    await until(lambda: tables(server) == empty)
+    await until(lambda: tables(server) == empty, 10, what="every per-connection table empty")
     await asyncio.sleep(0.1)  # aiohttp's own request tasks end a turn after the handler
     after = live_objects()
     kept = {name: after[name] - before[name] for name in PER_CONNECTION_TYPES}

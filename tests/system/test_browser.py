@@ -9,7 +9,6 @@ Policy violation, for one, shows up there. Skipped only when /usr/bin/chromium i
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sqlite3
@@ -38,6 +37,7 @@ from game_server.core.records import PlayerRecord
 from game_server.core.scoring import PlayerStats
 from game_server.store.schema import PROFILE_ROW, migrate, player_params
 from tests.support.processes import FAST_GAME, ServerProcess, launch, require_program
+from tests.support.waiting import until
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -234,15 +234,6 @@ class Wire:
 
     async def cut(self) -> None:
         await self.routes[-1].close(code=4000, reason="cut by the test")
-
-
-async def eventually(condition: Callable[[], bool], what: str) -> None:
-    """Wait for something the test itself observes (not the page) to come true."""
-    for _ in range(TIMEOUT_MS // 20):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def join(client: Client, name: str, *, bot: bool = False) -> None:
@@ -469,7 +460,8 @@ async def test_a_page_reconnects_resumes_and_keeps_its_player(open_page: OpenPag
     await expect(ann.by("connection")).to_have_attribute("data-state", "reconnecting")
     await expect(bob.by("opponent-status")).to_have_attribute("data-status", "away")
     await expect(bob.by("opponent-status")).to_contain_text("Ann left")
-    await eventually(lambda: wire.refused > 0, "a reconnect attempt while the network is down")
+    down = "a reconnect attempt while the network is down"
+    await until(lambda: wire.refused > 0, TIMEOUT_MS / 1000, what=down)
     await expect(ann.by("connection")).to_have_attribute("data-state", "reconnecting")
 
     # It comes back: same player, same match, round and hand (from resume).
@@ -501,7 +493,7 @@ async def test_a_page_reconnects_resumes_and_keeps_its_player(open_page: OpenPag
 
     before = pings()
     await ann.page.clock.fast_forward(20_500)
-    await eventually(lambda: pings() > before, "a keepalive ping after 20 s")
+    await until(lambda: pings() > before, TIMEOUT_MS / 1000, what="a keepalive ping after 20 s")
     await expect(ann.by("connection")).to_contain_text(re.compile(r"Online\s*\d+ ms"))
     await expect(ann.by("connection")).to_have_attribute("data-state", "online")
 
