@@ -627,9 +627,16 @@ async def test_a_lost_connection_fails_its_batch_and_the_next_reconnects(
     try:
         store.save_player(player("p_before"))
         pid = await store.writer.read(lambda conn: conn.info.backend_pid)
-        armed = True
-        clock.now += 3600  # the sweep is due after the next batch
-        await store.flush()
+
+        def arm(conn: Any) -> None:
+            # On the writer thread, inside a batch: the sweep is due the moment the batch
+            # ends, and not before (armed from the loop, the thread could find it due
+            # before that batch, and the batch would wait behind the paused sweep).
+            nonlocal armed
+            armed = True
+            clock.now += 3600
+
+        await store.writer.read(arm)
         assert await asyncio.to_thread(paused.wait, WAIT)
         with psycopg.connect(postgres_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
