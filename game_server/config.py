@@ -17,6 +17,9 @@ class ServerConfig:
     drain_seconds: float = 30.0  # how long matches may finish after SIGTERM
     # Players and matches: a SQLite file, or a postgresql:// (postgres://) URL nodes share
     db: str = ":memory:"
+    # Days finished matches (and past days' and weeks' leaderboard points) are kept; None:
+    # for ever. Players and their totals are never swept for it.
+    keep_matches_days: float | None = None
     token_secret: bytes | None = None  # None: a random one, so tokens die with the process
     token_ttl: float = TOKEN_TTL
     wechat: WeChatConfig | None = None  # None: no POST /applet/login, guests only

@@ -19,6 +19,7 @@ from game_server.store.sqlite import SqliteStore
 # Guests who never played are swept once their last token has surely expired (an hour's
 # slack for clocks that differ between processes).
 GUEST_SLACK = 3600.0
+DAY = 86400.0  # seconds (--keep-matches is in days)
 # A --db starting with one of these is a PostgreSQL URL; anything else is a SQLite file.
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
@@ -27,12 +28,18 @@ async def open_store(config: ServerConfig) -> Storage:
     """The store ``config.db`` names, opened (and migrated) off the event loop: PostgreSQL
     for a postgresql:// URL, else a SQLite file."""
     guest_ttl = config.token_ttl + GUEST_SLACK
+    days = config.keep_matches_days
+    keep_matches = None if days is None else days * DAY
     if config.db.startswith(POSTGRES_SCHEMES):
         # Imported only here: a process on SQLite never loads psycopg.
         from game_server.store.postgres import PostgresStore
 
-        return await asyncio.to_thread(partial(PostgresStore, config.db, guest_ttl=guest_ttl))
-    return await asyncio.to_thread(partial(SqliteStore, config.db, guest_ttl=guest_ttl))
+        return await asyncio.to_thread(
+            partial(PostgresStore, config.db, guest_ttl=guest_ttl, keep_matches=keep_matches)
+        )
+    return await asyncio.to_thread(
+        partial(SqliteStore, config.db, guest_ttl=guest_ttl, keep_matches=keep_matches)
+    )
 
 
 def create_app(

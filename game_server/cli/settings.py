@@ -221,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
         "nodes share (docs/storage.md)",
     )
     option(
+        "--keep-matches",
+        type=positive_float,
+        default=None,
+        metavar="DAYS",
+        help="delete finished matches (with their rounds) older than DAYS, and the day and "
+        "week leaderboard points of periods older than that; players' totals, ratings and "
+        "the all-time boards stay (default: keep every match)",
+    )
+    option(
         "--redis",
         default=None,
         metavar="URL",
@@ -452,6 +461,7 @@ def config_from(args: argparse.Namespace) -> ServerConfig:
         heartbeat=args.heartbeat or None,
         drain_seconds=args.drain_seconds,
         db=args.db,
+        keep_matches_days=args.keep_matches,
         redis=args.redis,
         node_id=args.node_id,
         node_ttl=args.node_ttl,

@@ -273,6 +273,12 @@ class Storage(PlayerStore, Protocol):
     @property
     def writes_dropped(self) -> int: ...
 
+    @property
+    def swept(self) -> dict[str, int]:
+        """Rows the store's sweeps deleted, by kind: ``guests`` (unreachable, never
+        played), ``matches`` and ``period_rows`` (older than ``--keep-matches``)."""
+        ...
+
     async def flush(self) -> None: ...
 
     async def committed(self) -> None:

@@ -160,6 +160,13 @@ def create_app(
             log_lines_lost=log_lines_lost,
             remembered=lambda: len(service.roster),
         )
+        app[METRICS].labelled(
+            "rps_store_swept",
+            "Rows the storage sweeps deleted: unreachable guests, and matches and day/week "
+            "leaderboard rows older than --keep-matches",
+            "kind",
+            lambda: store.swept,
+        )
         app[METRICS].gauge(
             "rps_rooms_open",
             "Private rooms waiting for a friend",

@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar, cast
 
 import structlog
 
-from game_server.core.ladder import Board, Period
+from game_server.core.ladder import Board, Period, period_keys
 from game_server.core.ports import LoadDone, StoreUnavailable
 from game_server.core.records import MatchRecord, Picture, PlayerRecord
 from game_server.store import ladder
@@ -34,7 +34,7 @@ log = structlog.get_logger("game_server.store")
 
 C = TypeVar("C")
 
-PRUNE_EVERY = 3600.0  # seconds between sweeps for unreachable guests (and one at start-up)
+PRUNE_EVERY = 3600.0  # seconds between sweeps (guests, old history), and one at start-up
 PRUNE_BATCH = 1000  # rows deleted per sweep transaction; a full one sweeps again soon
 
 
@@ -50,6 +50,7 @@ class ThreadedStore(Generic[C]):
         *,
         name: str,
         guest_ttl: float | None = None,
+        keep_matches: float | None = None,
         backlog_max: int = BACKLOG_MAX,
         prune_batch: int = PRUNE_BATCH,
         clock: Callable[[], float] = time.time,
@@ -57,17 +58,26 @@ class ThreadedStore(Generic[C]):
         """``guest_ttl``: delete guests who never played, have no WeChat identity and were
         last seen longer ago than this (at start-up, then hourly): at least the token
         lifetime, since nobody can come back to them once their last token has expired.
-        None keeps every player. Raises if the database cannot be opened or migrated."""
+        None keeps every player. ``keep_matches``: delete matches (with their rounds) that
+        ended longer ago than this many seconds, and the day and week leaderboard points of
+        periods that ended before then (at start-up, then hourly); None keeps them all.
+        Raises if the database cannot be opened or migrated."""
+        if keep_matches is not None and keep_matches <= 0:
+            raise ValueError("matches must be kept for a positive time")
         self.guest_ttl = guest_ttl
+        self.keep_matches = keep_matches
         self.prune_batch = prune_batch
         self.clock = clock
         self.pruned = 0  # guests deleted so far
+        self.matches_pruned = 0  # old matches deleted so far
+        self.periods_pruned = 0  # leaderboard rows of past days and weeks deleted so far
+        sweeping = guest_ttl is not None or keep_matches is not None
         self.writer: Writer[C] = Writer(
             database,
             name=name,
             make_bulk=bulk_maker(self.run_sql),
             backlog_max=backlog_max,
-            housekeeping=None if guest_ttl is None else self._prune,
+            housekeeping=self._sweep if sweeping else None,
             clock=clock,
         )
 
@@ -109,6 +119,17 @@ class ThreadedStore(Generic[C]):
     def _prune_guests(self, conn: C, before: float, limit: int) -> int:
         """Delete up to ``limit`` unreachable guests last seen before ``before``, in a
         transaction of its own; how many went."""
+        raise NotImplementedError
+
+    def _prune_matches(self, conn: C, before: float, limit: int) -> int:
+        """Delete up to ``limit`` of the oldest matches that ended before ``before``, with
+        their rounds, in a transaction of its own; how many went."""
+        raise NotImplementedError
+
+    def _prune_periods(self, conn: C, day: str, week: str, limit: int) -> int:
+        """Delete up to ``limit`` rows of ``period_scores`` of days before the day key
+        ``day`` and weeks before the week key ``week``, in a transaction of its own; how
+        many went."""
         raise NotImplementedError
 
     def _insert_picture(self, conn: C, picture: Picture) -> None:
@@ -244,6 +265,15 @@ class ThreadedStore(Generic[C]):
         """Writes lost: in failed batches, or refused because the backlog was full."""
         return self.writer.writes_dropped
 
+    @property
+    def swept(self) -> dict[str, int]:
+        """Rows the sweeps deleted so far, by kind (counted on the writer thread)."""
+        return {
+            "guests": self.pruned,
+            "matches": self.matches_pruned,
+            "period_rows": self.periods_pruned,
+        }
+
     async def flush(self) -> None:
         """Wait until everything written so far is committed."""
         await self.writer.read(lambda conn: None)
@@ -258,18 +288,47 @@ class ThreadedStore(Generic[C]):
 
     # ------------------------------------------------------------ housekeeping
 
-    def _prune(self, conn: C) -> float:
-        """Sweep one batch of unreachable guests (on the writer thread, between batches);
-        returns when to sweep next."""
-        assert self.guest_ttl is not None
+    def _sweep(self, conn: C) -> float:
+        """One turn of the sweeps (on the writer thread, between batches): a batch of
+        unreachable guests, of old matches and of past periods' points, as configured.
+        Returns when to sweep next: at once if a batch came back full (after whatever is
+        queued meanwhile), else in ``PRUNE_EVERY``."""
         now = self.clock()
+        more = False
+        if self.guest_ttl is not None:
+            more |= self._sweep_guests(conn, now - self.guest_ttl)
+        if self.keep_matches is not None:
+            more |= self._sweep_history(conn, now - self.keep_matches)
+        return now if more else now + PRUNE_EVERY
+
+    def _sweep_guests(self, conn: C, before: float) -> bool:
         try:
-            deleted = self._prune_guests(conn, now - self.guest_ttl, self.prune_batch)
+            deleted = self._prune_guests(conn, before, self.prune_batch)
         except self.writer.database.errors:
             log.exception("guest_prune_failed")
-            return now + PRUNE_EVERY
+            return False
         self.pruned += deleted
         if deleted:
             log.info("guests_pruned", deleted=deleted, total=self.pruned)
-        # A full batch: more are waiting, swept at the next turn, after whatever is queued.
-        return now if deleted == self.prune_batch else now + PRUNE_EVERY
+        return deleted == self.prune_batch
+
+    def _sweep_history(self, conn: C, before: float) -> bool:
+        """Matches that ended before ``before``, and the points of days and weeks that
+        ended before it (the period that holds ``before`` is kept whole)."""
+        day, week = period_keys(before)
+        try:
+            matches = self._prune_matches(conn, before, self.prune_batch)
+            periods = self._prune_periods(conn, day, week, self.prune_batch)
+        except self.writer.database.errors:
+            log.exception("history_prune_failed")
+            return False
+        self.matches_pruned += matches
+        self.periods_pruned += periods
+        if matches or periods:
+            log.info(
+                "history_pruned",
+                matches=matches,
+                period_rows=periods,
+                total_matches=self.matches_pruned,
+            )
+        return self.prune_batch in (matches, periods)

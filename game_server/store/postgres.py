@@ -170,6 +170,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX players_by_rating ON players (rating DESC, id)
         WHERE wins + losses + draws > 0;
     """,
+    # 5 (as SQLite's step 6): matches by age, for the sweep of old ones (--keep-matches).
+    """
+    CREATE INDEX matches_by_end ON matches (ended_at, id);
+    """,
 )
 
 # The PostgreSQL type of each column a JSON row carries (text where not named).
@@ -304,6 +308,41 @@ def prune_guests(conn: psycopg.Connection[Any], before: float, limit: int) -> in
         return cursor.rowcount
 
 
+def prune_matches(conn: psycopg.Connection[Any], before: float, limit: int) -> int:
+    """Delete up to ``limit`` of the oldest matches that ended before ``before``, and their
+    rounds, in a transaction of its own; matches another node is sweeping right now are
+    skipped rather than waited for."""
+    with conn.transaction():
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM matches WHERE ended_at < %s ORDER BY ended_at, id "
+                "LIMIT %s FOR UPDATE SKIP LOCKED",
+                (before, limit),
+            ).fetchall()
+        ]
+        if not ids:
+            return 0
+        conn.execute("DELETE FROM rounds WHERE match_id = ANY(%s)", (ids,))
+        return conn.execute("DELETE FROM matches WHERE id = ANY(%s)", (ids,)).rowcount
+
+
+def prune_periods(conn: psycopg.Connection[Any], day: str, week: str, limit: int) -> int:
+    """Delete up to ``limit`` leaderboard rows of days before ``day`` and weeks before
+    ``week`` (keys sort in time order within each kind, in byte order), skipping rows
+    another node holds."""
+    with conn.transaction():
+        deleted = 0
+        for kind, before in (("d", day), ("w", week)):
+            deleted += conn.execute(
+                "DELETE FROM period_scores WHERE (period, player_id) IN ("
+                "SELECT period, player_id FROM period_scores "
+                "WHERE period >= %s AND period < %s LIMIT %s FOR UPDATE SKIP LOCKED)",
+                (kind, before, max(0, limit - deleted)),
+            ).rowcount
+        return deleted
+
+
 class PostgresDatabase:
     """How the writer opens and drives PostgreSQL (see ``store.writer.Database``)."""
 
@@ -356,17 +395,19 @@ class PostgresStore(ThreadedStore[psycopg.Connection[Any]]):
         url: str,
         *,
         guest_ttl: float | None = None,
+        keep_matches: float | None = None,
         backlog_max: int = BACKLOG_MAX,
         prune_batch: int = PRUNE_BATCH,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Connects (and migrates) before it returns; raises if the database cannot be
-        reached. ``guest_ttl``: see ``ThreadedStore``."""
+        reached. ``guest_ttl``, ``keep_matches``: see ``ThreadedStore``."""
         self.url = url
         super().__init__(
             PostgresDatabase(url),
             name="postgres-store",
             guest_ttl=guest_ttl,
+            keep_matches=keep_matches,
             backlog_max=backlog_max,
             prune_batch=prune_batch,
             clock=clock,
@@ -450,6 +491,12 @@ class PostgresStore(ThreadedStore[psycopg.Connection[Any]]):
 
     def _prune_guests(self, conn: psycopg.Connection[Any], before: float, limit: int) -> int:
         return prune_guests(conn, before, limit)
+
+    def _prune_matches(self, conn: psycopg.Connection[Any], before: float, limit: int) -> int:
+        return prune_matches(conn, before, limit)
+
+    def _prune_periods(self, conn: psycopg.Connection[Any], day: str, week: str, limit: int) -> int:
+        return prune_periods(conn, day, week, limit)
 
     def _insert_picture(self, conn: psycopg.Connection[Any], picture: Picture) -> None:
         conn.execute(

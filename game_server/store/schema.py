@@ -107,6 +107,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX players_played_by_rating ON players (rating DESC, id)
         WHERE wins + losses + draws > 0;
     """,
+    # 6: matches by age, for the sweep of old ones (--keep-matches).
+    """
+    CREATE INDEX matches_by_end ON matches (ended_at, id);
+    """,
 )
 
 # A players row, in column order: the SELECTs, the profile rows of a run of matches and

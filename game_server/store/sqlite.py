@@ -107,6 +107,51 @@ def prune_guests(conn: sqlite3.Connection, before: float, limit: int) -> int:
     return deleted
 
 
+def prune_matches(conn: sqlite3.Connection, before: float, limit: int) -> int:
+    """Delete up to ``limit`` of the oldest matches that ended before ``before``, and their
+    rounds. Returns how many matches went."""
+    oldest = "SELECT id FROM matches WHERE ended_at < ? ORDER BY ended_at, id LIMIT ?"
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # The same query twice in one write transaction: the same matches both times.
+        conn.execute(f"DELETE FROM rounds WHERE match_id IN ({oldest})", (before, limit))
+        deleted: int = conn.execute(
+            f"DELETE FROM matches WHERE id IN ({oldest})", (before, limit)
+        ).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return deleted
+
+
+def prune_periods(conn: sqlite3.Connection, day: str, week: str, limit: int) -> int:
+    """Delete up to ``limit`` leaderboard rows of days before ``day`` and weeks before
+    ``week`` (keys sort in time order within each kind: ``d2026-12-03``, ``w2026-W49``).
+    Returns how many went."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        deleted: int = conn.execute(
+            "DELETE FROM period_scores WHERE (period, player_id) IN ("
+            "SELECT period, player_id FROM period_scores "
+            "WHERE period >= 'd' AND period < ? LIMIT ?)",
+            (day, limit),
+        ).rowcount
+        deleted += conn.execute(
+            "DELETE FROM period_scores WHERE (period, player_id) IN ("
+            "SELECT period, player_id FROM period_scores "
+            "WHERE period >= 'w' AND period < ? LIMIT ?)",
+            (week, max(0, limit - deleted)),
+        ).rowcount
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return deleted
+
+
 class SqliteDatabase:
     """How the writer opens and drives SQLite (see ``store.writer.Database``)."""
 
@@ -168,19 +213,21 @@ class SqliteStore(ThreadedStore[sqlite3.Connection]):
         path: str,
         *,
         guest_ttl: float | None = None,
+        keep_matches: float | None = None,
         backlog_max: int = BACKLOG_MAX,
         busy_timeout: float = BUSY_TIMEOUT,
         prune_batch: int = PRUNE_BATCH,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """``guest_ttl``: see ``ThreadedStore``; ``busy_timeout``: seconds to wait for
-        another process's write lock before a batch fails."""
+        """``guest_ttl``, ``keep_matches``: see ``ThreadedStore``; ``busy_timeout``: seconds
+        to wait for another process's write lock before a batch fails."""
         self.path = path
         self.restarts = 0  # RESTART checkpoints the log's length called for
         super().__init__(
             SqliteDatabase(path, busy_timeout),
             name="sqlite-store",
             guest_ttl=guest_ttl,
+            keep_matches=keep_matches,
             backlog_max=backlog_max,
             prune_batch=prune_batch,
             clock=clock,
@@ -266,6 +313,12 @@ class SqliteStore(ThreadedStore[sqlite3.Connection]):
 
     def _prune_guests(self, conn: sqlite3.Connection, before: float, limit: int) -> int:
         return prune_guests(conn, before, limit)
+
+    def _prune_matches(self, conn: sqlite3.Connection, before: float, limit: int) -> int:
+        return prune_matches(conn, before, limit)
+
+    def _prune_periods(self, conn: sqlite3.Connection, day: str, week: str, limit: int) -> int:
+        return prune_periods(conn, day, week, limit)
 
     def _insert_picture(self, conn: sqlite3.Connection, picture: Picture) -> None:
         conn.execute(

@@ -55,6 +55,23 @@ async def test_the_store_sweeps_guests_once_their_tokens_expired(
     assert server.app[STORE].guest_ttl == 600.0 + 3600.0  # an hour's slack for clocks
 
 
+async def test_old_history_is_swept_as_configured_and_the_sweeps_counted(
+    aiohttp_server: ServerFactory, tmp_path: Path
+) -> None:
+    kept: TestServer = await aiohttp_server(create_app(ServerConfig()), host="127.0.0.1")
+    assert kept.app[STORE].keep_matches is None
+    config = ServerConfig(db=str(tmp_path / "rps.db"), keep_matches_days=30)
+    server: TestServer = await aiohttp_server(create_app(config), host="127.0.0.1")
+    store = server.app[STORE]
+    assert store.keep_matches == 30 * 86400.0
+    store.pruned, store.matches_pruned, store.periods_pruned = 1, 3, 5
+    async with aiohttp.ClientSession() as http, http.get(server.make_url("/metrics")) as response:
+        metrics = await response.text()
+    assert 'rps_store_swept_total{kind="guests"} 1.0' in metrics
+    assert 'rps_store_swept_total{kind="matches"} 3.0' in metrics
+    assert 'rps_store_swept_total{kind="period_rows"} 5.0' in metrics
+
+
 async def test_a_login_on_an_idle_server_arms_the_loop_timer(
     aiohttp_server: ServerFactory,
 ) -> None:

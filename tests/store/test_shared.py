@@ -800,6 +800,62 @@ async def test_the_store_sweeps_unreachable_guests_at_start_and_hourly(engine: E
     assert store.pruned == 3
 
 
+# ---------------------------------------------------------------- old history (--keep-matches)
+
+DAY = 86400.0
+
+
+def _column(store: Store, sql: str) -> Any:
+    """The first column of every row of ``sql`` (no parameters: either engine takes it)."""
+    return store.writer.read(lambda conn: sorted(row[0] for row in conn.execute(sql).fetchall()))
+
+
+async def test_the_store_sweeps_matches_and_points_older_than_it_keeps(engine: Engine) -> None:
+    now = datetime.datetime(2026, 12, 4, 12, 0, tzinfo=UTC8).timestamp()
+    ann, bob = player("p_ann"), player("p_bob")
+    ended = {"m_a_month": now - 30 * DAY, "m_b_8_days": now - 8 * DAY}
+    ended |= {"m_c_yesterday": now - DAY, "m_d_a_minute": now - 60}
+    first = engine.open()  # keeps everything
+    for mid, when in ended.items():
+        first.record_match(won(mid, ann, bob, when))
+    await first.flush()
+    assert len(await first.recent_matches("p_ann", 10)) == 4
+    periods_before = await _column(first, "SELECT period FROM period_scores")
+    players_before = [await first.get_player(pid) for pid in ("p_ann", "p_bob")]
+    assert None not in players_before
+    await first.close()
+
+    clock = Clock(now)
+    store = engine.open(keep_matches=7 * DAY, clock=clock, prune_batch=1)
+    for _ in range(12):  # one row of each kind a turn; a full turn sweeps again after a batch
+        await store.flush()
+    kept = [row["id"] for row in await store.recent_matches("p_ann", 10)]
+    assert kept == ["m_d_a_minute", "m_c_yesterday"]
+    rounds = "SELECT DISTINCT match_id FROM rounds"
+    assert await _column(store, rounds) == ["m_c_yesterday", "m_d_a_minute"]
+    # Days and weeks before the one that holds the moment a week ago go; the rest stay.
+    day, week = period_keys(now - 7 * DAY)
+    periods = await _column(store, "SELECT period FROM period_scores")
+    assert periods == [p for p in periods_before if p >= (day if p < "w" else week)]
+    assert len(periods) < len(periods_before)
+    swept = len(periods_before) - len(periods)
+    assert store.swept == {"guests": 0, "matches": 2, "period_rows": swept}
+    # Players (totals, ratings) stay whatever the window.
+    assert [await store.get_player(pid) for pid in ("p_ann", "p_bob")] == players_before
+
+    clock.now += 6.5 * DAY  # yesterday's match is now past the window: swept within the hour
+    await store.flush()
+    await store.flush()
+    kept = [row["id"] for row in await store.recent_matches("p_ann", 10)]
+    assert kept == ["m_d_a_minute"]
+    assert store.swept["matches"] == 3
+
+
+def test_keeping_matches_for_no_time_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="positive"):
+        SqliteStore(str(tmp_path / "rps.db"), keep_matches=0)
+
+
 # ---------------------------------------------------------------- bulk writes
 
 

@@ -294,6 +294,21 @@ def test_prune_guests_deletes_only_unreachable_guests_in_bounded_batches(tmp_pat
     conn.close()
 
 
+def test_the_sweep_of_old_matches_reads_them_by_age_not_by_scanning(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "m.db", isolation_level=None)
+    migrate(conn)
+    plan = " ".join(
+        str(row)
+        for row in conn.execute(
+            "EXPLAIN QUERY PLAN DELETE FROM matches WHERE id IN ("
+            "SELECT id FROM matches WHERE ended_at < 100 ORDER BY ended_at, id LIMIT 10)"
+        )
+    )
+    assert "matches_by_end" in plan
+    assert "USE TEMP B-TREE" not in plan  # no sort: the index is in that order
+    conn.close()
+
+
 def test_a_journal_that_cannot_be_wal_is_a_warning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

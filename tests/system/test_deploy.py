@@ -316,6 +316,7 @@ async def test_env_example_documents_every_variable_with_its_default(tmp_path: P
         *("RPS_CERTFILE", "RPS_KEYFILE", "RPS_CONFIG"),
         *("RPS_TOKEN_SECRET", "RPS_WECHAT_APPID", "RPS_WECHAT_SECRET"),
         *("RPS_REDIS", "RPS_NODE_ID"),  # a cluster's: its Redis, this node's name
+        "RPS_KEEP_MATCHES",  # unset keeps every match: the example shows a choice
     }
     for name, value in commented.items():
         if name in files:

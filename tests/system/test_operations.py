@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestServer
 from bots.client import BotClient
 from game_server.cli.assembly import create_app
 from game_server.cli.command import server_command
-from game_server.cli.settings import parse_settings
+from game_server.cli.settings import config_from, parse_settings
 from game_server.config import ServerConfig
 from game_server.core.match import MatchRules
 from game_server.core.service import ServiceConfig
@@ -61,12 +61,15 @@ def test_command_line_beats_environment_beats_file(tmp_path: Path) -> None:
 def test_environment_values_are_checked_like_flags() -> None:
     assert parse_settings([], {"RPS_REUSE_PORT": "yes"}).reuse_port is True
     assert parse_settings([], {"RPS_BOT_THINK": "0.1-0.2"}).bot_think == (0.1, 0.2)
+    assert config_from(parse_settings([], {"RPS_KEEP_MATCHES": "90"})).keep_matches_days == 90
+    assert config_from(parse_settings([], {})).keep_matches_days is None
     for bad in (
         {"RPS_BEST_OF": "0"},
         {"RPS_LOG_FORMAT": "xml"},
         {"RPS_REUSE_PORT": "maybe"},
         {"RPS_PORT": "99999"},
         {"RPS_ROUND_SECONDS": "inf"},
+        {"RPS_KEEP_MATCHES": "0"},
     ):
         with pytest.raises(SystemExit) as exited:
             parse_settings([], bad)
