@@ -19,10 +19,11 @@ that claimed it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -86,12 +87,25 @@ RUN_SQL = RunSql.build(
 )
 
 
+@contextlib.contextmanager
+def sweep_transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """A sweep's own write transaction, between the writer's batches: the write lock at
+    once (``BEGIN IMMEDIATE``), committed on success and rolled back on any error."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def prune_guests(conn: sqlite3.Connection, before: float, limit: int) -> int:
     """Delete up to ``limit`` guests nobody can reach again: no WeChat identity, no game
     played, and last seen before ``before``, so every token issued to them has expired.
     Returns how many went."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with sweep_transaction(conn):
         deleted: int = conn.execute(
             # Left alone, the planner takes the openid index (IS NULL), i.e. every guest.
             "DELETE FROM players WHERE id IN (SELECT id FROM players "
@@ -99,11 +113,6 @@ def prune_guests(conn: sqlite3.Connection, before: float, limit: int) -> int:
             "WHERE openid IS NULL AND wins + losses + draws = 0 AND last_seen < ? LIMIT ?)",
             (before, limit),
         ).rowcount
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return deleted
 
 
@@ -111,18 +120,12 @@ def prune_matches(conn: sqlite3.Connection, before: float, limit: int) -> int:
     """Delete up to ``limit`` of the oldest matches that ended before ``before``, and their
     rounds. Returns how many matches went."""
     oldest = "SELECT id FROM matches WHERE ended_at < ? ORDER BY ended_at, id LIMIT ?"
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with sweep_transaction(conn):
         # The same query twice in one write transaction: the same matches both times.
         conn.execute(f"DELETE FROM rounds WHERE match_id IN ({oldest})", (before, limit))
         deleted: int = conn.execute(
             f"DELETE FROM matches WHERE id IN ({oldest})", (before, limit)
         ).rowcount
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return deleted
 
 
@@ -130,25 +133,15 @@ def prune_periods(conn: sqlite3.Connection, day: str, week: str, limit: int) -> 
     """Delete up to ``limit`` leaderboard rows of days before ``day`` and weeks before
     ``week`` (keys sort in time order within each kind: ``d2026-12-03``, ``w2026-W49``).
     Returns how many went."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        deleted: int = conn.execute(
-            "DELETE FROM period_scores WHERE (period, player_id) IN ("
-            "SELECT period, player_id FROM period_scores "
-            "WHERE period >= 'd' AND period < ? LIMIT ?)",
-            (day, limit),
-        ).rowcount
-        deleted += conn.execute(
-            "DELETE FROM period_scores WHERE (period, player_id) IN ("
-            "SELECT period, player_id FROM period_scores "
-            "WHERE period >= 'w' AND period < ? LIMIT ?)",
-            (week, max(0, limit - deleted)),
-        ).rowcount
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+    deleted = 0
+    with sweep_transaction(conn):
+        for kind, before in (("d", day), ("w", week)):
+            deleted += conn.execute(
+                "DELETE FROM period_scores WHERE (period, player_id) IN ("
+                "SELECT period, player_id FROM period_scores "
+                "WHERE period >= ? AND period < ? LIMIT ?)",
+                (kind, before, max(0, limit - deleted)),
+            ).rowcount
     return deleted
 
 
