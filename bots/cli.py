@@ -126,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--opponents",
         choices=OPPONENT_MODES,
         default="never",
-        help="never: bots meet each other; now: each plays house bots; mix: about 1 join "
-        "in 10 asks for a house bot",
+        help="never: bots meet each other only; auto: each other, or a house bot when no "
+        "bot fits in time (the server's --bot-after), as the page joins; now: each plays "
+        "house bots; mix: auto, and about 1 join in 10 asks for a house bot at once",
     )
     soak.add_argument(
         "--think",

@@ -49,7 +49,15 @@ __all__ = [
     "run_soak",
 ]
 
-OPPONENT_MODES = ("never", "now", "mix")
+OPPONENT_MODES = ("never", "auto", "now", "mix")
+# The join's bot mode for each: "mix" joins as the page does ("Find an opponent" is
+# "auto"), and about one join in ten is its "Play a bot" ("now").
+_JOIN_MODE = {
+    "never": BotMode.NEVER,
+    "auto": BotMode.AUTO,
+    "now": BotMode.NOW,
+    "mix": BotMode.AUTO,
+}
 _FORFEITS = frozenset({EndReason.FORFEIT, EndReason.OPPONENT_LEFT})
 _SAMPLES = 10  # violation/failure texts kept in the summary
 
@@ -71,7 +79,9 @@ class SoakConfig:
     duration: float | None = None
     matches: int | None = None  # distinct matches across all clients
     strategies: tuple[str, ...] = (MIX,)  # handed out to the clients in turn
-    opponents: str = "never"  # never: bots meet each other; now: house bots; mix: 1 in 10
+    # never: bots meet each other only; auto: each other, or a house bot after the server's
+    # --bot-after; now: house bots; mix: auto, and 1 join in 10 asks for a house bot at once
+    opponents: str = "never"
     think: tuple[float, float] = (0.0, 0.0)  # seconds before each hand, uniform in range
     ramp: float = 0.0  # connect the clients evenly over this many seconds
     max_reconnects: int = 0  # per client; each one is counted
@@ -94,8 +104,8 @@ class SoakConfig:
         _positive("stall_timeout", self.stall_timeout)
         if self.opponents not in OPPONENT_MODES:
             raise ValueError(f"opponents must be one of {', '.join(OPPONENT_MODES)}")
-        if self.clients < 2 and self.opponents != "now":
-            raise ValueError("one client has nobody to meet: use more clients or opponents 'now'")
+        if self.clients < 2 and self.opponents == "never":
+            raise ValueError("one client has nobody to meet: use more clients or other opponents")
         if not self.strategies:
             raise ValueError("give at least one strategy")
         for name in self.strategies:
@@ -379,7 +389,7 @@ class _Soak:
             urls[index % len(urls)],
             strategy=make_strategy(strategy, rng),
             name=f"soak-{index + 1}",
-            mode=BotMode.NOW if config.opponents == "now" else BotMode.NEVER,
+            mode=_JOIN_MODE[config.opponents],
             house_share=config.house_share if config.opponents == "mix" else 0.0,
             think=config.think,
             rng=rng,

@@ -23,6 +23,10 @@ from aiohttp.test_utils import TestServer
 
 from bots.client import MatchChecker, RoundLedger, compare_sides
 from bots.soak import GapHistogram, GapStats, LatencyHistogram, SoakConfig, run_soak
+from game_server.cli.assembly import create_app
+from game_server.config import ServerConfig
+from game_server.core.match import MatchRules
+from game_server.core.service import ServiceConfig
 from protocol import (
     Choice,
     EndReason,
@@ -386,6 +390,7 @@ def test_config_must_be_bounded() -> None:
         SoakConfig(clients=4)
     with pytest.raises(ValueError, match="nobody to meet"):
         SoakConfig(clients=1, duration=1)
+    assert SoakConfig(clients=1, duration=1, opponents="auto").clients == 1  # house bots
     with pytest.raises(ValueError, match="unknown strategy"):
         SoakConfig(duration=1, strategies=("psychic",))
     assert SoakConfig(clients=1, duration=1, opponents="now").clients == 1
@@ -515,6 +520,23 @@ async def test_soak_of_a_correct_scripted_server_is_clean(
     assert summary.matches >= 50
     assert summary.house_bot_matches == summary.matches
     assert summary.stopped == "matches"
+
+
+@pytest.mark.parametrize("opponents", ["auto", "mix"])
+async def test_a_bot_nobody_fits_gets_a_house_bot_with_auto_and_mix(
+    aiohttp_server: Callable[..., Awaitable[TestServer]], opponents: str
+) -> None:
+    """One bot alone, as a bot rated far from a busy queue's crowd is: with ``auto`` (and
+    ``mix``, which joins as the page does) a house bot sits down after ``--bot-after``;
+    with ``never`` it would wait for a human for ever."""
+    rules = MatchRules(best_of=1, round_seconds=2.0, round_pause=0.0)
+    service = ServiceConfig(rules=rules, bot_after=0.05, bot_think=(0.0, 0.0))
+    server = await aiohttp_server(create_app(ServerConfig(service=service)), host="127.0.0.1")
+    config = soak_config(server, clients=1, duration=20.0, matches=3, opponents=opponents)
+    summary = await run_soak(config)
+    assert summary.ok, summary.format_table()
+    assert summary.stopped == "matches"  # not the 20 s bound: nobody waited
+    assert summary.house_bot_matches == summary.matches >= 3
 
 
 async def test_a_hello_answered_unavailable_is_said_again(
