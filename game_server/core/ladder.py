@@ -33,6 +33,13 @@ def period_keys(when: float) -> tuple[str, str]:
     return f"d{local.date().isoformat()}", f"w{year}-W{week:02d}"
 
 
+def periods_before(when: float) -> tuple[tuple[str, str], ...]:
+    """Every day and week before the ones that hold ``when``, as ranges of their keys:
+    ``low <= key < high``, one a kind (within a kind, keys sort in time order)."""
+    day, week = period_keys(when)
+    return (("d", day), ("w", week))
+
+
 def period_key(period: Period, when: float) -> str | None:
     """The key of the ``period`` that holds ``when`` (None for all time)."""
     if period is Period.ALL:

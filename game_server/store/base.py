@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar, cast
 
 import structlog
 
-from game_server.core.ladder import Board, Period, period_keys
+from game_server.core.ladder import Board, Period, periods_before
 from game_server.core.ports import LoadDone, StoreUnavailable
 from game_server.core.records import MatchRecord, Picture, PlayerRecord
 from game_server.store import ladder
@@ -126,10 +126,9 @@ class ThreadedStore(Generic[C]):
         their rounds, in a transaction of its own; how many went."""
         raise NotImplementedError
 
-    def _prune_periods(self, conn: C, day: str, week: str, limit: int) -> int:
-        """Delete up to ``limit`` rows of ``period_scores`` of days before the day key
-        ``day`` and weeks before the week key ``week``, in a transaction of its own; how
-        many went."""
+    def _prune_periods(self, conn: C, low: str, high: str, limit: int) -> int:
+        """Delete up to ``limit`` rows of ``period_scores`` whose key is in ``low <= key <
+        high``, in a transaction of its own; how many went."""
         raise NotImplementedError
 
     def _insert_picture(self, conn: C, picture: Picture) -> None:
@@ -315,10 +314,15 @@ class ThreadedStore(Generic[C]):
     def _sweep_history(self, conn: C, before: float) -> bool:
         """Matches that ended before ``before``, and the points of days and weeks that
         ended before it (the period that holds ``before`` is kept whole)."""
-        day, week = period_keys(before)
+        batch = self.prune_batch
         try:
-            matches = self._prune_matches(conn, before, self.prune_batch)
-            periods = self._prune_periods(conn, day, week, self.prune_batch)
+            matches = self._prune_matches(conn, before, batch)
+            full = matches == batch
+            periods = 0
+            for low, high in periods_before(before):
+                deleted = self._prune_periods(conn, low, high, batch)
+                full |= deleted == batch
+                periods += deleted
         except self.writer.database.errors:
             log.exception("history_prune_failed")
             return False
@@ -331,4 +335,4 @@ class ThreadedStore(Generic[C]):
                 period_rows=periods,
                 total_matches=self.matches_pruned,
             )
-        return self.prune_batch in (matches, periods)
+        return full

@@ -327,20 +327,17 @@ def prune_matches(conn: psycopg.Connection[Any], before: float, limit: int) -> i
         return conn.execute("DELETE FROM matches WHERE id = ANY(%s)", (ids,)).rowcount
 
 
-def prune_periods(conn: psycopg.Connection[Any], day: str, week: str, limit: int) -> int:
-    """Delete up to ``limit`` leaderboard rows of days before ``day`` and weeks before
-    ``week`` (keys sort in time order within each kind, in byte order), skipping rows
-    another node holds."""
+def prune_periods(conn: psycopg.Connection[Any], low: str, high: str, limit: int) -> int:
+    """Delete up to ``limit`` leaderboard rows whose period key is in ``low <= key < high``
+    (``core/ladder.periods_before``; keys compare in byte order), skipping rows another
+    node holds."""
     with conn.transaction():
-        deleted = 0
-        for kind, before in (("d", day), ("w", week)):
-            deleted += conn.execute(
-                "DELETE FROM period_scores WHERE (period, player_id) IN ("
-                "SELECT period, player_id FROM period_scores "
-                "WHERE period >= %s AND period < %s LIMIT %s FOR UPDATE SKIP LOCKED)",
-                (kind, before, max(0, limit - deleted)),
-            ).rowcount
-        return deleted
+        return conn.execute(
+            "DELETE FROM period_scores WHERE (period, player_id) IN ("
+            "SELECT period, player_id FROM period_scores "
+            "WHERE period >= %s AND period < %s LIMIT %s FOR UPDATE SKIP LOCKED)",
+            (low, high, limit),
+        ).rowcount
 
 
 class PostgresDatabase:
@@ -495,8 +492,8 @@ class PostgresStore(ThreadedStore[psycopg.Connection[Any]]):
     def _prune_matches(self, conn: psycopg.Connection[Any], before: float, limit: int) -> int:
         return prune_matches(conn, before, limit)
 
-    def _prune_periods(self, conn: psycopg.Connection[Any], day: str, week: str, limit: int) -> int:
-        return prune_periods(conn, day, week, limit)
+    def _prune_periods(self, conn: psycopg.Connection[Any], low: str, high: str, limit: int) -> int:
+        return prune_periods(conn, low, high, limit)
 
     def _insert_picture(self, conn: psycopg.Connection[Any], picture: Picture) -> None:
         conn.execute(

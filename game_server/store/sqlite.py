@@ -129,19 +129,16 @@ def prune_matches(conn: sqlite3.Connection, before: float, limit: int) -> int:
     return deleted
 
 
-def prune_periods(conn: sqlite3.Connection, day: str, week: str, limit: int) -> int:
-    """Delete up to ``limit`` leaderboard rows of days before ``day`` and weeks before
-    ``week`` (keys sort in time order within each kind: ``d2026-12-03``, ``w2026-W49``).
-    Returns how many went."""
-    deleted = 0
+def prune_periods(conn: sqlite3.Connection, low: str, high: str, limit: int) -> int:
+    """Delete up to ``limit`` leaderboard rows whose period key is in ``low <= key < high``
+    (``core/ladder.periods_before``). Returns how many went."""
     with sweep_transaction(conn):
-        for kind, before in (("d", day), ("w", week)):
-            deleted += conn.execute(
-                "DELETE FROM period_scores WHERE (period, player_id) IN ("
-                "SELECT period, player_id FROM period_scores "
-                "WHERE period >= ? AND period < ? LIMIT ?)",
-                (kind, before, max(0, limit - deleted)),
-            ).rowcount
+        deleted: int = conn.execute(
+            "DELETE FROM period_scores WHERE (period, player_id) IN ("
+            "SELECT period, player_id FROM period_scores "
+            "WHERE period >= ? AND period < ? LIMIT ?)",
+            (low, high, limit),
+        ).rowcount
     return deleted
 
 
@@ -310,8 +307,8 @@ class SqliteStore(ThreadedStore[sqlite3.Connection]):
     def _prune_matches(self, conn: sqlite3.Connection, before: float, limit: int) -> int:
         return prune_matches(conn, before, limit)
 
-    def _prune_periods(self, conn: sqlite3.Connection, day: str, week: str, limit: int) -> int:
-        return prune_periods(conn, day, week, limit)
+    def _prune_periods(self, conn: sqlite3.Connection, low: str, high: str, limit: int) -> int:
+        return prune_periods(conn, low, high, limit)
 
     def _insert_picture(self, conn: sqlite3.Connection, picture: Picture) -> None:
         conn.execute(
