@@ -10,7 +10,6 @@ import asyncio
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from game_server.store.base import ThreadedStore
 from game_server.store.sqlite import SqliteStore
 from tests.store.test_shared import WAIT, match, player, rated, still_works, won
 from tests.support.postgres import PostgresServer
+from tests.support.waiting import until_blocking
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -120,15 +120,6 @@ def write_lock_holders(url: str, *, granted: bool) -> int:
     return int(row[0])
 
 
-def until(check: Any) -> None:
-    """Poll ``check()`` (on a worker thread) until it is true, at most ``WAIT`` seconds."""
-    deadline = time.monotonic() + WAIT
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{check} never came true")
-        time.sleep(0.01)
-
-
 @pytest.mark.system
 async def test_two_stores_writing_rows_in_opposite_orders_take_turns(postgres_url: str) -> None:
     """Two nodes' batches take two players' rows in opposite orders. Without the write
@@ -151,13 +142,15 @@ async def test_two_stores_writing_rows_in_opposite_orders_take_turns(postgres_ur
 
         def until_the_other_waits(conn: Any) -> None:
             # ``here`` holds p_x's row; ``there`` has begun, and waits for the lock.
-            until(lambda: write_lock_holders(postgres_url, granted=False) == 1)
+            until_blocking(lambda: write_lock_holders(postgres_url, granted=False) == 1, WAIT)
 
         here.writer.write(add_win("p_x"))
         here.writer.write(until_the_other_waits)
         here.writer.write(add_win("p_y"))
         here.writer.hand_over()
-        await asyncio.to_thread(until, lambda: write_lock_holders(postgres_url, granted=True))
+        await asyncio.to_thread(
+            until_blocking, lambda: write_lock_holders(postgres_url, granted=True), WAIT
+        )
         there.writer.write(add_win("p_y"))
         there.writer.write(add_win("p_x"))
         there.writer.hand_over()
@@ -173,7 +166,9 @@ async def test_two_stores_writing_rows_in_opposite_orders_take_turns(postgres_ur
         release = threading.Event()
         here.writer.write(lambda conn: release.wait(WAIT))
         here.writer.hand_over()
-        await asyncio.to_thread(until, lambda: write_lock_holders(postgres_url, granted=True))
+        await asyncio.to_thread(
+            until_blocking, lambda: write_lock_holders(postgres_url, granted=True), WAIT
+        )
         try:
             seen = await asyncio.wait_for(there.get_player("p_y"), WAIT / 2)
             assert seen is not None

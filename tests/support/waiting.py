@@ -3,12 +3,14 @@
 Most tests wait on a message or an event. Some must watch state that changes with no
 notice to them: a server's tables after its sockets went, what a recorder saw, messages
 between two cluster nodes, a counter in a browser test. ``until`` polls such a condition
-on the running loop and fails with what it waited for, never hangs.
+on the running loop and fails with what it waited for, never hangs; ``until_blocking``
+does the same on a thread that must block (a job on a store's writer thread).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 
@@ -31,4 +33,21 @@ async def until(
         await asyncio.sleep(every)
 
 
-__all__ = ["until"]
+def until_blocking(
+    condition: Callable[[], object],
+    within: float = 5.0,
+    *,
+    what: str | None = None,
+    every: float = 0.01,
+) -> None:
+    """``until`` for a thread that may block: the same checks, sleeping between them."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() >= deadline:
+            if condition():
+                return
+            raise AssertionError(f"timed out after {within} s waiting for {what or condition}")
+        time.sleep(every)
+
+
+__all__ = ["until", "until_blocking"]
