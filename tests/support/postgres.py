@@ -1,11 +1,11 @@
 """A real PostgreSQL on a free loopback port, for the storage and cluster tests.
 
-One server per test session (initdb takes a second or two); every test gets a database of
-its own (``create_database``). PostgreSQL refuses to run as root, so ``initdb`` and
-``postgres`` run as the ``postgres`` user, in the foreground (``pg_ctl start`` daemonizes,
-and ``runuser`` would not pass signals on). It accepts TCP before it is ready: start-up
-waits for ``pg_isready``. Durability is off (``fsync=off``): a test database is thrown
-away anyway.
+One server per test session, so one per pytest-xdist worker (initdb takes a second or
+two); every test gets a database of its own (``create_database``). PostgreSQL refuses to
+run as root, so ``initdb`` and ``postgres`` run as the ``postgres`` user, in the
+foreground (``pg_ctl start`` daemonizes, and ``runuser`` would not pass signals on). It
+accepts TCP before it is ready: start-up waits for ``pg_isready``. Durability is off
+(``fsync=off``): a test database is thrown away anyway.
 
 ``bench/cluster.py`` uses the same ``start_postgres`` for its shared database.
 """

@@ -1,7 +1,8 @@
 """A real redis-server on a free loopback port, for the cluster tests.
 
-One server per test session (it starts in ~50 ms, but there is no need to pay that per
-test); every test gets an empty database (``FLUSHALL`` first) and its own key prefix.
+One server per test session, so one per pytest-xdist worker (it starts in ~50 ms, but
+there is no need to pay that per test); every test gets an empty database (``FLUSHALL``
+first) and its own key prefix.
 """
 
 from __future__ import annotations
