@@ -11,6 +11,7 @@
 | ``owner:{player}`` | string | the process that owns a player now |
 | ``m:{match}`` | string | a running match's checkpoint, updated at every resolved round |
 | ``hosted:{id}`` | set | the matches a process hosts (for a takeover when it dies) |
+| ``room:{code}`` | string, expires | the process holding a private room's code |
 """
 
 from __future__ import annotations
@@ -64,3 +65,6 @@ class Keys:
 
     def hosted(self, node_id: str) -> str:
         return f"{self.prefix}hosted:{node_id}"
+
+    def room(self, code: str) -> str:
+        return f"{self.prefix}room:{code}"

@@ -42,6 +42,8 @@ from game_server.cluster.keys import HEARTBEAT, NODE_TTL, Keys
 from game_server.cluster.link import Command, RedisLink
 from game_server.cluster.mailbox import Mailbox
 from game_server.cluster.queue import SharedQueue
+from game_server.cluster.rooms import ClusterRooms
+from game_server.core.friends import FRIENDS_LOBBY
 from game_server.core.lobbies import DEFAULT_LOBBY
 from game_server.core.players import Player
 from game_server.core.ports import LocateDone, Storage, StoreUnavailable
@@ -154,6 +156,7 @@ class Cluster:
         self.dead_nodes_seen = 0
         self._started = time.time()
         self.resets = 0
+        self.friends_in = 0  # players moved here to join a room of this process
         self.observer_out: Callable[[str], None] = lambda kind: None
         self.journal = MatchJournal(self)
         self.wall_clock: Callable[[], float] = time.time
@@ -174,6 +177,7 @@ class Cluster:
         handlers["handover"] = self._on_handover
         handlers["handover-refused"] = self._on_handover_refused
         handlers["home"] = self._on_home
+        handlers["moved"] = self._on_moved
         self.mailbox.on_gap = self.reset_link
         self.mailbox.on_lost = self.reset_link
         self.link.on_reconnect.append(self._reassert)
@@ -212,6 +216,7 @@ class Cluster:
         service.roster.on_removed = self._released
         service.rooms.journal = self.journal
         service.on_match_over = self.send_home
+        service.friends.directory = ClusterRooms(self)
         self.wall_clock = service.context.wall_clock
 
     def service_options(self, config: ServiceConfig, clock: Callable[[], float]) -> dict[str, Any]:
@@ -238,6 +243,7 @@ class Cluster:
             "relay_gaps": self.mailbox.gaps,
             "remote_sessions": len(self.remote),
             "handovers": sum(queue.handovers for queue in self.queues.values()),
+            "friends_in": self.friends_in,
             "links_reset": self.resets,
             "takeovers": self.journal.takeovers,
             "matches_recovered": self.journal.recovered,
@@ -303,6 +309,13 @@ class Cluster:
                 "Queued players handed over here by other processes",
                 "counter",
                 sum(queue.handovers for queue in self.queues.values()),
+                {},
+            ),
+            (
+                "rps_cluster_friends_in",
+                "Players moved here by other processes to join a private room here",
+                "counter",
+                self.friends_in,
                 {},
             ),
             (
@@ -528,7 +541,12 @@ class Cluster:
     def send_home(self, room: Room) -> None:
         """A match hosted here ended: each player whose connection is on another process
         goes back to that process, so that its next match is hosted there (players meet
-        where they are connected, and the work spreads with the connections)."""
+        where they are connected, and the work spreads with the connections).
+
+        Not after a friends' match: both players stay with its host, where a rematch
+        (which needs both in one process) finds them."""
+        if room.lobby == FRIENDS_LOBBY:
+            return
         service = self._service
         for human in room.humans:
             session = human.session
@@ -605,30 +623,52 @@ class Cluster:
 
     def _on_handover_request(self, sender: str, message: list[Any], frame: bytes | None) -> None:
         _, request, player_id, lobby = message
-        service = self._service
         queue = self.queues.get(lobby)
-        snapshot = None
+        given = None
         if queue is not None and queue.hand_over(player_id):
-            snapshot = service.presence.export(player_id, new_owner=sender)
-        if snapshot is None:
+            given = self._give(player_id, sender)
+        if given is None:
             self.mailbox.post(sender, ["handover-refused", request])
             return
+        self.mailbox.post(sender, ["handover", request, *given])
+
+    def move_idle(self, to: str, player_id: str, frame: bytes) -> bool:
+        """Hand an idle, connected player over to ``to`` unasked, and have it handle
+        ``frame`` there as if its connection had sent it (a friend going to the process
+        of its room: ``cluster/rooms.py``). False if the player cannot be handed over."""
+        given = self._give(player_id, to)
+        if given is None:
+            return False
+        self.mailbox.post(to, ["moved", *given], frame)
+        return True
+
+    def _give(self, player_id: str, to: str) -> list[Any] | None:
+        """Export a player to ``to``: [its snapshot, its gateway, its address], or None
+        if it cannot be handed over now (``Presence.export``)."""
+        service = self._service
+        snapshot = service.presence.export(player_id, new_owner=to)
+        if snapshot is None:
+            return None
         gateway: list[Any] | None = None
+        address = None
         if snapshot.session_id is not None:
             session = service.sessions.by_id[snapshot.session_id]
+            address = session.address
             remote = self._remote_key.get(session.id)
             if remote is None:
                 gateway = [self.node_id, session.id]  # its connection is here
             else:
                 # Its connection is on a third process: that one is re-pointed by the new
                 # owner; what it sends here meanwhile is passed on.
-                self._let_go(session, remote, sender)
+                self._let_go(session, remote, to)
                 gateway = list(remote)
-        self.mailbox.post(sender, ["handover", request, _snapshot_json(snapshot), gateway])
+        return [_snapshot_json(snapshot), gateway, address]
 
-    def _on_handover(self, sender: str, message: list[Any], frame: bytes | None) -> None:
-        _, request, raw, gateway = message
-        pending = self._handovers.pop(request, None)
+    def _take(
+        self, sender: str, raw: dict[str, Any], gateway: Any, address: Any
+    ) -> tuple[PlayerSnapshot, Session | None]:
+        """Adopt a player ``sender`` handed over (``_give``), with its session here if it
+        is connected."""
         snapshot = _snapshot_from(raw)
         service = self._service
         session: Session | None = None
@@ -640,11 +680,24 @@ class Cluster:
                     session.owner = None  # its connection is here: a local session again
             else:
                 lobby = snapshot.lobby or DEFAULT_LOBBY
-                session = self._remote_session(node, session_id, lobby, None)
+                session = self._remote_session(node, session_id, lobby, address)
                 if node != sender:
                     self.mailbox.post(node, ["repoint", session_id, self.node_id])
         service.presence.adopt(snapshot, session, service.clock())
         self._own(snapshot.record.id)
+        return snapshot, session
+
+    def _on_moved(self, sender: str, message: list[Any], frame: bytes | None) -> None:
+        _, raw, gateway, address = message
+        _, session = self._take(sender, raw, gateway, address)
+        self.friends_in += 1
+        if session is not None and frame is not None:
+            self._service.receive(session, frame)
+
+    def _on_handover(self, sender: str, message: list[Any], frame: bytes | None) -> None:
+        _, request, raw, gateway, address = message
+        pending = self._handovers.pop(request, None)
+        snapshot, _ = self._take(sender, raw, gateway, address)
         if pending is not None:
             pending[1](True)
         else:

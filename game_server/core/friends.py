@@ -19,6 +19,11 @@ bot accepts after its think time and comes back with the same strategy and name.
 is withdrawn, and the player still waiting on it told why (``rematch_declined``), when
 either joins the queue or a room, leaves, is gone for good, or the window closes.
 
+**In a cluster** (``RoomDirectory``) a code is unique across the processes and Redis says
+which one holds it. A friend connected elsewhere is looked up there and moved, as a queue
+partner is to a match's host, to the room's process with its ``join``; after the match both
+stay with that host, so a rematch finds both.
+
 Sans-I/O like the rest of ``core``: time comes in as ``now``, timers from the queue.
 """
 
@@ -36,7 +41,12 @@ from game_server.core.context import Context
 from game_server.core.lobbies import Lobbies, Lobby
 from game_server.core.match import MatchRules
 from game_server.core.players import PlayerEvent, PlayerState, Roster
-from game_server.core.ports import Pairing, PairingsDone
+from game_server.core.ports import (
+    Pairing,
+    PairingsDone,
+    RoomDirectory,
+    StoreUnavailable,
+)
 from game_server.core.ratelimit import AddressBuckets, TokenBucket, address_key
 from game_server.core.rooms import Room, Rooms
 from game_server.core.timers import Timer
@@ -44,6 +54,7 @@ from protocol import (
     BotMode,
     CreateRoom,
     DeclinedReason,
+    Error,
     ErrorCode,
     Join,
     MessageId,
@@ -107,12 +118,16 @@ class PrivateRooms:
         ttl: float,
         on_expired: Callable[[Invite, float], None],
         new_code: Callable[[], str] = new_room_code,
+        on_withdrawn: Callable[[str], None] = lambda code: None,
     ) -> None:
+        """``on_withdrawn(code)``: a room closed before anybody came (its creator left, or
+        it expired); not called for a room a friend took."""
         if ttl <= 0:
             raise ValueError("a room's time to live must be positive")
         self.ttl = ttl
         self.on_expired = on_expired
         self.new_code = new_code
+        self.on_withdrawn = on_withdrawn
         self.by_code: dict[str, Invite] = {}
         self.by_creator: dict[str, Invite] = {}  # insertion order is expiry order
         # Codes taken by a friend, until they would have expired: a second friend with
@@ -128,13 +143,26 @@ class PrivateRooms:
         """Open a room for ``player_id`` (``mode`` and ``rating`` do not matter here)."""
         if player_id in self.by_creator:
             raise ProtocolError(ErrorCode.ALREADY_QUEUED, "you already have a room open")
+        invite = Invite(self._fresh_code(), player_id, now + self.ttl)
+        self.by_code[invite.code] = invite
+        self.by_creator[player_id] = invite
+        return []
+
+    def recode(self, invite: Invite) -> bool:
+        """Give an open room another code (its code turned out to be another process's);
+        False if the room is no longer open."""
+        if self.by_code.get(invite.code) is not invite:
+            return False
+        del self.by_code[invite.code]
+        invite.code = self._fresh_code()
+        self.by_code[invite.code] = invite
+        return True
+
+    def _fresh_code(self) -> str:
         code = self.new_code()
         while code in self.by_code or code in self.taken:
             code = self.new_code()
-        invite = Invite(code, player_id, now + self.ttl)
-        self.by_code[code] = invite
-        self.by_creator[player_id] = invite
-        return []
+        return code
 
     def claim(self, text: str, player_id: str, now: float) -> Pairing:
         """Seat ``player_id`` with the room's creator, or say precisely why not."""
@@ -161,6 +189,7 @@ class PrivateRooms:
         if invite is None:
             return False
         self._remove(invite)
+        self.on_withdrawn(invite.code)
         return True
 
     def tick(self, now: float) -> list[Pairing]:
@@ -172,6 +201,7 @@ class PrivateRooms:
             if invite.expires_at > now:
                 break
             self._remove(invite)
+            self.on_withdrawn(invite.code)
             self.on_expired(invite, now)
         return []
 
@@ -219,7 +249,8 @@ class FriendsConfig:
     room_ttl: float = 600.0
     rematch_seconds: float = 15.0
     rate_friend_matches: bool = True
-    # A cluster's players may be held by another process: rooms answer ``unavailable``.
+    # A cluster's players may be held by another process: without a ``RoomDirectory``
+    # (which a cluster plugs in) rooms answer ``unavailable``.
     rooms_available: bool = True
 
 
@@ -247,7 +278,9 @@ class Friends:
         self.lobbies = lobbies
         self.rooms = rooms
         self.bot_think = bot_think
-        self.private = PrivateRooms(config.room_ttl, self._expired, new_code)
+        # A cluster's (set by it): where each room's code is; None: all of them are here.
+        self.directory: RoomDirectory | None = None
+        self.private = PrivateRooms(config.room_ttl, self._expired, new_code, self._withdrawn)
         friend_rules = attrs.evolve(rules, rated=config.rate_friend_matches)
         self.lobby = lobbies.add(
             Lobby(FRIENDS_LOBBY, friend_rules, self.private, private=True, greeting=self._greeting)
@@ -288,6 +321,7 @@ class Friends:
         self.lobbies.join(self.lobby, player, BotMode.NEVER, now)
         invite = self.private.invite_of(player.id)
         assert invite is not None
+        self._publish(invite, now)
         self.counts["room_opened"] += 1
         log.info("room_opened", player_id=player.id, code=invite.code)
         session.outlet.send(self._opened(invite, now, message.id))
@@ -312,6 +346,9 @@ class Friends:
         try:
             pairing = self.private.claim(message.room, player.id, now)
         except ProtocolError as exc:
+            if exc.code is ErrorCode.ROOM_NOT_FOUND and self.directory is not None:
+                self._look_up(self.directory, session, player, message)
+                return
             if exc.code is not ErrorCode.OWN_ROOM:
                 self._meter(session, now, cost=WRONG_CODE_COST - 1, refuse=False)
             raise
@@ -324,8 +361,61 @@ class Friends:
         player.move(PlayerEvent.JOIN)  # seated at once: queued only for the seating's sake
         self.rooms.seat(self.lobby, [pairing], now)
 
+    def _look_up(
+        self, directory: RoomDirectory, session: Session, player: Player, message: Join
+    ) -> None:
+        """A code not held here: ask which process holds it, and move the friend there
+        with its ``join`` (see the module docstring)."""
+        assert message.room is not None
+
+        def found(node: str | StoreUnavailable | None) -> None:
+            if session.closed or session.player is not player:
+                return  # gone, or moved on: nobody to answer
+            if player.state is not PlayerState.IDLE or player.room is not None:
+                return  # it joined the queue or another room meanwhile
+            if isinstance(node, StoreUnavailable):
+                self._refuse(session, ErrorCode.UNAVAILABLE, "rooms cannot be looked up", message)
+            elif node is None:
+                now = self.context.advance()
+                self._meter(session, now, cost=WRONG_CODE_COST - 1, refuse=False)
+                self._refuse(
+                    session, ErrorCode.ROOM_NOT_FOUND, "no open room has that code", message
+                )
+            elif directory.move(node, player.id, message):
+                log.info("room_friend_moved", player_id=player.id, to=node)
+            else:
+                self._refuse(session, ErrorCode.UNAVAILABLE, "try the code again", message)
+
+        directory.locate(normalise_code(message.room), found)
+
+    def _refuse(self, session: Session, code: ErrorCode, text: str, message: Join) -> None:
+        """An error for a join answered later, as the service answers one at once."""
+        self.context.observer.error(code.value)
+        session.outlet.send(Error(code=code, message=text, ref=message.id))
+
+    def _publish(self, invite: Invite, now: float) -> None:
+        if self.directory is not None:
+            ttl = max(0.0, invite.expires_at - now)
+            self.directory.published(invite.code, ttl, partial(self._clashed, invite))
+
+    def _withdrawn(self, code: str) -> None:
+        if self.directory is not None:
+            self.directory.withdrawn(code)
+
+    def _clashed(self, invite: Invite) -> None:
+        """Another process holds this room's code: the room takes a fresh one, and its
+        creator is told the new code (before it could have passed the old one on: the
+        answer comes within a round trip to Redis)."""
+        old = invite.code
+        if not self.private.recode(invite):
+            return
+        now = self.context.advance()
+        log.warning("room_code_clash", player_id=invite.creator, code=old, new=invite.code)
+        self._publish(invite, now)
+        self.relay.deliver(invite.creator, self._opened(invite, now))
+
     def _check_available(self) -> None:
-        if not self.config.rooms_available:
+        if not self.config.rooms_available and self.directory is None:
             raise ProtocolError(
                 ErrorCode.UNAVAILABLE,
                 "private rooms are not available on this server (a cluster); join the queue",

@@ -2,8 +2,9 @@
 
 One process on its own uses the defaults here and in ``core/``; a cluster of processes
 (``game_server/cluster/``) plugs a shared queue (``Matchmaker``), a way to find the process
-that owns a player (``Locator``), frames forwarded to it (``Forwarder``) and match
-checkpoints (``Journal``) into the same service, which does not change.
+that owns a player (``Locator``), frames forwarded to it (``Forwarder``), match
+checkpoints (``Journal``) and where each private room's code is (``RoomDirectory``) into
+the same service, which does not change.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import attrs
 
 from game_server.core.ladder import Board, Period
 from game_server.core.records import MatchRecord, Picture, PlayerRecord
-from protocol import BotMode, ServerMessage
+from protocol import BotMode, Join, ServerMessage
 
 
 class Outlet(Protocol):
@@ -211,6 +212,34 @@ class HereLocator:
 
     def locate(self, player_id: str, done: LocateDone) -> None:
         done(None)
+
+
+# Where a room's code is: a process id, None if no live process holds it, or
+# StoreUnavailable if that cannot be told right now.
+RoomDone = Callable[[str | StoreUnavailable | None], None]
+
+
+class RoomDirectory(Protocol):
+    """Which process holds each private room's code (a cluster's); one process on its own
+    has none, its codes are all here.
+
+    A code is unique across the processes: ``published`` claims it for this process, and
+    calls ``clash`` if another process holds the same code (the room then takes another).
+    A friend whose code is not here is looked up with ``locate``, then moved (its player
+    handed over, as to a match's host) to the room's process with its ``join``, where the
+    join is handled as if it had been sent there.
+    """
+
+    def published(self, code: str, ttl: float, clash: Callable[[], None]) -> None: ...
+
+    def withdrawn(self, code: str) -> None: ...
+
+    def locate(self, code: str, done: RoomDone) -> None: ...
+
+    def move(self, node: str, player_id: str, join: Join) -> bool:
+        """Hand the idle, connected ``player_id`` over to ``node`` and have it handle
+        ``join`` there; False if the player cannot be handed over now."""
+        ...
 
 
 class PlayerStore(Protocol):

@@ -21,8 +21,10 @@ from protocol import (
     MovementKind,
     Queued,
     RematchDeclined,
+    RematchOffer,
     Result,
     Resume,
+    RoomOpened,
     Start,
 )
 from tests.support.waiting import until
@@ -388,19 +390,118 @@ async def test_the_host_dies_before_storing_a_finished_match_and_a_survivor_stor
     assert again.outlet.last(Hi).player_id == ann_id
 
 
-async def test_private_rooms_say_unavailable_on_a_cluster_and_rematches_work_on_one_node(
+async def test_a_friend_on_another_node_takes_the_room_plays_and_rematches(nodes: Any) -> None:
+    """A room's code is found from any node: the friend is moved with its join to the
+    room's process, the match runs there, and both stay there after it, so a rematch
+    (which needs both in one process) works."""
+    a, b = await nodes("a"), await nodes("b")
+    ann, bob = a.client(), b.client()
+    ann.hello(name="Ann")
+    bob_id = bob.hello(name="Bob").player_id
+    ann.say(type="create_room", id=1)
+    code = ann.outlet.last(RoomOpened).code
+    key = a.cluster.keys.room(code)
+    await until_async(lambda: a.cluster.link.call(("GET", key)), b"a")
+    assert 0 < await a.cluster.link.call(("PTTL", key)) <= 600_000
+    bob.say(type="join", room=code.lower(), id=2)  # typed as a person would
+    await until(lambda: ann.outlet.of(Start) and bob.outlet.of(Start))
+    match_id = ann.outlet.last(Start).match_id
+    assert bob.outlet.last(Start).match_id == match_id
+    assert bob.outlet.last(Start).opponent.name == "Ann"
+    assert match_id in a.service.rooms.by_id
+    assert bob_id in a.service.roster.by_id
+    assert bob_id not in b.service.roster.by_id
+    assert bob.session.owner == "a"  # Bob's connection stays on b and forwards to a
+    assert (a.cluster.health()["friends_in"], b.cluster.health()["friends_in"]) == (1, 0)
+    assert not bob.outlet.of(Error)
+    await play_to_the_end(ann, bob)
+    await until(lambda: bob.outlet.last(Result).match_over)
+    await asyncio.sleep(0.2)  # a queue match's players would be sent home by now
+    assert bob_id in a.service.roster.by_id
+    bob.say(type="rematch", match_id=match_id)
+    await until(lambda: bool(ann.outlet.of(RematchOffer)))
+    ann.say(type="rematch", match_id=match_id)
+    await until(lambda: ann.outlet.last(Start).match_id != match_id)
+    await until(lambda: bob.outlet.last(Start).match_id == ann.outlet.last(Start).match_id)
+    assert not ann.outlet.of(RematchDeclined)
+    assert not bob.outlet.of(RematchDeclined)
+
+
+async def test_room_codes_from_another_node_fail_as_on_one(nodes: Any) -> None:
+    """A wrong code, a room its creator left and a room already taken answer as on one
+    process: ``room_not_found`` from the friend's node, ``room_full`` from the room's."""
+    a, b, c = await nodes("a"), await nodes("b"), await nodes("c")
+    ann, bob, cat = a.client(), b.client(), c.client()
+    for client, name in ((ann, "Ann"), (bob, "Bob"), (cat, "Cat")):
+        client.hello(name=name)
+    bob.say(type="join", room="ZZZZZZ", id=7)
+    await until(lambda: bool(bob.outlet.of(Error)))
+    error = bob.outlet.last(Error)
+    assert (error.code, error.ref) == (ErrorCode.ROOM_NOT_FOUND, 7)
+    assert bob.session.owner is None  # looked up, not moved
+
+    ann.say(type="create_room", id=1)
+    left_code = ann.outlet.last(RoomOpened).code
+    key = a.cluster.keys.room(left_code)
+    await until_async(lambda: a.cluster.link.call(("EXISTS", key)), 1)
+    ann.say(type="leave", id=2)
+    await until_async(lambda: a.cluster.link.call(("EXISTS", key)), 0)  # withdrawn at once
+    bob.say(type="join", room=left_code, id=8)
+    await until(lambda: len(bob.outlet.of(Error)) == 2)
+    assert bob.outlet.last(Error).code is ErrorCode.ROOM_NOT_FOUND
+
+    ann.say(type="create_room", id=3)
+    code = ann.outlet.last(RoomOpened).code
+    await until_async(lambda: a.cluster.link.call(("EXISTS", a.cluster.keys.room(code))), 1)
+    bob.say(type="join", room=code, id=9)
+    await until(lambda: bool(bob.outlet.of(Start)))
+    cat.say(type="join", room=code, id=4)
+    await until(lambda: bool(cat.outlet.of(Error)))
+    error = cat.outlet.last(Error)
+    assert (error.code, error.ref) == (ErrorCode.ROOM_FULL, 4)  # told by a, Cat's now
+    assert cat.session.owner == "a"
+
+
+async def test_a_code_another_node_holds_is_drawn_again(nodes: Any) -> None:
+    """Codes are unique across the cluster: a process whose fresh code another holds
+    draws again and tells its creator the new code; the first room keeps its own."""
+    a, b = await nodes("a"), await nodes("b")
+    a.service.friends.private.new_code = lambda: "AAAAAA"
+    b.service.friends.private.new_code = iter(["AAAAAA", "BBBBBB"]).__next__
+    ann, bob, dan = a.client(), b.client(), b.client()
+    for client, name in ((ann, "Ann"), (bob, "Bob"), (dan, "Dan")):
+        client.hello(name=name)
+    ann.say(type="create_room", id=1)
+    await until_async(lambda: a.cluster.link.call(("GET", a.cluster.keys.room("AAAAAA"))), b"a")
+    bob.say(type="create_room", id=1)
+    assert bob.outlet.last(RoomOpened).code == "AAAAAA"
+    await until(lambda: bob.outlet.last(RoomOpened).code == "BBBBBB")
+    assert bob.outlet.last(RoomOpened).ref is None  # the second one, unasked
+    await until_async(lambda: b.cluster.link.call(("GET", b.cluster.keys.room("BBBBBB"))), b"b")
+    assert await a.cluster.link.call(("GET", a.cluster.keys.room("AAAAAA"))) == b"a"
+    dan.say(type="join", room="AAAAAA", id=2)  # on b, but the code is Ann's
+    await until(lambda: bool(dan.outlet.of(Start)))
+    assert dan.outlet.last(Start).opponent.name == "Ann"
+
+
+async def test_a_rematch_after_a_queue_match_across_nodes_is_declined_unavailable(
     nodes: Any,
 ) -> None:
-    """A room's code lives in one process, which a friend on another node could not find:
-    a cluster answers ``unavailable`` (clients fall back to the queue). A rematch needs
-    both players held by one process: across nodes it is declined ``unavailable``."""
+    """After a queue match each player goes home to the node its connection is on, so
+    the work spreads; a rematch then needs both in one process and is declined."""
     _, _, ann, bob = await pair_across(nodes)
-    ann.say(type="create_room", id=1)
-    error = ann.outlet.last(Error)
-    assert (error.code, error.ref) == (ErrorCode.UNAVAILABLE, 1)
     match_id = await play_to_the_end(ann, bob)
     # Each player is home again, on its own node: the opponent is not held there.
     await until(lambda: ann.session.player is not None and bob.session.player is not None)
     ann.say(type="rematch", match_id=match_id)
     await until(lambda: bool(ann.outlet.of(RematchDeclined)))
     assert ann.outlet.last(RematchDeclined).reason is DeclinedReason.UNAVAILABLE
+
+
+async def until_async(ask: Any, expected: Any, within: float = 5.0) -> None:
+    """Ask Redis (``await ask()``) until it answers ``expected``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while (answer := await ask()) != expected:
+        assert loop.time() < deadline, f"Redis answered {answer!r}, not {expected!r}"
+        await asyncio.sleep(0.01)

@@ -17,10 +17,13 @@ from game_server.core.friends import (
 )
 from game_server.core.match import MatchRules
 from game_server.core.players import PlayerState, check_invariants
+from game_server.core.ports import StoreUnavailable
 from game_server.core.service import GameService, ServiceConfig
 from protocol import (
     DeclinedReason,
+    Error,
     ErrorCode,
+    Hi,
     Left,
     ProtocolError,
     Queued,
@@ -494,3 +497,121 @@ def test_private_rooms_claim_raises_protocol_errors_only() -> None:
     rooms = PrivateRooms(10.0, lambda invite, now: None)
     with pytest.raises(ProtocolError):
         rooms.claim("nope", "p", 0.0)
+
+
+# ---------------------------------------------------------------- in a cluster
+
+
+class RecordingDirectory:
+    """The ``RoomDirectory`` port as a test sees it: what was asked, answered by hand."""
+
+    def __init__(self, movable: bool = True) -> None:
+        self.rooms: dict[str, tuple[float, Any]] = {}  # code -> (ttl, clash)
+        self.gone: list[str] = []
+        self.asked: list[tuple[str, Any]] = []
+        self.moved: list[tuple[str, str, Any]] = []
+        self.movable = movable
+
+    def published(self, code: str, ttl: float, clash: Any) -> None:
+        self.rooms[code] = (ttl, clash)
+
+    def withdrawn(self, code: str) -> None:
+        self.gone.append(code)
+
+    def locate(self, code: str, done: Any) -> None:
+        self.asked.append((code, done))
+
+    def move(self, node: str, player_id: str, join: Any) -> bool:
+        if self.movable:
+            self.moved.append((node, player_id, join))
+        return self.movable
+
+
+def clustered(**overrides: Any) -> tuple[GameService, FakeClock, RecordingDirectory]:
+    service, clock = make(**overrides)
+    directory = RecordingDirectory()
+    service.friends.directory = directory
+    return service, clock, directory
+
+
+def test_a_room_is_published_for_its_ttl_and_withdrawn_unless_a_friend_took_it() -> None:
+    service, clock, directory = clustered()
+    ann, bob, cat = (hello(service, name) for name in ("Ann", "Bob", "Cat"))
+    code = open_room(service, ann)
+    assert directory.rooms[code][0] == 60.0
+    ann.say(type="leave")
+    assert directory.gone == [code]  # its creator left
+    code = open_room(service, ann)
+    clock.advance(61)
+    service.tick()
+    assert directory.gone[-1] == code  # it expired
+    code = open_room(service, bob)
+    cat.say(type="join", room=code)
+    assert cat.outlet.of(Start)
+    # Taken: it stays published until it would expire, so that a second friend is sent
+    # here and told ``room_full``.
+    assert code not in directory.gone
+
+
+def test_a_code_held_elsewhere_moves_the_friend_there_with_its_join() -> None:
+    service, _, directory = clustered()
+    bob = hello(service, "Bob")
+    bob.say(type="join", room="abc-def", id=4)
+    assert not bob.outlet.of(Error)
+    assert not bob.outlet.of(Start)  # not yet: asked where the room is
+    [(code, done)] = directory.asked
+    assert code == "ABCDEF"
+    done("node-2")
+    [(node, player_id, join)] = directory.moved
+    assert (node, player_id) == ("node-2", bob.outlet.last(Hi).player_id)
+    assert (join.room, join.id) == ("abc-def", 4)
+
+
+@pytest.mark.parametrize(
+    ("answer", "code"),
+    [
+        (None, ErrorCode.ROOM_NOT_FOUND),
+        (StoreUnavailable("redis is down"), ErrorCode.UNAVAILABLE),
+        ("refuses", ErrorCode.UNAVAILABLE),  # the player could not be handed over
+    ],
+)
+def test_a_look_up_that_finds_no_room_answers_the_join(answer: Any, code: ErrorCode) -> None:
+    service, _, directory = clustered()
+    directory.movable = answer != "refuses"
+    bob = hello(service, "Bob")
+    bob.say(type="join", room="ABCDEF", id=5)
+    directory.asked[0][1]("node-2" if answer == "refuses" else answer)
+    error = bob.outlet.last(Error)
+    assert (error.code, error.ref) == (code, 5)
+    assert bob.session.player is not None
+    assert bob.session.player.state is PlayerState.IDLE
+
+
+def test_a_look_up_answered_after_the_friend_moved_on_does_nothing() -> None:
+    service, _, directory = clustered()
+    bob, gone = hello(service, "Bob"), hello(service, "Gone")
+    bob.say(type="join", room="ABCDEF")
+    gone.say(type="join", room="ABCDEF")
+    bob.say(type="join", bot="never")  # the queue instead
+    service.disconnect(gone.session, keep_seat=False)
+    for _, done in directory.asked:
+        done("node-2")
+    assert directory.moved == []
+    assert not bob.outlet.of(Error)
+    assert bob.outlet.last(Queued)
+
+
+def test_a_clash_gives_the_room_a_new_code_and_tells_its_creator() -> None:
+    service, _, directory = clustered()
+    codes = iter(["AAAAAA", "BBBBBB"])
+    service.friends.private.new_code = lambda: next(codes)
+    ann, bob = hello(service, "Ann"), hello(service, "Bob")
+    assert open_room(service, ann) == "AAAAAA"
+    directory.rooms["AAAAAA"][1]()  # another process holds AAAAAA
+    again = ann.outlet.last(RoomOpened)
+    assert (again.code, again.ref) == ("BBBBBB", None)
+    assert "BBBBBB" in directory.rooms
+    bob.say(type="join", room="BBBBBB")
+    assert bob.outlet.of(Start)
+    directory.rooms["BBBBBB"][1]()  # too late: taken already, nothing changes
+    assert ann.outlet.last(RoomOpened).code == "BBBBBB"

@@ -129,6 +129,38 @@ async def test_players_on_different_nodes_play_a_match(
     assert health[0]["queue"] == 0
 
 
+async def test_a_friend_on_another_node_joins_a_room_plays_and_rematches(
+    cluster: Any, http: aiohttp.ClientSession
+) -> None:
+    """A private room's code works from any node (as behind a round-robin proxy): the
+    friend's player moves to the room's process, and both stay there for a rematch."""
+    n0, n1 = await cluster(2)
+    ann = await connect(http, n0, name="Ann")
+    await ann.send(type="create_room", id=1)
+    code = (await ann.expect("room"))["code"]
+    await asyncio.sleep(0.1)  # its code is in Redis (one round trip)
+    bob = await connect(http, n1, name="Bob")
+    await bob.send(type="join", room="ZZZZZZ", id=9)  # a wrong code: looked up, not found
+    error = await bob.expect("error")
+    assert (error["code"], error["ref"]) == ("room_not_found", 9)
+    await bob.send(type="join", room=code, id=2)
+    start_ann, start_bob = await ann.expect("start"), await bob.expect("start")
+    match_id = start_ann["match_id"]
+    assert start_bob["match_id"] == match_id
+    assert start_bob["opponent"]["name"] == "Ann"
+    for number in (1, 2):
+        await play_round(ann, bob, match_id, number)
+        await ann.expect("result", skip=("movement", "start"))
+        result = await bob.expect("result", skip=("movement", "start"))
+    assert result["match_over"]
+    await bob.send(type="rematch", match_id=match_id)
+    await ann.expect("rematch")  # Bob asks
+    await ann.send(type="rematch", match_id=match_id)
+    again = await ann.expect("start")
+    assert again["match_id"] != match_id
+    assert (await bob.expect("start"))["match_id"] == again["match_id"]
+
+
 async def test_the_host_is_killed_and_the_match_ends_on_a_survivor(
     cluster: Any, http: aiohttp.ClientSession
 ) -> None:

@@ -85,7 +85,7 @@ const TABLES = {
     roomNotFound: '房间码不存在或已过期',
     roomFull: '这个房间已经满了',
     ownRoom: '这是你自己的房间，发给好友吧',
-    roomsUnavailable: '此服务器不支持私人房间',
+    roomsUnavailable: '暂时无法进入房间，请稍后再试',
     roomsRateLimited: '尝试次数太多，请稍等几秒',
     // rematch
     rematch: '再来一局',
@@ -191,7 +191,7 @@ const TABLES = {
     roomNotFound: 'That room code is unknown or has expired',
     roomFull: 'That room already has its two players',
     ownRoom: 'That is your own room: send it to a friend',
-    roomsUnavailable: 'Private rooms are not available on this server',
+    roomsUnavailable: 'Rooms cannot be reached just now: try again in a moment',
     roomsRateLimited: 'Too many tries: wait a few seconds',
     rematch: 'Rematch',
     acceptRematch: 'Accept rematch',

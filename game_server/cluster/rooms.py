@@ -1,0 +1,92 @@
+"""Private rooms across a cluster: which process holds each room's code (``RoomDirectory``).
+
+A room lives in its creator's process (``core/friends.py``), as on one process; Redis
+keeps ``room:{code}`` -> that process, expiring with the room. The key is set with ``NX``,
+so a code is never two rooms at once: a process whose fresh code is already another's
+draws again (``clash``; with 31**6 codes that is about one room in 89,000 with 10,000
+rooms open). A friend whose code is not held where it is connected is looked up here and
+then moved, with its ``join``, to the room's process (``Cluster.move_idle``: its player
+handed over as to a match's host), which seats it as if the join had been sent there.
+
+A room taken by a friend keeps its key until it would have expired, so a second friend
+with the code is sent to the room's process too and told ``room_full`` there; a room whose
+creator left, or that expired, is withdrawn at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from game_server.core.ports import RoomDone, StoreUnavailable
+from protocol import Join, encode
+
+if TYPE_CHECKING:
+    from game_server.cluster.node import Cluster
+
+log = structlog.get_logger("game_server.cluster")
+
+# KEYS: room:{code}. ARGV: this process, the prefix of process keys. The live process that
+# holds the code, other than this one (a code held here was looked up here already).
+LOCATE_ROOM = """
+local node = redis.call('GET', KEYS[1])
+if node and node ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. node) == 1 then
+  return node
+end
+return false
+"""
+
+# KEYS: room:{code}. ARGV: this process. Deletes the key if this process holds it.
+WITHDRAW_ROOM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+class ClusterRooms:
+    """The cluster's ``RoomDirectory`` (see the module docstring)."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.link = cluster.link
+        self.keys = cluster.keys
+        self._locate = self.link.lua(LOCATE_ROOM)
+        self._withdraw = self.link.lua(WITHDRAW_ROOM)
+
+    def published(self, code: str, ttl: float, clash: Callable[[], None]) -> None:
+        def done(reply: Any) -> None:
+            if isinstance(reply, Exception):
+                # Friends on this process can still use it; others are told it is not found.
+                log.warning("room_unpublished", code=code, error=repr(reply))
+            elif reply is None:
+                clash()
+
+        milliseconds = max(1, round(ttl * 1000))
+        key = self.keys.room(code)
+        self.link.submit(("SET", key, self.cluster.node_id, "PX", milliseconds, "NX"), done)
+
+    def withdrawn(self, code: str) -> None:
+        self.link.submit(self._withdraw([self.keys.room(code)], [self.cluster.node_id]))
+
+    def locate(self, code: str, done: RoomDone) -> None:
+        def located(reply: Any) -> None:
+            if isinstance(reply, Exception):
+                done(StoreUnavailable(f"the cluster cannot be asked: {reply}"))
+            elif reply is None:
+                done(None)
+            else:
+                done(reply.decode() if isinstance(reply, bytes) else str(reply))
+
+        if not self.link.available:
+            done(StoreUnavailable("the cluster cannot be asked right now"))
+            return
+        keys = [self.keys.room(code)]
+        args = [self.cluster.node_id, self.keys.node_prefix]
+        self.link.submit(self._locate(keys, args), located)
+
+    def move(self, node: str, player_id: str, join: Join) -> bool:
+        return self.cluster.move_idle(node, player_id, encode(join))
