@@ -18,8 +18,8 @@ runs every match with local players only, and the cluster moves players, not mat
   Match takeover from checkpoints is ``cluster/journal.py``'s.
 - **Redis goes away**: matches between players of one process play on; joins answer
   ``unavailable``; when Redis is back, this process re-asserts what it owns (heartbeat,
-  owner keys, queue tickets) in case it restarted empty, and judges nobody dead until a
-  whole heartbeat TTL has passed with Redis reachable.
+  owner keys, queue tickets, room codes) in case it restarted empty, and judges nobody
+  dead until a whole heartbeat TTL has passed with Redis reachable.
 """
 
 from __future__ import annotations
@@ -798,6 +798,7 @@ class Cluster:
             self._owned(player)
         for queue in self.queues.values():
             queue.reassert()
+        self._service.friends.republish()
 
     @property
     def _service(self) -> GameService:

@@ -1,8 +1,9 @@
 """Private rooms across a cluster: which process holds each room's code (``RoomDirectory``).
 
 A room lives in its creator's process (``core/friends.py``), as on one process; Redis
-keeps ``room:{code}`` -> that process, expiring with the room. The key is set with ``NX``,
-so a code is never two rooms at once: a process whose fresh code is already another's
+keeps ``room:{code}`` -> that process, expiring with the room. The key is set only if no
+other process holds it, so a code is never two rooms at once: a process whose fresh code
+is already another's
 draws again (``clash``; with 31**6 codes that is about one room in 89,000 with 10,000
 rooms open). A friend whose code is not held where it is connected is looked up here and
 then moved, with its ``join``, to the room's process (``Cluster.move_idle``: its player
@@ -10,7 +11,8 @@ handed over as to a match's host), which seats it as if the join had been sent t
 
 A room taken by a friend keeps its key until it would have expired, so a second friend
 with the code is sent to the room's process too and told ``room_full`` there; a room whose
-creator left, or that expired, is withdrawn at once.
+creator left, or that expired, is withdrawn at once. When Redis comes back, perhaps
+restarted empty, each process publishes its open rooms again (``Friends.republish``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ if TYPE_CHECKING:
     from game_server.cluster.node import Cluster
 
 log = structlog.get_logger("game_server.cluster")
+
+# KEYS: room:{code}. ARGV: this process, the room's time to live in ms. Holds the code for
+# this process (again: a re-publish refreshes it) unless another holds it: 1, or 0.
+PUBLISH_ROOM = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
 
 # KEYS: room:{code}. ARGV: this process, the prefix of process keys. The live process that
 # holds the code, other than this one (a code held here was looked up here already).
@@ -54,6 +65,7 @@ class ClusterRooms:
         self.cluster = cluster
         self.link = cluster.link
         self.keys = cluster.keys
+        self._publish = self.link.lua(PUBLISH_ROOM)
         self._locate = self.link.lua(LOCATE_ROOM)
         self._withdraw = self.link.lua(WITHDRAW_ROOM)
 
@@ -62,12 +74,12 @@ class ClusterRooms:
             if isinstance(reply, Exception):
                 # Friends on this process can still use it; others are told it is not found.
                 log.warning("room_unpublished", code=code, error=repr(reply))
-            elif reply is None:
+            elif int(reply) == 0:
                 clash()
 
-        milliseconds = max(1, round(ttl * 1000))
-        key = self.keys.room(code)
-        self.link.submit(("SET", key, self.cluster.node_id, "PX", milliseconds, "NX"), done)
+        milliseconds = str(max(1, round(ttl * 1000)))
+        keys = [self.keys.room(code)]
+        self.link.submit(self._publish(keys, [self.cluster.node_id, milliseconds]), done)
 
     def withdrawn(self, code: str) -> None:
         self.link.submit(self._withdraw([self.keys.room(code)], [self.cluster.node_id]))

@@ -398,6 +398,13 @@ class Friends:
             ttl = max(0.0, invite.expires_at - now)
             self.directory.published(invite.code, ttl, partial(self._clashed, invite))
 
+    def republish(self) -> None:
+        """Say again where every open room is (a cluster's Redis came back, perhaps
+        restarted empty)."""
+        now = self.context.clock()
+        for invite in list(self.private.by_creator.values()):
+            self._publish(invite, now)
+
     def _withdrawn(self, code: str) -> None:
         if self.directory is not None:
             self.directory.withdrawn(code)

@@ -484,6 +484,28 @@ async def test_a_code_another_node_holds_is_drawn_again(nodes: Any) -> None:
     assert dan.outlet.last(Start).opponent.name == "Ann"
 
 
+async def test_rooms_are_published_again_when_redis_restarts_empty(
+    nodes: Any, redis_server: Any
+) -> None:
+    a, b = await nodes("a"), await nodes("b")
+    ann, bob = a.client(), b.client()
+    ann.hello(name="Ann")
+    bob.hello(name="Bob")
+    ann.say(type="create_room", id=1)
+    code = ann.outlet.last(RoomOpened).code
+    key = a.cluster.keys.room(code)
+    await until_async(lambda: a.cluster.link.call(("GET", key)), b"a")
+    redis_server.stop()
+    redis_server.restart()  # empty, on the same port
+    await until(lambda: a.cluster.link.failures == 1 and a.cluster.link.available, within=5.0)
+    await until_async(lambda: a.cluster.link.call(("GET", key)), b"a")
+    assert 0 < await a.cluster.link.call(("PTTL", key)) <= 600_000
+    assert len(ann.outlet.of(RoomOpened)) == 1  # its own code again: no clash
+    await until(lambda: b.cluster.link.available, within=5.0)
+    bob.say(type="join", room=code, id=2)
+    await until(lambda: bool(ann.outlet.of(Start) and bob.outlet.of(Start)))
+
+
 async def test_a_rematch_after_a_queue_match_across_nodes_is_declined_unavailable(
     nodes: Any,
 ) -> None:
