@@ -3,11 +3,11 @@
 A room lives in its creator's process (``core/friends.py``), as on one process; Redis
 keeps ``room:{code}`` -> that process, expiring with the room. The key is set only if no
 other process holds it, so a code is never two rooms at once: a process whose fresh code
-is already another's
-draws again (``clash``; with 31**6 codes that is about one room in 89,000 with 10,000
-rooms open). A friend whose code is not held where it is connected is looked up here and
-then moved, with its ``join``, to the room's process (``Cluster.move_idle``: its player
-handed over as to a match's host), which seats it as if the join had been sent there.
+is already another's draws again (``clash``; with 31**6 codes that is about one room in
+89,000 with 10,000 rooms open). A friend whose code is not held where it is connected is
+looked up here and then moved, with its ``join``, to the room's process
+(``Cluster.move_idle``: its player handed over as to a match's host), which seats it as
+if the join had been sent there.
 
 A room taken by a friend keeps its key until it would have expired, so a second friend
 with the code is sent to the room's process too and told ``room_full`` there; a room whose
