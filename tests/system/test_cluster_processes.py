@@ -108,11 +108,11 @@ async def play_round(ann: Player, bob: Player, match_id: str, number: int) -> No
     await bob.send(type="choice", match_id=match_id, round=number, choice="scissors")
 
 
-async def test_players_on_different_nodes_play_a_match(
-    cluster: Any, http: aiohttp.ClientSession
-) -> None:
-    n0, n1 = await cluster(2)
-    ann, bob, start_ann, start_bob = await paired(http, n1, n0)
+async def play_match(
+    ann: Player, bob: Player, start_ann: dict[str, Any], start_bob: dict[str, Any]
+) -> dict[str, Any]:
+    """Ann and Bob, both told ``start``, play their match to its end (Ann wins two
+    rounds); Bob's final result."""
     match_id = start_ann["match_id"]
     assert start_bob["match_id"] == match_id
     assert start_bob["opponent"]["name"] == "Ann"
@@ -121,6 +121,15 @@ async def test_players_on_different_nodes_play_a_match(
         await ann.expect("result", skip=("movement", "start"))
         result = await bob.expect("result", skip=("movement", "start"))
     assert result["match_over"]
+    return result
+
+
+async def test_players_on_different_nodes_play_a_match(
+    cluster: Any, http: aiohttp.ClientSession
+) -> None:
+    n0, n1 = await cluster(2)
+    ann, bob, start_ann, start_bob = await paired(http, n1, n0)
+    result = await play_match(ann, bob, start_ann, start_bob)
     assert result["winner"] == "opponent"
     health = [await (await http.get(f"{node.http}/healthz")).json() for node in (n0, n1)]
     assert {h["node"] for h in health} == {"n0", "n1"}
@@ -144,15 +153,9 @@ async def test_a_friend_on_another_node_joins_a_room_plays_and_rematches(
     error = await bob.expect("error")
     assert (error["code"], error["ref"]) == ("room_not_found", 9)
     await bob.send(type="join", room=code, id=2)
-    start_ann, start_bob = await ann.expect("start"), await bob.expect("start")
+    start_ann = await ann.expect("start")
+    await play_match(ann, bob, start_ann, await bob.expect("start"))
     match_id = start_ann["match_id"]
-    assert start_bob["match_id"] == match_id
-    assert start_bob["opponent"]["name"] == "Ann"
-    for number in (1, 2):
-        await play_round(ann, bob, match_id, number)
-        await ann.expect("result", skip=("movement", "start"))
-        result = await bob.expect("result", skip=("movement", "start"))
-    assert result["match_over"]
     await bob.send(type="rematch", match_id=match_id)
     await ann.expect("rematch")  # Bob asks
     await ann.send(type="rematch", match_id=match_id)
