@@ -54,7 +54,6 @@ from protocol import (
     BotMode,
     CreateRoom,
     DeclinedReason,
-    Error,
     ErrorCode,
     Join,
     MessageId,
@@ -86,6 +85,9 @@ WRONG_CODE_COST = 3
 CONNECTION_LOOKUPS = (0.2, 10.0)
 # Per client address (a carrier NAT shares one between many phones): 60, then one a second.
 ADDRESS_LOOKUPS = (1.0, 60.0)
+
+
+Refuse = Callable[["Session", ErrorCode, str, MessageId | None], None]
 
 
 def new_room_code() -> str:
@@ -267,8 +269,11 @@ class Friends:
         rules: MatchRules,
         *,
         bot_think: tuple[float, float],
+        refuse: Refuse,
         new_code: Callable[[], str] = new_room_code,
     ) -> None:
+        """``refuse(session, code, message, ref)``: an ``error`` for a join answered later
+        (the service's ``Sessions.refuse``, which also counts it)."""
         self.context = context
         self.config = config
         self.timers = context.timers
@@ -278,6 +283,7 @@ class Friends:
         self.lobbies = lobbies
         self.rooms = rooms
         self.bot_think = bot_think
+        self.refuse = refuse
         # A cluster's (set by it): where each room's code is; None: all of them are here.
         self.directory: RoomDirectory | None = None
         self.private = PrivateRooms(config.room_ttl, self._expired, new_code, self._withdrawn)
@@ -369,29 +375,23 @@ class Friends:
         assert message.room is not None
 
         def found(node: str | StoreUnavailable | None) -> None:
+            now = self.context.advance()
             if session.closed or session.player is not player:
                 return  # gone, or moved on: nobody to answer
             if player.state is not PlayerState.IDLE or player.room is not None:
                 return  # it joined the queue or another room meanwhile
             if isinstance(node, StoreUnavailable):
-                self._refuse(session, ErrorCode.UNAVAILABLE, "rooms cannot be looked up", message)
+                self.refuse(session, ErrorCode.UNAVAILABLE, "rooms cannot be looked up", ref)
             elif node is None:
-                now = self.context.advance()
                 self._meter(session, now, cost=WRONG_CODE_COST - 1, refuse=False)
-                self._refuse(
-                    session, ErrorCode.ROOM_NOT_FOUND, "no open room has that code", message
-                )
+                self.refuse(session, ErrorCode.ROOM_NOT_FOUND, "no open room has that code", ref)
             elif directory.move(node, player.id, message):
                 log.info("room_friend_moved", player_id=player.id, to=node)
             else:
-                self._refuse(session, ErrorCode.UNAVAILABLE, "try the code again", message)
+                self.refuse(session, ErrorCode.UNAVAILABLE, "try the code again", ref)
 
+        ref = message.id
         directory.locate(normalise_code(message.room), found)
-
-    def _refuse(self, session: Session, code: ErrorCode, text: str, message: Join) -> None:
-        """An error for a join answered later, as the service answers one at once."""
-        self.context.observer.error(code.value)
-        session.outlet.send(Error(code=code, message=text, ref=message.id))
 
     def _publish(self, invite: Invite, now: float) -> None:
         if self.directory is not None:
@@ -413,10 +413,10 @@ class Friends:
         """Another process holds this room's code: the room takes a fresh one, and its
         creator is told the new code (before it could have passed the old one on: the
         answer comes within a round trip to Redis)."""
+        now = self.context.advance()
         old = invite.code
         if not self.private.recode(invite):
             return
-        now = self.context.advance()
         log.warning("room_code_clash", player_id=invite.creator, code=old, new=invite.code)
         self._publish(invite, now)
         self.relay.deliver(invite.creator, self._opened(invite, now))

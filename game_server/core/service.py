@@ -180,6 +180,7 @@ class GameService:
             self.rooms,
             config.rules,
             bot_think=config.bot_think,
+            refuse=self.sessions.refuse,
         )
         self.rooms.on_closed = self._room_closed
         self._on_drained: Callable[[], None] | None = None
