@@ -34,18 +34,19 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import attrs
 import orjson
 import structlog
 
+from game_server.cluster.friends import ClusterFriends
 from game_server.cluster.journal import MatchJournal
 from game_server.cluster.keys import HEARTBEAT, NODE_TTL, Keys
 from game_server.cluster.link import Command, RedisLink
 from game_server.cluster.mailbox import Mailbox
 from game_server.cluster.queue import SharedQueue
-from game_server.cluster.rooms import ClusterRooms
 from game_server.core.friends import FRIENDS_LOBBY
 from game_server.core.lobbies import DEFAULT_LOBBY
-from game_server.core.players import Player
+from game_server.core.players import LastMatch, Player
 from game_server.core.ports import LocateDone, Storage, StoreUnavailable
 from game_server.core.presence import PlayerSnapshot
 from game_server.core.records import PlayerRecord
@@ -58,6 +59,10 @@ log = structlog.get_logger("game_server.cluster")
 
 HANDOVER_PATIENCE = 5.0  # seconds between checks that a hand-over's process still lives
 MOVED_KEEP = 30.0  # seconds frames for a handed-over connection are passed on
+# A player moved here to a friend (``move_idle``) is not moved on again for this long: two
+# players asking for a rematch of each other at once, each moving to the other's process,
+# must not chase each other round (each is declined ``unavailable`` instead).
+MOVE_SETTLE = 2.0
 
 # KEYS: owner:{player}. ARGV: this process, the prefix of process keys, and "1" once the
 # dead owner's matches were tried. {owner, 1} if another live process owns the player;
@@ -156,7 +161,8 @@ class Cluster:
         self.dead_nodes_seen = 0
         self._started = time.time()
         self.resets = 0
-        self.friends_in = 0  # players moved here to join a room of this process
+        self.friends_in = 0  # players moved here to a friend's room or last opponent
+        self._moved_in: dict[str, float] = {}  # player -> monotonic time it was moved here
         self.observer_out: Callable[[str], None] = lambda kind: None
         self.journal = MatchJournal(self)
         self.wall_clock: Callable[[], float] = time.time
@@ -216,7 +222,7 @@ class Cluster:
         service.roster.on_removed = self._released
         service.rooms.journal = self.journal
         service.on_match_over = self.send_home
-        service.friends.directory = ClusterRooms(self)
+        service.friends.directory = ClusterFriends(self)
         self.wall_clock = service.context.wall_clock
 
     def service_options(self, config: ServiceConfig, clock: Callable[[], float]) -> dict[str, Any]:
@@ -313,7 +319,7 @@ class Cluster:
             ),
             (
                 "rps_cluster_friends_in",
-                "Players moved here by other processes to join a private room here",
+                "Players moved here by other processes, to a private room or their last opponent",
                 "counter",
                 self.friends_in,
                 {},
@@ -635,7 +641,11 @@ class Cluster:
     def move_idle(self, to: str, player_id: str, frame: bytes) -> bool:
         """Hand an idle, connected player over to ``to`` unasked, and have it handle
         ``frame`` there as if its connection had sent it (a friend going to the process
-        of its room: ``cluster/rooms.py``). False if the player cannot be handed over."""
+        of its room or of its last opponent: ``cluster/friends.py``). False if the player
+        cannot be handed over, or was moved here less than ``MOVE_SETTLE`` seconds ago."""
+        arrived = self._moved_in.get(player_id)
+        if arrived is not None and time.monotonic() - arrived < MOVE_SETTLE:
+            return False
         given = self._give(player_id, to)
         if given is None:
             return False
@@ -689,8 +699,16 @@ class Cluster:
 
     def _on_moved(self, sender: str, message: list[Any], frame: bytes | None) -> None:
         _, raw, gateway, address = message
-        _, session = self._take(sender, raw, gateway, address)
+        snapshot, session = self._take(sender, raw, gateway, address)
         self.friends_in += 1
+        now, moved_in = time.monotonic(), self._moved_in
+        moved_in.pop(snapshot.record.id, None)
+        moved_in[snapshot.record.id] = now  # insertion order is arrival order
+        while moved_in:
+            first = next(iter(moved_in))
+            if now - moved_in[first] < MOVE_SETTLE:
+                break
+            del moved_in[first]
         if session is not None and frame is not None:
             self._service.receive(session, frame)
 
@@ -811,9 +829,18 @@ def _text(value: Any) -> str:
 
 
 def _snapshot_json(snapshot: PlayerSnapshot) -> dict[str, Any]:
-    return {**snapshot.record.to_json(), "lobby": snapshot.lobby, "away_left": snapshot.away_left}
+    last = snapshot.last_match
+    return {
+        **snapshot.record.to_json(),
+        "lobby": snapshot.lobby,
+        "away_left": snapshot.away_left,
+        "last_match": None if last is None else attrs.asdict(last),
+        "last_match_age": snapshot.last_match_age,
+    }
 
 
 def _snapshot_from(raw: dict[str, Any]) -> PlayerSnapshot:
     lobby, away_left = raw.pop("lobby"), raw.pop("away_left")
-    return PlayerSnapshot(PlayerRecord.from_json(raw), lobby, None, away_left)
+    last, age = raw.pop("last_match", None), raw.pop("last_match_age", 0.0)
+    last_match = None if last is None else LastMatch(**last)
+    return PlayerSnapshot(PlayerRecord.from_json(raw), lobby, None, away_left, last_match, age)

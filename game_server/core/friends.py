@@ -19,10 +19,12 @@ bot accepts after its think time and comes back with the same strategy and name.
 is withdrawn, and the player still waiting on it told why (``rematch_declined``), when
 either joins the queue or a room, leaves, is gone for good, or the window closes.
 
-**In a cluster** (``RoomDirectory``) a code is unique across the processes and Redis says
+**In a cluster** (``FriendsDirectory``) a code is unique across the processes and Redis says
 which one holds it. A friend connected elsewhere is looked up there and moved, as a queue
 partner is to a match's host, to the room's process with its ``join``; after the match both
-stay with that host, so a rematch finds both.
+stay with that host, so a rematch finds both. After a queue match the two may be held
+apart (each went home): the asker is moved to its opponent's process with its ``rematch``
+and the match it finished.
 
 Sans-I/O like the rest of ``core``: time comes in as ``now``, timers from the queue.
 """
@@ -40,11 +42,11 @@ import structlog
 from game_server.core.context import Context
 from game_server.core.lobbies import Lobbies, Lobby
 from game_server.core.match import MatchRules
-from game_server.core.players import PlayerEvent, PlayerState, Roster
+from game_server.core.players import LastMatch, PlayerEvent, PlayerState, Roster
 from game_server.core.ports import (
+    FriendsDirectory,
     Pairing,
     PairingsDone,
-    RoomDirectory,
     StoreUnavailable,
 )
 from game_server.core.ratelimit import AddressBuckets, TokenBucket, address_key
@@ -224,18 +226,6 @@ class PrivateRooms:
 
 
 @attrs.define(eq=False)
-class LastMatch:
-    """What a player needs to ask for a rematch of the match it just finished."""
-
-    match_id: str
-    lobby: str
-    ended_at: float  # the service clock's
-    opponent: str | None  # None: a house bot
-    bot_strategy: str | None = None
-    bot_name: str | None = None
-
-
-@attrs.define(eq=False)
 class Offer:
     """A rematch one side asked for (a house bot's side: ``bot_timer`` until it accepts)."""
 
@@ -251,7 +241,7 @@ class FriendsConfig:
     room_ttl: float = 600.0
     rematch_seconds: float = 15.0
     rate_friend_matches: bool = True
-    # A cluster's players may be held by another process: without a ``RoomDirectory``
+    # A cluster's players may be held by another process: without a ``FriendsDirectory``
     # (which a cluster plugs in) rooms answer ``unavailable``.
     rooms_available: bool = True
 
@@ -285,7 +275,7 @@ class Friends:
         self.bot_think = bot_think
         self.refuse = refuse
         # A cluster's (set by it): where each room's code is; None: all of them are here.
-        self.directory: RoomDirectory | None = None
+        self.directory: FriendsDirectory | None = None
         self.private = PrivateRooms(config.room_ttl, self._expired, new_code, self._withdrawn)
         friend_rules = attrs.evolve(rules, rated=config.rate_friend_matches)
         self.lobby = lobbies.add(
@@ -368,7 +358,7 @@ class Friends:
         self.rooms.seat(self.lobby, [pairing], now)
 
     def _look_up(
-        self, directory: RoomDirectory, session: Session, player: Player, message: Join
+        self, directory: FriendsDirectory, session: Session, player: Player, message: Join
     ) -> None:
         """A code not held here: ask which process holds it, and move the friend there
         with its ``join`` (see the module docstring)."""
@@ -532,6 +522,10 @@ class Friends:
                 return  # asked already: still waiting for the other
             self._accepted(offer, now)
             return
+        directory = self.directory
+        if last.opponent is not None and last.opponent not in self.roster.by_id and directory:
+            self._follow(directory, session, player, message)
+            return
         self.counts["rematch_asked"] += 1
         until = last.ended_at + self.config.rematch_seconds
         offer = Offer(last, player.id, last.opponent)
@@ -545,7 +539,7 @@ class Friends:
             )
             return
         other = self.roster.get(last.opponent)
-        if other is None:  # held by another process of a cluster
+        if other is None:  # held by another process of a cluster that cannot be asked
             self._decline(offer, DeclinedReason.UNAVAILABLE, tell=player.id)
             return
         if other.room is not None or other.lobby is not None:
@@ -554,6 +548,31 @@ class Friends:
         self.offer_of[other.id] = offer
         if other.session is not None:
             self.relay.deliver(other.id, RematchOffer(match_id=last.match_id))
+
+    def _follow(
+        self, directory: FriendsDirectory, session: Session, player: Player, message: Rematch
+    ) -> None:
+        """Its last opponent is held by another process of a cluster (each went home after
+        a queue match): move there with the ``rematch``, which is then asked there."""
+        last = player.last_match
+        assert last is not None
+        assert last.opponent is not None
+
+        def found(node: str | StoreUnavailable | None) -> None:
+            self.context.advance()
+            if session.closed or session.player is not player or player.last_match is not last:
+                return  # gone, moved on, or played again meanwhile
+            if player.state is not PlayerState.IDLE:
+                return  # it joined the queue or a room meanwhile
+            if isinstance(node, str) and directory.move(node, player.id, message):
+                log.info("rematch_asker_moved", player_id=player.id, to=node)
+                return
+            # Nobody holds the opponent (it is gone), or it cannot be reached just now.
+            reason = DeclinedReason.GONE if node is None else DeclinedReason.UNAVAILABLE
+            self.counts["rematch_declined"] += 1
+            session.outlet.send(RematchDeclined(match_id=last.match_id, reason=reason))
+
+        directory.where(last.opponent, found)
 
     def _accepted(self, offer: Offer, now: float) -> None:
         """The second side said yes (or the house bot did): seat both again."""

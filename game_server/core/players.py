@@ -26,12 +26,23 @@ from game_server.core.scoring import PlayerStats
 from game_server.core.timers import Timer, TimerQueue
 
 if TYPE_CHECKING:
-    from game_server.core.friends import LastMatch
     from game_server.core.lobbies import Lobby
     from game_server.core.rooms import Room
     from game_server.core.sessions import Session
 
 log = structlog.get_logger("game_server")
+
+
+@attrs.define(eq=False)
+class LastMatch:
+    """What a player needs to ask for a rematch of the match it just finished."""
+
+    match_id: str
+    lobby: str
+    ended_at: float  # the service clock's (monotonic, this process's)
+    opponent: str | None  # None: a house bot
+    bot_strategy: str | None = None
+    bot_name: str | None = None
 
 
 class PlayerState(enum.Enum):

@@ -3,8 +3,8 @@
 One process on its own uses the defaults here and in ``core/``; a cluster of processes
 (``game_server/cluster/``) plugs a shared queue (``Matchmaker``), a way to find the process
 that owns a player (``Locator``), frames forwarded to it (``Forwarder``), match
-checkpoints (``Journal``) and where each private room's code is (``RoomDirectory``) into
-the same service, which does not change.
+checkpoints (``Journal``) and where each private room's code and each player is
+(``FriendsDirectory``) into the same service, which does not change.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import attrs
 
 from game_server.core.ladder import Board, Period
 from game_server.core.records import MatchRecord, Picture, PlayerRecord
-from protocol import BotMode, Join, ServerMessage
+from protocol import BotMode, ClientMessage, ServerMessage
 
 
 class Outlet(Protocol):
@@ -214,31 +214,36 @@ class HereLocator:
         done(None)
 
 
-# Where a room's code is: a process id, None if no live process holds it, or
-# StoreUnavailable if that cannot be told right now.
-RoomDone = Callable[[str | StoreUnavailable | None], None]
+# Where a room's code or a player is: a process id, None if no live process (other than
+# this one) holds it, or StoreUnavailable if that cannot be told right now.
+NodeDone = Callable[[str | StoreUnavailable | None], None]
 
 
-class RoomDirectory(Protocol):
-    """Which process holds each private room's code (a cluster's); one process on its own
-    has none, its codes are all here.
+class FriendsDirectory(Protocol):
+    """Which process holds each private room's code, and each player (a cluster's); one
+    process on its own has none: every code and player is here.
 
     A code is unique across the processes: ``published`` claims it for this process, and
     calls ``clash`` if another process holds the same code (the room then takes another).
-    A friend whose code is not here is looked up with ``locate``, then moved (its player
-    handed over, as to a match's host) to the room's process with its ``join``, where the
-    join is handled as if it had been sent there.
+    A friend whose room is not here (``locate``), or a player asking for a rematch whose
+    last opponent is held elsewhere (``where``), is moved there with its message: its
+    player handed over, as to a match's host, and the message handled there as if it had
+    been sent there.
     """
 
     def published(self, code: str, ttl: float, clash: Callable[[], None]) -> None: ...
 
     def withdrawn(self, code: str) -> None: ...
 
-    def locate(self, code: str, done: RoomDone) -> None: ...
+    def locate(self, code: str, done: NodeDone) -> None: ...
 
-    def move(self, node: str, player_id: str, join: Join) -> bool:
+    def where(self, player_id: str, done: NodeDone) -> None: ...
+
+    def move(self, node: str, player_id: str, message: ClientMessage) -> bool:
         """Hand the idle, connected ``player_id`` over to ``node`` and have it handle
-        ``join`` there; False if the player cannot be handed over now."""
+        ``message`` there; False if the player cannot be handed over now (or came here
+        by such a move a moment ago: two players moving towards each other at once must
+        not chase each other round)."""
         ...
 
 

@@ -18,7 +18,7 @@ import structlog
 
 from game_server.core.context import Context
 from game_server.core.lobbies import Lobbies
-from game_server.core.players import Player, PlayerEvent, PlayerState, Roster
+from game_server.core.players import LastMatch, Player, PlayerEvent, PlayerState, Roster
 from game_server.core.ports import Forwarder, HereLocator, Locator, StoreUnavailable
 from game_server.core.ratelimit import AddressBuckets, address_key
 from game_server.core.records import PlayerRecord
@@ -39,12 +39,17 @@ from protocol import (
 
 @attrs.frozen
 class PlayerSnapshot:
-    """A queued player as one process hands it to another (a cluster's pairing)."""
+    """A player as one process hands it to another (a cluster's pairing, a player going
+    home, a friend going to its room or its last opponent)."""
 
     record: PlayerRecord
     lobby: str | None  # the lobby it is queued in; None: idle
     session_id: int | None  # its connection in the process handing it over, if any
     away_left: float | None  # seconds of reconnect grace left, when away
+    # The match it finished last (for a rematch), and how many seconds ago it ended:
+    # each process's clock is its own.
+    last_match: LastMatch | None = None
+    last_match_age: float = 0.0
 
 
 # The guest buckets are pruned every time one could have filled up again, but not more
@@ -318,9 +323,10 @@ class Presence:
         connection, if any, forwards to ``new_owner`` from now on.
 
         Two moments allow it: a queued player another process paired (it hosts the
-        match), and a connected, idle player going home to the process its connection is
-        on once a match hosted here ended. None otherwise (it left the queue, or was
-        seated meanwhile): the other process then keeps looking.
+        match), and a connected, idle player (going home to the process its connection is
+        on once a match hosted here ended, or to the process of its friend's room or its
+        last opponent). None otherwise (it left the queue, or was seated meanwhile): the
+        other process then keeps looking.
         """
         player = self.roster.get(player_id)
         if player is None:
@@ -344,11 +350,14 @@ class Presence:
             session.owner = new_owner
         self.roster.remove(player)
         log.debug("player_handed_over", player_id=player.id, to=new_owner)
+        last = player.last_match
         return PlayerSnapshot(
             player.record(self.wall_clock()),
             None if lobby is None else lobby.name,
             None if session is None else session.id,
             away_left,
+            last,
+            0.0 if last is None else max(0.0, now - last.ended_at),
         )
 
     def adopt(self, snapshot: PlayerSnapshot, session: Session | None, now: float) -> Player:
@@ -358,6 +367,9 @@ class Presence:
         player = self.roster.add(Player.from_record(snapshot.record))
         self.roster.online(player)
         player.move(PlayerEvent.HELLO)
+        last = snapshot.last_match
+        if last is not None:
+            player.last_match = attrs.evolve(last, ended_at=now - snapshot.last_match_age)
         if session is not None:
             player.session = session
             session.player = player

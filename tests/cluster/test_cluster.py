@@ -13,7 +13,6 @@ from game_server.core.records import MatchRecord
 from game_server.store.sqlite import SqliteStore
 from protocol import (
     Bye,
-    DeclinedReason,
     Error,
     ErrorCode,
     Hi,
@@ -506,18 +505,44 @@ async def test_rooms_are_published_again_when_redis_restarts_empty(
     await until(lambda: bool(ann.outlet.of(Start) and bob.outlet.of(Start)))
 
 
-async def test_a_rematch_after_a_queue_match_across_nodes_is_declined_unavailable(
+async def test_a_rematch_after_a_queue_match_across_nodes_moves_the_asker(nodes: Any) -> None:
+    """After a queue match each player goes home to the node its connection is on; a
+    rematch then moves the asker, with the match it finished, to its opponent's node."""
+    a, b, ann, bob = await pair_across(nodes)
+    ann_id = ann.outlet.last(Hi).player_id
+    match_id = await play_to_the_end(ann, bob)
+    # Each player is home again, on its own node.
+    await until(lambda: bob.session.player is not None and bob.session.owner is None)
+    assert ann_id in a.service.roster.by_id
+    ann.say(type="rematch", match_id=match_id)
+    await until(lambda: bool(bob.outlet.of(RematchOffer)))
+    assert ann_id in b.service.roster.by_id  # moved to Bob's node, its last match with it
+    assert ann.session.owner == "b"
+    bob.say(type="rematch", match_id=match_id)
+    await until(lambda: ann.outlet.last(Start).match_id != match_id)
+    await until(lambda: bob.outlet.last(Start).match_id == ann.outlet.last(Start).match_id)
+    assert ann.outlet.last(Start).match_id in b.service.rooms.by_id
+    assert not ann.outlet.of(RematchDeclined)
+
+
+async def test_two_players_asking_each_other_at_once_do_not_chase_each_other(
     nodes: Any,
 ) -> None:
-    """After a queue match each player goes home to the node its connection is on, so
-    the work spreads; a rematch then needs both in one process and is declined."""
+    """Both ask at once: each moves to the other's node, finds it gone, and is declined
+    rather than moved on again; a later ask, once they have settled, starts the rematch."""
     _, _, ann, bob = await pair_across(nodes)
     match_id = await play_to_the_end(ann, bob)
-    # Each player is home again, on its own node: the opponent is not held there.
-    await until(lambda: ann.session.player is not None and bob.session.player is not None)
+    await until(lambda: bob.session.player is not None and bob.session.owner is None)
     ann.say(type="rematch", match_id=match_id)
-    await until(lambda: bool(ann.outlet.of(RematchDeclined)))
-    assert ann.outlet.last(RematchDeclined).reason is DeclinedReason.UNAVAILABLE
+    bob.say(type="rematch", match_id=match_id)
+    await until(lambda: bool(ann.outlet.of(RematchDeclined) and bob.outlet.of(RematchDeclined)))
+    await asyncio.sleep(2.1)  # MOVE_SETTLE: moved a moment ago, not moved on at once
+    assert len(ann.outlet.of(RematchDeclined)) == len(bob.outlet.of(RematchDeclined)) == 1
+    ann.say(type="rematch", match_id=match_id)
+    await until(lambda: len(bob.outlet.of(RematchOffer)) >= 1)
+    bob.say(type="rematch", match_id=match_id)
+    await until(lambda: ann.outlet.last(Start).match_id != match_id)
+    await until(lambda: bob.outlet.last(Start).match_id == ann.outlet.last(Start).match_id)
 
 
 async def until_async(ask: Any, expected: Any, within: float = 5.0) -> None:

@@ -503,12 +503,13 @@ def test_private_rooms_claim_raises_protocol_errors_only() -> None:
 
 
 class RecordingDirectory:
-    """The ``RoomDirectory`` port as a test sees it: what was asked, answered by hand."""
+    """The ``FriendsDirectory`` port as a test sees it: what was asked, answered by hand."""
 
     def __init__(self, movable: bool = True) -> None:
         self.rooms: dict[str, tuple[float, Any]] = {}  # code -> (ttl, clash)
         self.gone: list[str] = []
         self.asked: list[tuple[str, Any]] = []
+        self.asked_where: list[tuple[str, Any]] = []
         self.moved: list[tuple[str, str, Any]] = []
         self.movable = movable
 
@@ -520,6 +521,9 @@ class RecordingDirectory:
 
     def locate(self, code: str, done: Any) -> None:
         self.asked.append((code, done))
+
+    def where(self, player_id: str, done: Any) -> None:
+        self.asked_where.append((player_id, done))
 
     def move(self, node: str, player_id: str, join: Any) -> bool:
         if self.movable:
@@ -615,3 +619,76 @@ def test_a_clash_gives_the_room_a_new_code_and_tells_its_creator() -> None:
     assert bob.outlet.of(Start)
     directory.rooms["BBBBBB"][1]()  # too late: taken already, nothing changes
     assert ann.outlet.last(RoomOpened).code == "BBBBBB"
+
+
+def apart_after_a_match() -> tuple[GameService, FakeClock, RecordingDirectory, Client, str]:
+    """Ann and Bob played a queue match; then Bob went home to another process (the
+    cluster handed him over): Ann and the match id."""
+    service, clock, directory = clustered()
+    ann, bob = queue_pair(service)
+    match_id = play_out(ann, bob)
+    bob_id = bob.outlet.last(Hi).player_id
+    assert service.presence.export(bob_id, new_owner="node-2") is not None
+    return service, clock, directory, ann, match_id
+
+
+def test_a_rematch_whose_opponent_is_elsewhere_moves_the_asker_there() -> None:
+    service, _, directory, ann, match_id = apart_after_a_match()
+    bob_id = ann.outlet.last(Start).opponent.id
+    ann.say(type="rematch", match_id=match_id, id=3)
+    [(asked, done)] = directory.asked_where
+    assert asked == bob_id
+    assert not directory.moved  # not before the answer
+    done("node-2")
+    [(node, player_id, message)] = directory.moved
+    assert (node, player_id) == ("node-2", ann.outlet.last(Hi).player_id)
+    assert (message.match_id, message.id) == (match_id, 3)
+    assert not ann.outlet.of(RematchDeclined)
+    assert service.friends.rematches_pending == 0  # the offer is made there, not here
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (None, DeclinedReason.GONE),  # no live process holds it
+        (StoreUnavailable("redis is down"), DeclinedReason.UNAVAILABLE),
+        ("refuses", DeclinedReason.UNAVAILABLE),  # moved here a moment ago
+    ],
+)
+def test_a_rematch_whose_opponent_cannot_be_reached_is_declined(
+    answer: Any, reason: DeclinedReason
+) -> None:
+    service, _, directory, ann, match_id = apart_after_a_match()
+    directory.movable = answer != "refuses"
+    ann.say(type="rematch", match_id=match_id)
+    directory.asked_where[0][1]("node-2" if answer == "refuses" else answer)
+    assert ann.outlet.last(RematchDeclined) == RematchDeclined(match_id=match_id, reason=reason)
+    assert not directory.moved
+    assert service.friends.counts["rematch_declined"] == 1
+
+
+def test_a_rematch_look_up_answered_after_the_asker_moved_on_does_nothing() -> None:
+    _, _, directory, ann, match_id = apart_after_a_match()
+    ann.say(type="rematch", match_id=match_id)
+    ann.say(type="join", bot="never")  # the queue instead
+    directory.asked_where[0][1]("node-2")
+    assert not directory.moved
+    assert not ann.outlet.of(RematchDeclined)
+
+
+def test_a_player_handed_over_keeps_its_last_match_on_the_other_clock() -> None:
+    """Each process's clock is its own: the snapshot says how long ago the match ended."""
+    here, clock = make()
+    ann, bob = queue_pair(here)
+    match_id = play_out(ann, bob)
+    clock.advance(4.0)
+    ann_id = ann.outlet.last(Hi).player_id
+    snapshot = here.presence.export(ann_id, new_owner="node-2")
+    assert snapshot is not None
+    there, other_clock = make()
+    other_clock.advance(5000.0)
+    moved = there.presence.adopt(snapshot, None, other_clock())
+    assert moved.last_match is not None
+    assert moved.last_match.match_id == match_id
+    assert moved.last_match.ended_at == other_clock() - snapshot.last_match_age
+    assert 4.0 <= snapshot.last_match_age < 5.0

@@ -1,4 +1,5 @@
-"""Private rooms across a cluster: which process holds each room's code (``RoomDirectory``).
+"""Friends across a cluster: which process holds each room's code, and each player
+(``FriendsDirectory``).
 
 A room lives in its creator's process (``core/friends.py``), as on one process; Redis
 keeps ``room:{code}`` -> that process, expiring with the room. The key is set only if no
@@ -13,6 +14,11 @@ A room taken by a friend keeps its key until it would have expired, so a second 
 with the code is sent to the room's process too and told ``room_full`` there; a room whose
 creator left, or that expired, is withdrawn at once. When Redis comes back, perhaps
 restarted empty, each process publishes its open rooms again (``Friends.republish``).
+
+Rematches the same way: after a queue match each player goes home to the process its
+connection is on, so the two may be held apart; a player asking for a rematch whose last
+opponent is elsewhere (``where``: its owner, read, never claimed) is moved there with its
+``rematch``, carrying the match it finished (``PlayerSnapshot.last_match``).
 """
 
 from __future__ import annotations
@@ -22,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from game_server.core.ports import RoomDone, StoreUnavailable
-from protocol import Join, encode
+from game_server.core.ports import NodeDone, StoreUnavailable
+from protocol import ClientMessage, encode
 
 if TYPE_CHECKING:
     from game_server.cluster.node import Cluster
@@ -49,6 +55,17 @@ end
 return false
 """
 
+# KEYS: owner:{player}. ARGV: this process, the prefix of process keys. The live process
+# that owns the player, other than this one; read only (``cluster/node.py``'s LOCATE
+# claims a player nobody owns, which a look-up for a rematch must not).
+WHERE_PLAYER = """
+local node = redis.call('GET', KEYS[1])
+if node and node ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. node) == 1 then
+  return node
+end
+return false
+"""
+
 # KEYS: room:{code}. ARGV: this process. Deletes the key if this process holds it.
 WITHDRAW_ROOM = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -58,8 +75,8 @@ return 0
 """
 
 
-class ClusterRooms:
-    """The cluster's ``RoomDirectory`` (see the module docstring)."""
+class ClusterFriends:
+    """The cluster's ``FriendsDirectory`` (see the module docstring)."""
 
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
@@ -67,6 +84,7 @@ class ClusterRooms:
         self.keys = cluster.keys
         self._publish = self.link.lua(PUBLISH_ROOM)
         self._locate = self.link.lua(LOCATE_ROOM)
+        self._where = self.link.lua(WHERE_PLAYER)
         self._withdraw = self.link.lua(WITHDRAW_ROOM)
 
     def published(self, code: str, ttl: float, clash: Callable[[], None]) -> None:
@@ -84,8 +102,19 @@ class ClusterRooms:
     def withdrawn(self, code: str) -> None:
         self.link.submit(self._withdraw([self.keys.room(code)], [self.cluster.node_id]))
 
-    def locate(self, code: str, done: RoomDone) -> None:
-        def located(reply: Any) -> None:
+    def locate(self, code: str, done: NodeDone) -> None:
+        self._ask(self._locate, self.keys.room(code), done)
+
+    def where(self, player_id: str, done: NodeDone) -> None:
+        self._ask(self._where, self.keys.owner(player_id), done)
+
+    def move(self, node: str, player_id: str, message: ClientMessage) -> bool:
+        return self.cluster.move_idle(node, player_id, encode(message))
+
+    def _ask(self, script: Any, key: str, done: NodeDone) -> None:
+        """Which live process, other than this one, ``key`` names."""
+
+        def answered(reply: Any) -> None:
             if isinstance(reply, Exception):
                 done(StoreUnavailable(f"the cluster cannot be asked: {reply}"))
             elif reply is None:
@@ -96,9 +125,4 @@ class ClusterRooms:
         if not self.link.available:
             done(StoreUnavailable("the cluster cannot be asked right now"))
             return
-        keys = [self.keys.room(code)]
-        args = [self.cluster.node_id, self.keys.node_prefix]
-        self.link.submit(self._locate(keys, args), located)
-
-    def move(self, node: str, player_id: str, join: Join) -> bool:
-        return self.cluster.move_idle(node, player_id, encode(join))
+        self.link.submit(script([key], [self.cluster.node_id, self.keys.node_prefix]), answered)
