@@ -44,7 +44,6 @@ from game_server.cluster.keys import HEARTBEAT, NODE_TTL, Keys
 from game_server.cluster.link import Command, RedisLink
 from game_server.cluster.mailbox import Mailbox
 from game_server.cluster.queue import SharedQueue
-from game_server.core.friends import FRIENDS_LOBBY
 from game_server.core.lobbies import DEFAULT_LOBBY
 from game_server.core.players import LastMatch, Player
 from game_server.core.ports import LocateDone, Storage, StoreUnavailable
@@ -547,12 +546,7 @@ class Cluster:
     def send_home(self, room: Room) -> None:
         """A match hosted here ended: each player whose connection is on another process
         goes back to that process, so that its next match is hosted there (players meet
-        where they are connected, and the work spreads with the connections).
-
-        Not after a friends' match: both players stay with its host, where a rematch
-        (which needs both in one process) finds them."""
-        if room.lobby == FRIENDS_LOBBY:
-            return
+        where they are connected, and the work spreads with the connections)."""
         service = self._service
         for human in room.humans:
             session = human.session

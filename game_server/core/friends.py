@@ -21,10 +21,10 @@ either joins the queue or a room, leaves, is gone for good, or the window closes
 
 **In a cluster** (``FriendsDirectory``) a code is unique across the processes and Redis says
 which one holds it. A friend connected elsewhere is looked up there and moved, as a queue
-partner is to a match's host, to the room's process with its ``join``; after the match both
-stay with that host, so a rematch finds both. After a queue match the two may be held
-apart (each went home): the asker is moved to its opponent's process with its ``rematch``
-and the match it finished.
+partner is to a match's host, to the room's process with its ``join``. After a match the
+two may be held apart (each goes home to the process its connection is on): a player
+asking for a rematch is moved to its opponent's process with its ``rematch`` and the match
+it finished.
 
 Sans-I/O like the rest of ``core``: time comes in as ``now``, timers from the queue.
 """
@@ -375,10 +375,13 @@ class Friends:
             elif node is None:
                 self._meter(session, now, cost=WRONG_CODE_COST - 1, refuse=False)
                 self.refuse(session, ErrorCode.ROOM_NOT_FOUND, "no open room has that code", ref)
-            elif directory.move(node, player.id, message):
-                log.info("room_friend_moved", player_id=player.id, to=node)
             else:
-                self.refuse(session, ErrorCode.UNAVAILABLE, "try the code again", ref)
+                # A rematch offer it is part of here ends, as when it joins a room here.
+                self.withdraw(player, DeclinedReason.QUEUED)
+                if directory.move(node, player.id, message):
+                    log.info("room_friend_moved", player_id=player.id, to=node)
+                else:
+                    self.refuse(session, ErrorCode.UNAVAILABLE, "try the code again", ref)
 
         ref = message.id
         directory.locate(normalise_code(message.room), found)
@@ -559,11 +562,18 @@ class Friends:
         assert last.opponent is not None
 
         def found(node: str | StoreUnavailable | None) -> None:
-            self.context.advance()
+            now = self.context.advance()
             if session.closed or session.player is not player or player.last_match is not last:
                 return  # gone, moved on, or played again meanwhile
             if player.state is not PlayerState.IDLE:
                 return  # it joined the queue or a room meanwhile
+            if last.opponent in self.roster.by_id:
+                # The opponent came here meanwhile (asking for this rematch too): ask here.
+                try:
+                    self.on_rematch(session, player, message, now)
+                except ProtocolError as exc:
+                    self.refuse(session, exc.code, exc.message, message.id)
+                return
             if isinstance(node, str) and directory.move(node, player.id, message):
                 log.info("rematch_asker_moved", player_id=player.id, to=node)
                 return

@@ -391,8 +391,8 @@ async def test_the_host_dies_before_storing_a_finished_match_and_a_survivor_stor
 
 async def test_a_friend_on_another_node_takes_the_room_plays_and_rematches(nodes: Any) -> None:
     """A room's code is found from any node: the friend is moved with its join to the
-    room's process, the match runs there, and both stay there after it, so a rematch
-    (which needs both in one process) works."""
+    room's process and the match runs there; after it the friend goes home, and its
+    rematch moves it back (a rematch needs both players in one process)."""
     a, b = await nodes("a"), await nodes("b")
     ann, bob = a.client(), b.client()
     ann.hello(name="Ann")
@@ -415,8 +415,7 @@ async def test_a_friend_on_another_node_takes_the_room_plays_and_rematches(nodes
     assert not bob.outlet.of(Error)
     await play_to_the_end(ann, bob)
     await until(lambda: bob.outlet.last(Result).match_over)
-    await asyncio.sleep(0.2)  # a queue match's players would be sent home by now
-    assert bob_id in a.service.roster.by_id
+    await until(lambda: bob_id in b.service.roster.by_id)  # home, where it is connected
     bob.say(type="rematch", match_id=match_id)
     await until(lambda: bool(ann.outlet.of(RematchOffer)))
     ann.say(type="rematch", match_id=match_id)
@@ -528,21 +527,34 @@ async def test_a_rematch_after_a_queue_match_across_nodes_moves_the_asker(nodes:
 async def test_two_players_asking_each_other_at_once_do_not_chase_each_other(
     nodes: Any,
 ) -> None:
-    """Both ask at once: each moves to the other's node, finds it gone, and is declined
-    rather than moved on again; a later ask, once they have settled, starts the rematch."""
+    """Both ask at once from two nodes. Either one arrives while the other is still home
+    and the rematch starts there, or each crosses over, finds the other gone and is
+    declined rather than moved on again; then a later ask starts it."""
     _, _, ann, bob = await pair_across(nodes)
     match_id = await play_to_the_end(ann, bob)
     await until(lambda: bob.session.player is not None and bob.session.owner is None)
     ann.say(type="rematch", match_id=match_id)
     bob.say(type="rematch", match_id=match_id)
-    await until(lambda: bool(ann.outlet.of(RematchDeclined) and bob.outlet.of(RematchDeclined)))
+
+    def started() -> bool:
+        first = ann.outlet.last(Start).match_id
+        return first != match_id and bob.outlet.last(Start).match_id == first
+
+    def declined() -> bool:
+        return bool(ann.outlet.of(RematchDeclined) and bob.outlet.of(RematchDeclined))
+
+    await until(lambda: started() or declined())
+    if started():
+        assert not ann.outlet.of(RematchDeclined)
+        assert not bob.outlet.of(RematchDeclined)
+        return
     await asyncio.sleep(2.1)  # MOVE_SETTLE: moved a moment ago, not moved on at once
     assert len(ann.outlet.of(RematchDeclined)) == len(bob.outlet.of(RematchDeclined)) == 1
+    assert not started()
     ann.say(type="rematch", match_id=match_id)
-    await until(lambda: len(bob.outlet.of(RematchOffer)) >= 1)
+    await until(lambda: bool(bob.outlet.of(RematchOffer)))
     bob.say(type="rematch", match_id=match_id)
-    await until(lambda: ann.outlet.last(Start).match_id != match_id)
-    await until(lambda: bob.outlet.last(Start).match_id == ann.outlet.last(Start).match_id)
+    await until(started)
 
 
 async def until_async(ask: Any, expected: Any, within: float = 5.0) -> None:

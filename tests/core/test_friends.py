@@ -591,6 +591,20 @@ def test_a_look_up_that_finds_no_room_answers_the_join(answer: Any, code: ErrorC
     assert bob.session.player.state is PlayerState.IDLE
 
 
+def test_a_friend_moved_to_a_room_elsewhere_ends_its_rematch_offer_here() -> None:
+    service, _, directory = clustered()
+    ann, bob = queue_pair(service)
+    match_id = play_out(ann, bob)
+    ann.say(type="rematch", match_id=match_id)
+    assert bob.outlet.last(RematchOffer)
+    bob.say(type="join", room="ABCDEF")  # a room on another process instead
+    directory.asked[0][1]("node-2")
+    assert directory.moved
+    declined = ann.outlet.last(RematchDeclined)
+    assert declined == RematchDeclined(match_id=match_id, reason=DeclinedReason.QUEUED)
+    assert service.friends.rematches_pending == 0
+
+
 def test_a_look_up_answered_after_the_friend_moved_on_does_nothing() -> None:
     service, _, directory = clustered()
     bob, gone = hello(service, "Bob"), hello(service, "Gone")
@@ -674,6 +688,23 @@ def test_a_rematch_look_up_answered_after_the_asker_moved_on_does_nothing() -> N
     directory.asked_where[0][1]("node-2")
     assert not directory.moved
     assert not ann.outlet.of(RematchDeclined)
+
+
+def test_a_rematch_look_up_finding_the_opponent_come_here_meanwhile_asks_here() -> None:
+    service, clock, directory = clustered()
+    ann, bob = queue_pair(service)
+    match_id = play_out(ann, bob)
+    bob_id = bob.outlet.last(Hi).player_id
+    snapshot = service.presence.export(bob_id, new_owner="node-2")
+    assert snapshot is not None
+    ann.say(type="rematch", match_id=match_id)
+    service.presence.adopt(snapshot, bob.session, clock())  # Bob came back meanwhile
+    directory.asked_where[0][1]("node-2")
+    assert not directory.moved
+    assert bob.outlet.last(RematchOffer) == RematchOffer(match_id=match_id)
+    bob.say(type="rematch", match_id=match_id)
+    assert ann.outlet.last(Start).match_id != match_id
+    check(service)
 
 
 def test_a_player_handed_over_keeps_its_last_match_on_the_other_clock() -> None:
