@@ -363,6 +363,7 @@ class Friends:
         """A code not held here: ask which process holds it, and move the friend there
         with its ``join`` (see the module docstring)."""
         assert message.room is not None
+        ref = message.id
 
         def found(node: str | StoreUnavailable | None) -> None:
             now = self.context.advance()
@@ -383,7 +384,6 @@ class Friends:
                 else:
                     self.refuse(session, ErrorCode.UNAVAILABLE, "try the code again", ref)
 
-        ref = message.id
         directory.locate(normalise_code(message.room), found)
 
     def _publish(self, invite: Invite, now: float) -> None:
@@ -526,7 +526,11 @@ class Friends:
             self._accepted(offer, now)
             return
         directory = self.directory
-        if last.opponent is not None and last.opponent not in self.roster.by_id and directory:
+        if (
+            directory is not None
+            and last.opponent is not None
+            and last.opponent not in self.roster.by_id
+        ):
             self._follow(directory, session, player, message)
             return
         self.counts["rematch_asked"] += 1
@@ -556,7 +560,7 @@ class Friends:
         self, directory: FriendsDirectory, session: Session, player: Player, message: Rematch
     ) -> None:
         """Its last opponent is held by another process of a cluster (each went home after
-        a queue match): move there with the ``rematch``, which is then asked there."""
+        the match): move there with the ``rematch``, which is then asked there."""
         last = player.last_match
         assert last is not None
         assert last.opponent is not None
