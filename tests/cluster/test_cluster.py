@@ -26,7 +26,7 @@ from protocol import (
     RoomOpened,
     Start,
 )
-from tests.support.waiting import until
+from tests.support.waiting import until, until_answers
 
 
 async def test_players_on_two_nodes_are_paired_and_play_a_full_match(nodes: Any) -> None:
@@ -400,7 +400,7 @@ async def test_a_friend_on_another_node_takes_the_room_plays_and_rematches(nodes
     ann.say(type="create_room", id=1)
     code = ann.outlet.last(RoomOpened).code
     key = a.cluster.keys.room(code)
-    await until_async(lambda: a.cluster.link.call(("GET", key)), b"a")
+    await until_answers(lambda: a.cluster.link.call(("GET", key)), b"a")
     assert 0 < await a.cluster.link.call(("PTTL", key)) <= 600_000
     bob.say(type="join", room=code.lower(), id=2)  # typed as a person would
     await until(lambda: ann.outlet.of(Start) and bob.outlet.of(Start))
@@ -441,16 +441,16 @@ async def test_room_codes_from_another_node_fail_as_on_one(nodes: Any) -> None:
     ann.say(type="create_room", id=1)
     left_code = ann.outlet.last(RoomOpened).code
     key = a.cluster.keys.room(left_code)
-    await until_async(lambda: a.cluster.link.call(("EXISTS", key)), 1)
+    await until_answers(lambda: a.cluster.link.call(("EXISTS", key)), 1)
     ann.say(type="leave", id=2)
-    await until_async(lambda: a.cluster.link.call(("EXISTS", key)), 0)  # withdrawn at once
+    await until_answers(lambda: a.cluster.link.call(("EXISTS", key)), 0)  # withdrawn at once
     bob.say(type="join", room=left_code, id=8)
     await until(lambda: len(bob.outlet.of(Error)) == 2)
     assert bob.outlet.last(Error).code is ErrorCode.ROOM_NOT_FOUND
 
     ann.say(type="create_room", id=3)
     code = ann.outlet.last(RoomOpened).code
-    await until_async(lambda: a.cluster.link.call(("EXISTS", a.cluster.keys.room(code))), 1)
+    await until_answers(lambda: a.cluster.link.call(("EXISTS", a.cluster.keys.room(code))), 1)
     bob.say(type="join", room=code, id=9)
     await until(lambda: bool(bob.outlet.of(Start)))
     cat.say(type="join", room=code, id=4)
@@ -470,12 +470,12 @@ async def test_a_code_another_node_holds_is_drawn_again(nodes: Any) -> None:
     for client, name in ((ann, "Ann"), (bob, "Bob"), (dan, "Dan")):
         client.hello(name=name)
     ann.say(type="create_room", id=1)
-    await until_async(lambda: a.cluster.link.call(("GET", a.cluster.keys.room("AAAAAA"))), b"a")
+    await until_answers(lambda: a.cluster.link.call(("GET", a.cluster.keys.room("AAAAAA"))), b"a")
     bob.say(type="create_room", id=1)
     assert bob.outlet.last(RoomOpened).code == "AAAAAA"
     await until(lambda: bob.outlet.last(RoomOpened).code == "BBBBBB")
     assert bob.outlet.last(RoomOpened).ref is None  # the second one, unasked
-    await until_async(lambda: b.cluster.link.call(("GET", b.cluster.keys.room("BBBBBB"))), b"b")
+    await until_answers(lambda: b.cluster.link.call(("GET", b.cluster.keys.room("BBBBBB"))), b"b")
     assert await a.cluster.link.call(("GET", a.cluster.keys.room("AAAAAA"))) == b"a"
     dan.say(type="join", room="AAAAAA", id=2)  # on b, but the code is Ann's
     await until(lambda: bool(dan.outlet.of(Start)))
@@ -492,11 +492,11 @@ async def test_rooms_are_published_again_when_redis_restarts_empty(
     ann.say(type="create_room", id=1)
     code = ann.outlet.last(RoomOpened).code
     key = a.cluster.keys.room(code)
-    await until_async(lambda: a.cluster.link.call(("GET", key)), b"a")
+    await until_answers(lambda: a.cluster.link.call(("GET", key)), b"a")
     redis_server.stop()
     redis_server.restart()  # empty, on the same port
     await until(lambda: a.cluster.link.failures == 1 and a.cluster.link.available, within=5.0)
-    await until_async(lambda: a.cluster.link.call(("GET", key)), b"a")
+    await until_answers(lambda: a.cluster.link.call(("GET", key)), b"a")
     assert 0 < await a.cluster.link.call(("PTTL", key)) <= 600_000
     assert len(ann.outlet.of(RoomOpened)) == 1  # its own code again: no clash
     await until(lambda: b.cluster.link.available, within=5.0)
@@ -555,12 +555,3 @@ async def test_two_players_asking_each_other_at_once_do_not_chase_each_other(
     await until(lambda: bool(bob.outlet.of(RematchOffer)))
     bob.say(type="rematch", match_id=match_id)
     await until(started)
-
-
-async def until_async(ask: Any, expected: Any, within: float = 5.0) -> None:
-    """Ask Redis (``await ask()``) until it answers ``expected``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while (answer := await ask()) != expected:
-        assert loop.time() < deadline, f"Redis answered {answer!r}, not {expected!r}"
-        await asyncio.sleep(0.01)

@@ -47,6 +47,8 @@ from tests.support.processes import (
     self_signed_certificate,
 )
 from tests.support.redis import RedisServer
+from tests.support.waiting import until_answers
+from tests.support.wire import Player
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -539,7 +541,7 @@ async def test_a_cluster_behind_nginx_plays_as_one_server(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
     """Three nodes in the upstream of deploy/nginx.conf, no stickiness: players land on
-    any node and still meet, through the real nginx."""
+    any node and still meet, through the real nginx; so do two friends with a room code."""
     nginx_binary = require_program("nginx", "apt-get install nginx-light; .ci/run installs it")
     import redis as redis_client
 
@@ -596,15 +598,41 @@ async def test_a_cluster_behind_nginx_plays_as_one_server(
             reports = await asyncio.wait_for(
                 asyncio.gather(*(play(i, bot) for i, bot in enumerate(bots))), timeout=60
             )
+            # Round-robin: the second connection lands on another node than the first.
+            ann = Player(await session.ws_connect(url))
+            await ann.send(type="hello", name="Ann")
+            await ann.expect("hi")
+            await ann.send(type="create_room", id=1)
+            code = (await ann.expect("room"))["code"]
+            bob = Player(await session.ws_connect(url))
+            await bob.send(type="hello", name="Bob")
+            await bob.expect("hi")
+            await bob.send(type="join", room=code, id=2)
+            assert (await bob.expect("start"))["opponent"]["name"] == "Ann"
+            assert (await ann.expect("start"))["opponent"]["name"] == "Bob"
+            await ann.send(type="leave", id=3)  # forfeits: the match ends for both
+            assert (await bob.expect("result", skip=("movement",)))["match_over"]
+            await ann.ws.close()
+            await bob.ws.close()
         for report in reports:
             assert report.matches == 2
             assert_clean(report)
         assert ledger.paired >= 6
         async with aiohttp.ClientSession() as plain:
-            health = [await (await plain.get(f"{node.http}/healthz")).json() for node in nodes]
+
+            async def healths() -> list[dict[str, Any]]:
+                return [await (await plain.get(f"{node.http}/healthz")).json() for node in nodes]
+
+            async def players() -> int:
+                return sum(h["players"] for h in await healths())
+
+            # Every player has gone (a forwarded connection's end reaches its player's node
+            # through Redis, a moment later).
+            await until_answers(players, 0)
+            health = await healths()
         assert {h["node"] for h in health} == {"web0", "web1", "web2"}
-        assert sum(h["players"] for h in health) == 0  # every bot has gone
         assert sum(h["relayed_out"] for h in health) > 0  # players met across nodes
+        assert sum(h["friends_in"] for h in health) == 1  # Bob went to Ann's room's node
     finally:
         if nginx is not None and nginx.returncode is None:
             nginx.terminate()
