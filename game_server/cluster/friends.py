@@ -4,11 +4,11 @@
 A room lives in its creator's process (``core/friends.py``), as on one process; Redis
 keeps ``room:{code}`` -> that process, expiring with the room. The key is set only if no
 other process holds it, so a code is never two rooms at once: a process whose fresh code
-is already another's draws again (``clash``; with 31**6 codes that is about one room in
-89,000 with 10,000 rooms open). A friend whose code is not held where it is connected is
-looked up here and then moved, with its ``join``, to the room's process
-(``Cluster.move_idle``: its player handed over as to a match's host), which seats it as
-if the join had been sent there.
+is already another's draws again (with 31**6 codes that is about one room in 89,000 with
+10,000 rooms open); the creator is given the code once Redis has it. A friend whose code
+is not held where it is connected is looked up here and then moved, with its ``join``, to
+the room's process (``Cluster.move_idle``: its player handed over as to a match's host),
+which seats it as if the join had been sent there.
 
 A room taken by a friend keeps its key until it would have expired, so a second friend
 with the code is sent to the room's process too and told ``room_full`` there; a room whose
@@ -26,15 +26,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from game_server.core.ports import NodeDone, StoreUnavailable
 from protocol import ClientMessage, encode
 
 if TYPE_CHECKING:
     from game_server.cluster.node import Cluster
-
-log = structlog.get_logger("game_server.cluster")
 
 # KEYS: room:{code}. ARGV: this process, the room's time to live in ms. Holds the code for
 # this process (again: a re-publish refreshes it) unless another holds it: 1, or 0.
@@ -87,17 +83,21 @@ class ClusterFriends:
         self._where = self.link.lua(WHERE_PLAYER)
         self._withdraw = self.link.lua(WITHDRAW_ROOM)
 
-    def published(self, code: str, ttl: float, clash: Callable[[], None]) -> None:
-        def done(reply: Any) -> None:
+    def published(
+        self, code: str, ttl: float, done: Callable[[bool | StoreUnavailable], None]
+    ) -> None:
+        def answered(reply: Any) -> None:
             if isinstance(reply, Exception):
-                # Friends on this process can still use it; others are told it is not found.
-                log.warning("room_unpublished", code=code, error=repr(reply))
-            elif int(reply) == 0:
-                clash()
+                done(StoreUnavailable(f"the cluster cannot be asked: {reply}"))
+            else:
+                done(int(reply) == 1)
 
+        if not self.link.available:
+            done(StoreUnavailable("the cluster cannot be asked right now"))
+            return
         milliseconds = str(max(1, round(ttl * 1000)))
         keys = [self.keys.room(code)]
-        self.link.submit(self._publish(keys, [self.cluster.node_id, milliseconds]), done)
+        self.link.submit(self._publish(keys, [self.cluster.node_id, milliseconds]), answered)
 
     def withdrawn(self, code: str) -> None:
         self.link.submit(self._withdraw([self.keys.room(code)], [self.cluster.node_id]))
@@ -106,6 +106,12 @@ class ClusterFriends:
         self._ask(self._locate, self.keys.room(code), done)
 
     def where(self, player_id: str, done: NodeDone) -> None:
+        # Handed over from here a moment ago (it went home after the match): its new
+        # owner's key may not be in Redis yet, but this process knows where it went.
+        node = self.cluster.handed_to(player_id)
+        if node is not None:
+            done(node)
+            return
         self._ask(self._where, self.keys.owner(player_id), done)
 
     def move(self, node: str, player_id: str, message: ClientMessage) -> bool:

@@ -162,6 +162,9 @@ class Cluster:
         self.resets = 0
         self.friends_in = 0  # players moved here to a friend's room or last opponent
         self._moved_in: dict[str, float] = {}  # player -> monotonic time it was moved here
+        # Players this process handed to another lately: player -> (that process, until).
+        # Its owner key in Redis says so a round trip later; a look-up meanwhile asks here.
+        self._handed: dict[str, tuple[str, float]] = {}
         self.observer_out: Callable[[str], None] = lambda kind: None
         self.journal = MatchJournal(self)
         self.wall_clock: Callable[[], float] = time.time
@@ -558,6 +561,7 @@ class Cluster:
             snapshot = service.presence.export(human.id, new_owner=remote[0])
             if snapshot is None:
                 continue
+            self._handed_to(human.id, remote[0])
             self._let_go(session, remote, remote[0])
             self.mailbox.post(remote[0], ["home", _snapshot_json(snapshot), remote[1]])
 
@@ -653,6 +657,7 @@ class Cluster:
         snapshot = service.presence.export(player_id, new_owner=to)
         if snapshot is None:
             return None
+        self._handed_to(player_id, to)
         gateway: list[Any] | None = None
         address = None
         if snapshot.session_id is not None:
@@ -667,6 +672,21 @@ class Cluster:
                 self._let_go(session, remote, to)
                 gateway = list(remote)
         return [_snapshot_json(snapshot), gateway, address]
+
+    def _handed_to(self, player_id: str, to: str) -> None:
+        now, handed = time.monotonic(), self._handed
+        handed.pop(player_id, None)
+        handed[player_id] = (to, now + MOVED_KEEP)  # insertion order is expiry order
+        while handed:
+            first = next(iter(handed))
+            if handed[first][1] > now:
+                break
+            del handed[first]
+
+    def handed_to(self, player_id: str) -> str | None:
+        """The process this one handed ``player_id`` to within ``MOVED_KEEP`` seconds."""
+        entry = self._handed.get(player_id)
+        return entry[0] if entry is not None and entry[1] > time.monotonic() else None
 
     def _take(
         self, sender: str, raw: dict[str, Any], gateway: Any, address: Any

@@ -317,10 +317,14 @@ class Friends:
         self.lobbies.join(self.lobby, player, BotMode.NEVER, now)
         invite = self.private.invite_of(player.id)
         assert invite is not None
-        self._publish(invite, now)
         self.counts["room_opened"] += 1
         log.info("room_opened", player_id=player.id, code=invite.code)
-        session.outlet.send(self._opened(invite, now, message.id))
+        if self.directory is None:
+            session.outlet.send(self._opened(invite, now, message.id))
+        else:
+            # The code is given out only once every process can find it (a friend may be
+            # quicker than a round trip to Redis).
+            self._publish(invite, now, answer=message.id)
 
     def on_join_room(self, session: Session, player: Player, message: Join, now: float) -> None:
         assert message.room is not None
@@ -386,10 +390,33 @@ class Friends:
 
         directory.locate(normalise_code(message.room), found)
 
-    def _publish(self, invite: Invite, now: float) -> None:
-        if self.directory is not None:
-            ttl = max(0.0, invite.expires_at - now)
-            self.directory.published(invite.code, ttl, partial(self._clashed, invite))
+    def _publish(self, invite: Invite, now: float, *, answer: MessageId | None = None) -> None:
+        """Claim the room's code for this process. With ``answer`` (a ``create_room``'s
+        id), the creator is told the code once it is claimed; without (a re-publish), only
+        if it had to change."""
+        if self.directory is None:
+            return
+        ttl = max(0.0, invite.expires_at - now)
+        code = invite.code
+
+        def claimed(held: bool | StoreUnavailable) -> None:
+            now = self.context.advance()
+            if self.private.by_code.get(code) is not invite:
+                return  # closed (or taken) meanwhile
+            if held is False:  # another process holds it: take a fresh code, and again
+                self.private.recode(invite)
+                log.warning("room_code_clash", player_id=invite.creator, code=code)
+                self._publish(invite, now, answer=answer)
+                if answer is None:  # its creator may have passed the old code on: too bad
+                    self.relay.deliver(invite.creator, self._opened(invite, now))
+                return
+            if isinstance(held, StoreUnavailable):
+                # Friends on this process can still use it; elsewhere it is not found.
+                log.warning("room_unpublished", code=code, error=str(held))
+            if answer is not None:
+                self.relay.deliver(invite.creator, self._opened(invite, now, answer))
+
+        self.directory.published(code, ttl, claimed)
 
     def republish(self) -> None:
         """Say again where every open room is (a cluster's Redis came back, perhaps
@@ -401,18 +428,6 @@ class Friends:
     def _withdrawn(self, code: str) -> None:
         if self.directory is not None:
             self.directory.withdrawn(code)
-
-    def _clashed(self, invite: Invite) -> None:
-        """Another process holds this room's code: the room takes a fresh one, and its
-        creator is told the new code (before it could have passed the old one on: the
-        answer comes within a round trip to Redis)."""
-        now = self.context.advance()
-        old = invite.code
-        if not self.private.recode(invite):
-            return
-        log.warning("room_code_clash", player_id=invite.creator, code=old, new=invite.code)
-        self._publish(invite, now)
-        self.relay.deliver(invite.creator, self._opened(invite, now))
 
     def _check_available(self) -> None:
         if not self.config.rooms_available and self.directory is None:

@@ -223,15 +223,18 @@ class FriendsDirectory(Protocol):
     """Which process holds each private room's code, and each player (a cluster's); one
     process on its own has none: every code and player is here.
 
-    A code is unique across the processes: ``published`` claims it for this process, and
-    calls ``clash`` if another process holds the same code (the room then takes another).
+    A code is unique across the processes: ``published`` claims it for this process and
+    answers True, or False if another process holds the same code (the room then takes
+    another), or StoreUnavailable if that cannot be told.
     A friend whose room is not here (``locate``), or a player asking for a rematch whose
     last opponent is held elsewhere (``where``), is moved there with its message: its
     player handed over, as to a match's host, and the message handled there as if it had
     been sent there.
     """
 
-    def published(self, code: str, ttl: float, clash: Callable[[], None]) -> None: ...
+    def published(
+        self, code: str, ttl: float, done: Callable[[bool | StoreUnavailable], None]
+    ) -> None: ...
 
     def withdrawn(self, code: str) -> None: ...
 

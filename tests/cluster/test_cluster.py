@@ -389,6 +389,14 @@ async def test_the_host_dies_before_storing_a_finished_match_and_a_survivor_stor
     assert again.outlet.last(Hi).player_id == ann_id
 
 
+async def open_room(client: Any, ref: int = 1) -> str:
+    """``create_room``, and its code once the server gives it out (once Redis has it)."""
+    client.say(type="create_room", id=ref)
+    await until(lambda: any(m.ref == ref for m in client.outlet.of(RoomOpened)))
+    code: str = client.outlet.last(RoomOpened).code
+    return code
+
+
 async def test_a_friend_on_another_node_takes_the_room_plays_and_rematches(nodes: Any) -> None:
     """A room's code is found from any node: the friend is moved with its join to the
     room's process and the match runs there; after it the friend goes home, and its
@@ -397,10 +405,9 @@ async def test_a_friend_on_another_node_takes_the_room_plays_and_rematches(nodes
     ann, bob = a.client(), b.client()
     ann.hello(name="Ann")
     bob_id = bob.hello(name="Bob").player_id
-    ann.say(type="create_room", id=1)
-    code = ann.outlet.last(RoomOpened).code
+    code = await open_room(ann)
     key = a.cluster.keys.room(code)
-    await until_answers(lambda: a.cluster.link.call(("GET", key)), b"a")
+    assert await a.cluster.link.call(("GET", key)) == b"a"  # given out once Redis has it
     assert 0 < await a.cluster.link.call(("PTTL", key)) <= 600_000
     bob.say(type="join", room=code.lower(), id=2)  # typed as a person would
     await until(lambda: ann.outlet.of(Start) and bob.outlet.of(Start))
@@ -438,19 +445,16 @@ async def test_room_codes_from_another_node_fail_as_on_one(nodes: Any) -> None:
     assert (error.code, error.ref) == (ErrorCode.ROOM_NOT_FOUND, 7)
     assert bob.session.owner is None  # looked up, not moved
 
-    ann.say(type="create_room", id=1)
-    left_code = ann.outlet.last(RoomOpened).code
+    left_code = await open_room(ann)
     key = a.cluster.keys.room(left_code)
-    await until_answers(lambda: a.cluster.link.call(("EXISTS", key)), 1)
+    assert await a.cluster.link.call(("EXISTS", key)) == 1
     ann.say(type="leave", id=2)
     await until_answers(lambda: a.cluster.link.call(("EXISTS", key)), 0)  # withdrawn at once
     bob.say(type="join", room=left_code, id=8)
     await until(lambda: len(bob.outlet.of(Error)) == 2)
     assert bob.outlet.last(Error).code is ErrorCode.ROOM_NOT_FOUND
 
-    ann.say(type="create_room", id=3)
-    code = ann.outlet.last(RoomOpened).code
-    await until_answers(lambda: a.cluster.link.call(("EXISTS", a.cluster.keys.room(code))), 1)
+    code = await open_room(ann, 3)
     bob.say(type="join", room=code, id=9)
     await until(lambda: bool(bob.outlet.of(Start)))
     cat.say(type="join", room=code, id=4)
@@ -462,20 +466,17 @@ async def test_room_codes_from_another_node_fail_as_on_one(nodes: Any) -> None:
 
 async def test_a_code_another_node_holds_is_drawn_again(nodes: Any) -> None:
     """Codes are unique across the cluster: a process whose fresh code another holds
-    draws again and tells its creator the new code; the first room keeps its own."""
+    draws again before it gives the code out; the first room keeps its own."""
     a, b = await nodes("a"), await nodes("b")
     a.service.friends.private.new_code = lambda: "AAAAAA"
     b.service.friends.private.new_code = iter(["AAAAAA", "BBBBBB"]).__next__
     ann, bob, dan = a.client(), b.client(), b.client()
     for client, name in ((ann, "Ann"), (bob, "Bob"), (dan, "Dan")):
         client.hello(name=name)
-    ann.say(type="create_room", id=1)
-    await until_answers(lambda: a.cluster.link.call(("GET", a.cluster.keys.room("AAAAAA"))), b"a")
-    bob.say(type="create_room", id=1)
-    assert bob.outlet.last(RoomOpened).code == "AAAAAA"
-    await until(lambda: bob.outlet.last(RoomOpened).code == "BBBBBB")
-    assert bob.outlet.last(RoomOpened).ref is None  # the second one, unasked
-    await until_answers(lambda: b.cluster.link.call(("GET", b.cluster.keys.room("BBBBBB"))), b"b")
+    assert await open_room(ann) == "AAAAAA"
+    assert await open_room(bob) == "BBBBBB"
+    assert len(bob.outlet.of(RoomOpened)) == 1  # only the code it could give out
+    assert await b.cluster.link.call(("GET", b.cluster.keys.room("BBBBBB"))) == b"b"
     assert await a.cluster.link.call(("GET", a.cluster.keys.room("AAAAAA"))) == b"a"
     dan.say(type="join", room="AAAAAA", id=2)  # on b, but the code is Ann's
     await until(lambda: bool(dan.outlet.of(Start)))
@@ -489,8 +490,7 @@ async def test_rooms_are_published_again_when_redis_restarts_empty(
     ann, bob = a.client(), b.client()
     ann.hello(name="Ann")
     bob.hello(name="Bob")
-    ann.say(type="create_room", id=1)
-    code = ann.outlet.last(RoomOpened).code
+    code = await open_room(ann)
     key = a.cluster.keys.room(code)
     await until_answers(lambda: a.cluster.link.call(("GET", key)), b"a")
     redis_server.stop()

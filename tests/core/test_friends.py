@@ -503,18 +503,22 @@ def test_private_rooms_claim_raises_protocol_errors_only() -> None:
 
 
 class RecordingDirectory:
-    """The ``FriendsDirectory`` port as a test sees it: what was asked, answered by hand."""
+    """The ``FriendsDirectory`` port as a test sees it: what was asked, answered by hand
+    (a code is held at once unless ``hold`` is None)."""
 
     def __init__(self, movable: bool = True) -> None:
-        self.rooms: dict[str, tuple[float, Any]] = {}  # code -> (ttl, clash)
+        self.rooms: dict[str, tuple[float, Any]] = {}  # code -> (ttl, its answer)
+        self.hold: bool | None = True
         self.gone: list[str] = []
         self.asked: list[tuple[str, Any]] = []
         self.asked_where: list[tuple[str, Any]] = []
         self.moved: list[tuple[str, str, Any]] = []
         self.movable = movable
 
-    def published(self, code: str, ttl: float, clash: Any) -> None:
-        self.rooms[code] = (ttl, clash)
+    def published(self, code: str, ttl: float, done: Any) -> None:
+        self.rooms[code] = (ttl, done)
+        if self.hold is not None:
+            done(self.hold)
 
     def withdrawn(self, code: str) -> None:
         self.gone.append(code)
@@ -619,20 +623,50 @@ def test_a_look_up_answered_after_the_friend_moved_on_does_nothing() -> None:
     assert bob.outlet.last(Queued)
 
 
-def test_a_clash_gives_the_room_a_new_code_and_tells_its_creator() -> None:
+def test_the_code_is_given_out_once_held_and_a_clash_draws_another() -> None:
+    service, _, directory = clustered()
+    directory.hold = None  # answered by hand below
+    codes = iter(["AAAAAA", "BBBBBB", "CCCCCC"])
+    service.friends.private.new_code = lambda: next(codes)
+    ann, bob = hello(service, "Ann"), hello(service, "Bob")
+    ann.say(type="create_room", id=1)
+    assert not ann.outlet.of(RoomOpened)  # not before every process can find it
+    directory.rooms["AAAAAA"][1](False)  # another process holds AAAAAA
+    assert not ann.outlet.of(RoomOpened)
+    directory.rooms["BBBBBB"][1](True)
+    [opened] = ann.outlet.of(RoomOpened)
+    assert (opened.code, opened.ref) == ("BBBBBB", 1)
+    bob.say(type="join", room="BBBBBB")
+    assert bob.outlet.of(Start)
+    directory.rooms["BBBBBB"][1](False)  # too late: taken already, nothing changes
+    assert len(ann.outlet.of(RoomOpened)) == 1
+
+
+def test_a_room_that_cannot_be_published_still_opens_for_this_process() -> None:
+    service, _, directory = clustered()
+    directory.hold = None
+    ann, bob = hello(service, "Ann"), hello(service, "Bob")
+    ann.say(type="create_room", id=1)
+    code = next(iter(directory.rooms))
+    directory.rooms[code][1](StoreUnavailable("redis is down"))
+    assert ann.outlet.last(RoomOpened).code == code
+    bob.say(type="join", room=code)
+    assert bob.outlet.of(Start)
+
+
+def test_a_republished_code_another_process_took_meanwhile_is_replaced_and_told() -> None:
     service, _, directory = clustered()
     codes = iter(["AAAAAA", "BBBBBB"])
     service.friends.private.new_code = lambda: next(codes)
-    ann, bob = hello(service, "Ann"), hello(service, "Bob")
+    ann = hello(service, "Ann")
     assert open_room(service, ann) == "AAAAAA"
-    directory.rooms["AAAAAA"][1]()  # another process holds AAAAAA
+    directory.hold = None  # answered by hand below
+    service.friends.republish()
+    directory.rooms["AAAAAA"][1](False)  # Redis restarted empty; another drew AAAAAA
     again = ann.outlet.last(RoomOpened)
-    assert (again.code, again.ref) == ("BBBBBB", None)
-    assert "BBBBBB" in directory.rooms
-    bob.say(type="join", room="BBBBBB")
-    assert bob.outlet.of(Start)
-    directory.rooms["BBBBBB"][1]()  # too late: taken already, nothing changes
-    assert ann.outlet.last(RoomOpened).code == "BBBBBB"
+    assert (again.code, again.ref) == ("BBBBBB", None)  # told at once: it had a code
+    directory.rooms["BBBBBB"][1](True)
+    assert len(ann.outlet.of(RoomOpened)) == 2
 
 
 def apart_after_a_match() -> tuple[GameService, FakeClock, RecordingDirectory, Client, str]:
