@@ -128,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="never",
         help="never: bots meet each other only; auto: each other, or a house bot when no "
         "bot fits in time (the server's --bot-after), as the page joins; now: each plays "
-        "house bots; mix: auto, and about 1 join in 10 asks for a house bot at once",
+        "house bots; mix: auto, and about 1 join in 10 asks for a house bot at once; "
+        "friends: in pairs, by private room code and rematch (an even --clients; with "
+        "several --url, a pair's two clients on two servers)",
     )
     soak.add_argument(
         "--think",
@@ -145,6 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=non_negative_int,
         default=0,
         help="reconnects allowed per client after a dropped or failed connection",
+    )
+    soak.add_argument(
+        "--room-every",
+        type=positive_float,
+        default=5.0,
+        help="with --opponents friends: a pair meets in a new room at most this often, and "
+        "plays rematches in between (a connection may try one room code every 5 s once its "
+        "first 10 are spent)",
     )
     soak.add_argument(
         "--json", action="store_true", help="print one JSON summary object instead of a table"
@@ -260,6 +270,7 @@ def _soak_main(args: argparse.Namespace) -> int:
             ramp=args.ramp,
             max_reconnects=args.max_reconnects,
             seed=args.seed,
+            room_every=args.room_every,
         )
     except ValueError as exc:
         parser.error(str(exc))

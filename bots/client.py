@@ -6,7 +6,8 @@ client serves end-to-end tests, soak runs and load benchmarks.
 
 Three pieces, the last two sans-I/O so they can be tested with fabricated messages:
 
-- :class:`BotClient` connects, says hello, joins, plays and joins again;
+- :class:`BotClient` connects, says hello, joins, plays and joins again (or, paired
+  with another client by a :class:`FriendLink`, meets it by room code and rematch);
 - :class:`MatchChecker` checks one player's view of its matches against the rules
   (round order, scores, match end, streak scoring);
 - :class:`RoundLedger` cross-checks the two sides of a bot-vs-bot round when both sides
@@ -34,6 +35,7 @@ from protocol import (
     Bye,
     Choice,
     ClientMessage,
+    CreateRoom,
     EndReason,
     Error,
     ErrorCode,
@@ -49,8 +51,12 @@ from protocol import (
     Pong,
     ProtocolError,
     Queued,
+    Rematch,
+    RematchDeclined,
+    RematchOffer,
     Result,
     Resume,
+    RoomOpened,
     ServerMessage,
     Start,
     Winner,
@@ -63,6 +69,7 @@ __all__ = [
     "DEFAULT_URL",
     "BotClient",
     "BotReport",
+    "FriendLink",
     "LatencySink",
     "MatchChecker",
     "Phase",
@@ -498,6 +505,27 @@ class RoundLedger:
 # ---------------------------------------------------------------- the client
 
 
+_REMATCH = "rematch"  # what a host hands its guest instead of a code: accept my rematch
+
+
+class FriendLink:
+    """Two clients that play only each other, as friends do (the soak's ``friends``): the
+    host opens a private room and hands the code to its guest, who joins by it; after a
+    match the host asks for a rematch and the guest accepts the offer, until
+    ``room_every`` seconds have passed since the room, when they meet in a new one. (A
+    connection may try one code every 5 s once its first 10 are spent, protocol §6.9:
+    ``room_every`` keeps a pair of bots playing at full speed within that.) Codes pass
+    in-process, as a chat app would pass them; the two may be connected to different
+    servers of a cluster."""
+
+    def __init__(self, room_every: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        self.room_every = room_every
+        self.clock = clock
+        self.last_room: float | None = None  # when the host last opened a room
+        # Host to guest: a room code, _REMATCH, or None once the host has stopped.
+        self.inbox: asyncio.Queue[str | None] = asyncio.Queue()
+
+
 class BotClient:
     """One bot player over one WebSocket at a time (reconnects keep the player's token).
 
@@ -506,6 +534,8 @@ class BotClient:
     other clients of this process. ``choice_latency``/``start_latency`` replace the
     report's lists as latency sinks; ``on_result(result, first)`` is called for every
     result, ``first`` being false when the other side already reported that round here.
+    With ``friend`` it meets only the other client of that link, as its ``host`` or guest,
+    and a dropped connection is not resumed (the pair would have to meet again).
     """
 
     def __init__(
@@ -526,8 +556,13 @@ class BotClient:
         on_result: Callable[[Result, bool], None] | None = None,
         max_texts: int = DEFAULT_MAX_TEXTS,
         rating_gaps: LatencySink | None = None,
+        friend: FriendLink | None = None,
+        host: bool = False,
     ) -> None:
         self.url = url
+        self.friend = friend
+        self.host = host
+        self._friend_gone = False  # the host stopped: its guest has nobody to meet
         self.rng = rng or random.Random()
         self.strategy = strategy or make_strategy("mix", self.rng)
         self.name = name
@@ -559,6 +594,7 @@ class BotClient:
         # What the server said after hi on a reconnect: the match goes on (resume), or we
         # are still queued; the next _play_one_match picks it up instead of joining.
         self._follow_up: Resume | Queued | None = None
+        self._stop: asyncio.Event | None = None
 
     @property
     def connected(self) -> bool:
@@ -581,19 +617,24 @@ class BotClient:
         report = self.report
         self.phase = Phase.CONNECTING
         self.last_activity = self.clock()
+        self._stop = stop
         try:
             async with session.ws_connect(
                 self.url, autoping=True, max_msg_size=1 << 16, timeout=_WS_TIMEOUT
             ) as ws:
                 self._ws = ws
                 await self._hello()
-                while (matches is None or report.matches < matches) and not (
-                    stop is not None and stop.is_set()
+                while (
+                    (matches is None or report.matches < matches)
+                    and not (stop is not None and stop.is_set())
+                    and not self._friend_gone
                 ):
                     await self._play_one_match()
         finally:
             self._ws = None
             self.phase = Phase.OFFLINE
+            if self.friend is not None and self.host:
+                self.friend.inbox.put_nowait(None)  # its guest stops too
             if own_session:
                 await session.close()
         return report
@@ -746,11 +787,18 @@ class BotClient:
             self._started = False
             self.phase = Phase.QUEUED
             joined_at = clock()
-            await self._send(Join(bot=mode, id=_JOIN_ID))
-            while not await self._await_queued():
-                await asyncio.sleep(self.rng.uniform(0.5, 1.0))
+            if self.friend is not None:
+                if not await self._meet_friend(self.friend):
+                    self._match_pending = False
+                    self.phase = Phase.IDLE
+                    return
                 joined_at = clock()
+            else:
                 await self._send(Join(bot=mode, id=_JOIN_ID))
+                while not await self._await_queued():
+                    await asyncio.sleep(self.rng.uniform(0.5, 1.0))
+                    joined_at = clock()
+                    await self._send(Join(bot=mode, id=_JOIN_ID))
             checker.joined()
         else:
             # Picking up after a reconnect: the match (or the queue entry) is still ours.
@@ -818,8 +866,56 @@ class BotClient:
                 checker.movement(message)
             elif isinstance(message, Error):
                 self._error(message)
+            elif isinstance(message, RematchDeclined) and self.friend is not None and not started:
+                # Our rematch, which the guest did not take up: it stopped (the soak's end).
+                if not (self._stop is not None and self._stop.is_set()):
+                    self.record_violation(f"our friend declined a rematch: {message.reason}")
+                self._match_pending = False
+                self.phase = Phase.IDLE
+                return
             elif not isinstance(message, Pong):
                 self.record_violation(f"unexpected {message.TYPE} during a match")
+
+    async def _meet_friend(self, link: FriendLink) -> bool:
+        """Set up the next match with the friend (see ``FriendLink``); ``start`` follows.
+        False if the host has stopped, so there is nobody to meet."""
+        last = self.checker.match_id if self.checker.over else None
+        if self.host:
+            now = link.clock()
+            room_age = None if link.last_room is None else now - link.last_room
+            if last is not None and room_age is not None and room_age < link.room_every:
+                await self._send(Rematch(match_id=last, id=_JOIN_ID))
+                link.inbox.put_nowait(_REMATCH)
+                return True
+            link.last_room = now
+            await self._send(CreateRoom(id=_JOIN_ID))
+            while not isinstance(message := await self._receive(), RoomOpened):
+                self._unexpected_while_meeting(message)
+            link.inbox.put_nowait(message.code)
+            return True
+        while True:  # the guest: wait for the host's word, looking at the stop now and then
+            try:
+                word = await asyncio.wait_for(link.inbox.get(), 1.0)
+                break
+            except TimeoutError:
+                if self._stop is not None and self._stop.is_set():
+                    return False
+        if word is None:
+            self._friend_gone = True
+            return False
+        if word == _REMATCH:
+            while not isinstance(message := await self._receive(), RematchOffer):
+                self._unexpected_while_meeting(message)
+            await self._send(Rematch(match_id=message.match_id, id=_JOIN_ID))
+        else:
+            await self._send(Join(room=word, id=_JOIN_ID))
+        return True
+
+    def _unexpected_while_meeting(self, message: ServerMessage) -> None:
+        if isinstance(message, Error):
+            self._error(message)
+        elif not isinstance(message, Pong):
+            self.record_violation(f"unexpected {message.TYPE} while meeting a friend")
 
     async def _think(self, round_ms: int) -> None:
         low, high = self.think

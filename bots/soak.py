@@ -31,6 +31,7 @@ from bots.client import (
     DEFAULT_URL,
     BotClient,
     BotReport,
+    FriendLink,
     Phase,
     ProtocolViolation,
     RoundLedger,
@@ -49,14 +50,16 @@ __all__ = [
     "run_soak",
 ]
 
-OPPONENT_MODES = ("never", "auto", "now", "mix")
+OPPONENT_MODES = ("never", "auto", "now", "mix", "friends")
 # The join's bot mode for each: "mix" joins as the page does ("Find an opponent" is
-# "auto"), and about one join in ten is its "Play a bot" ("now").
+# "auto"), and about one join in ten is its "Play a bot" ("now"). "friends" never joins
+# the queue: the clients play in pairs, by private room and rematch (``FriendLink``).
 _JOIN_MODE = {
     "never": BotMode.NEVER,
     "auto": BotMode.AUTO,
     "now": BotMode.NOW,
     "mix": BotMode.AUTO,
+    "friends": BotMode.NEVER,
 }
 _FORFEITS = frozenset({EndReason.FORFEIT, EndReason.OPPONENT_LEFT})
 _SAMPLES = 10  # violation/failure texts kept in the summary
@@ -80,7 +83,8 @@ class SoakConfig:
     matches: int | None = None  # distinct matches across all clients
     strategies: tuple[str, ...] = (MIX,)  # handed out to the clients in turn
     # never: bots meet each other only; auto: each other, or a house bot after the server's
-    # --bot-after; now: house bots; mix: auto, and 1 join in 10 asks for a house bot at once
+    # --bot-after; now: house bots; mix: auto, and 1 join in 10 asks for a house bot at once;
+    # friends: in pairs, by private room and rematch (half the matches are rematches)
     opponents: str = "never"
     think: tuple[float, float] = (0.0, 0.0)  # seconds before each hand, uniform in range
     ramp: float = 0.0  # connect the clients evenly over this many seconds
@@ -90,6 +94,7 @@ class SoakConfig:
     stall_timeout: float = 30.0  # a busy client that hears nothing this long is stalled
     grace: float = 2.0  # after the stop, seconds for matches in flight to finish
     ledger_ttl: float = 30.0  # seconds a round waits for its other side
+    room_every: float = 5.0  # with "friends": a pair meets in a new room this often at most
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -106,6 +111,10 @@ class SoakConfig:
             raise ValueError(f"opponents must be one of {', '.join(OPPONENT_MODES)}")
         if self.clients < 2 and self.opponents == "never":
             raise ValueError("one client has nobody to meet: use more clients or other opponents")
+        if self.opponents == "friends" and self.clients % 2:
+            raise ValueError("friends play in pairs: give an even number of clients")
+        if self.opponents == "friends" and self.max_reconnects:
+            raise ValueError("friends do not reconnect (the pair would have to meet again)")
         if not self.strategies:
             raise ValueError("give at least one strategy")
         for name in self.strategies:
@@ -115,6 +124,7 @@ class SoakConfig:
         low, high = self.think
         if not 0 <= low <= high:
             raise ValueError(f"think must be 0 <= LOW <= HIGH, got {low}-{high}")
+        _positive("room_every", self.room_every)
         if self.ramp < 0 or self.max_reconnects < 0 or self.grace < 0:
             raise ValueError("ramp, max_reconnects and grace must not be negative")
 
@@ -377,6 +387,7 @@ class _Soak:
         self.failure_samples: list[str] = []
         self.stopped: str | None = None
         self.started = 0.0
+        self.links: list[FriendLink] = []  # with "friends": one per pair of clients
         self.slots = [self._slot(index) for index in range(config.clients)]
 
     def _slot(self, index: int) -> _Slot:
@@ -385,8 +396,13 @@ class _Soak:
         rng = random.Random(seed_rng.getrandbits(64))
         strategy = config.strategies[index % len(config.strategies)]
         urls = config.urls
+        link = None
+        if config.opponents == "friends":
+            if index % 2 == 0:
+                self.links.append(FriendLink(config.room_every))
+            link = self.links[index // 2]
         client = BotClient(
-            urls[index % len(urls)],
+            urls[index % len(urls)],  # a pair's two clients on two servers, if there are
             strategy=make_strategy(strategy, rng),
             name=f"soak-{index + 1}",
             mode=_JOIN_MODE[config.opponents],
@@ -399,6 +415,8 @@ class _Soak:
             start_latency=self.start_latency,
             on_result=self._on_result,
             rating_gaps=self.rating_gaps,
+            friend=link,
+            host=index % 2 == 0,
         )
         return _Slot(client, delay=config.ramp * index / config.clients)
 

@@ -27,6 +27,7 @@ from game_server.cli.assembly import create_app
 from game_server.config import ServerConfig
 from game_server.core.match import MatchRules
 from game_server.core.service import ServiceConfig
+from game_server.net.appkeys import SERVICE
 from protocol import (
     Choice,
     EndReason,
@@ -537,6 +538,34 @@ async def test_a_bot_nobody_fits_gets_a_house_bot_with_auto_and_mix(
     assert summary.ok, summary.format_table()
     assert summary.stopped == "matches"  # not the 20 s bound: nobody waited
     assert summary.house_bot_matches == summary.matches >= 3
+
+
+async def test_friends_meet_in_pairs_by_room_code_and_rematch(
+    aiohttp_server: Callable[..., Awaitable[TestServer]],
+) -> None:
+    """``--opponents friends``: each pair meets by a private room's code or a rematch,
+    never the queue nor a house bot, and every round is cross-checked from both sides."""
+    rules = MatchRules(best_of=3, round_seconds=2.0, round_pause=0.0)
+    # Bots answer at once: far faster than the flood guard lets a person send.
+    service = ServiceConfig(rules=rules, flood_rate=10_000.0, flood_burst=10_000.0)
+    server = await aiohttp_server(create_app(ServerConfig(service=service)), host="127.0.0.1")
+    # A new room every 0.4 s for 1.6 s: 5 codes a guest at most, within its first 10.
+    config = soak_config(server, clients=4, duration=1.6, opponents="friends", room_every=0.4)
+    summary = await run_soak(config)
+    assert summary.ok, summary.format_table()
+    assert summary.house_bot_matches == 0
+    assert summary.unpaired_rounds == 0
+    counts = server.app[SERVICE].friends.counts
+    assert counts["room_joined"] >= 4  # each pair met again in a new room at least once
+    assert counts["rematch_started"] >= 10  # in between, rematches
+    assert counts["room_joined"] + counts["rematch_started"] >= summary.matches
+
+
+def test_friends_come_in_pairs_that_do_not_reconnect() -> None:
+    with pytest.raises(ValueError, match="even number"):
+        SoakConfig(clients=3, duration=1, opponents="friends")
+    with pytest.raises(ValueError, match="do not reconnect"):
+        SoakConfig(clients=2, duration=1, opponents="friends", max_reconnects=1)
 
 
 async def test_a_hello_answered_unavailable_is_said_again(

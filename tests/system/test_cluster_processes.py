@@ -238,6 +238,33 @@ async def test_a_soak_over_three_nodes_is_clean(cluster: Any) -> None:
     assert stops == [0, 0, 0]
 
 
+async def test_friends_soak_over_two_nodes_is_clean(
+    cluster: Any, http: aiohttp.ClientSession
+) -> None:
+    """Pairs of friends, each host on one node and its guest on the other: every room is
+    joined across nodes, and the rematches after it too."""
+    nodes = await cluster(2)
+    summary = await run_soak(
+        SoakConfig(
+            url=nodes[0].url,
+            more_urls=(nodes[1].url,),
+            clients=8,
+            duration=4,
+            seed=15,
+            opponents="friends",
+            room_every=1.0,
+        )
+    )
+    assert summary.ok, summary.format_table()
+    assert summary.matches > 20
+    assert summary.house_bot_matches == 0
+    assert summary.unpaired_rounds == 0
+    health = [await (await http.get(f"{node.http}/healthz")).json() for node in nodes]
+    assert health[0]["friends_in"] >= 4  # every guest came to its host's room at least once
+    stops = await asyncio.gather(*(node.stop(within=5) for node in nodes))
+    assert stops == [0, 0]
+
+
 STORAGE_FAILURES = {"store_write_failed", "store_batch_failed", "store_read_failed"}
 
 
