@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from game_server.cluster.scripts import DELETE_IF_MINE, LIVE_OTHER
 from game_server.core.ports import NodeDone, StoreUnavailable
 from protocol import ClientMessage, encode
 
@@ -41,35 +42,6 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """
 
-# KEYS: room:{code}. ARGV: this process, the prefix of process keys. The live process that
-# holds the code, other than this one (a code held here was looked up here already).
-LOCATE_ROOM = """
-local node = redis.call('GET', KEYS[1])
-if node and node ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. node) == 1 then
-  return node
-end
-return false
-"""
-
-# KEYS: owner:{player}. ARGV: this process, the prefix of process keys. The live process
-# that owns the player, other than this one; read only (``cluster/node.py``'s LOCATE
-# claims a player nobody owns, which a look-up for a rematch must not).
-WHERE_PLAYER = """
-local node = redis.call('GET', KEYS[1])
-if node and node ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. node) == 1 then
-  return node
-end
-return false
-"""
-
-# KEYS: room:{code}. ARGV: this process. Deletes the key if this process holds it.
-WITHDRAW_ROOM = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
-
 
 class ClusterFriends:
     """The cluster's ``FriendsDirectory`` (see the module docstring)."""
@@ -79,9 +51,8 @@ class ClusterFriends:
         self.link = cluster.link
         self.keys = cluster.keys
         self._publish = self.link.lua(PUBLISH_ROOM)
-        self._locate = self.link.lua(LOCATE_ROOM)
-        self._where = self.link.lua(WHERE_PLAYER)
-        self._withdraw = self.link.lua(WITHDRAW_ROOM)
+        self._live_other = self.link.lua(LIVE_OTHER)
+        self._withdraw = self.link.lua(DELETE_IF_MINE)
 
     def published(
         self, code: str, ttl: float, done: Callable[[bool | StoreUnavailable], None]
@@ -103,7 +74,7 @@ class ClusterFriends:
         self.link.submit(self._withdraw([self.keys.room(code)], [self.cluster.node_id]))
 
     def locate(self, code: str, done: NodeDone) -> None:
-        self._ask(self._locate, self.keys.room(code), done)
+        self._ask(self.keys.room(code), done)
 
     def where(self, player_id: str, done: NodeDone) -> None:
         # Handed over from here a moment ago (it went home after the match): its new
@@ -112,13 +83,13 @@ class ClusterFriends:
         if node is not None:
             done(node)
             return
-        self._ask(self._where, self.keys.owner(player_id), done)
+        self._ask(self.keys.owner(player_id), done)
 
     def move(self, node: str, player_id: str, message: ClientMessage) -> bool:
         return self.cluster.move_idle(node, player_id, encode(message))
 
-    def _ask(self, script: Any, key: str, done: NodeDone) -> None:
-        """Which live process, other than this one, ``key`` names."""
+    def _ask(self, key: str, done: NodeDone) -> None:
+        """Which live process, other than this one, ``key`` names (read, never claimed)."""
 
         def answered(reply: Any) -> None:
             if isinstance(reply, Exception):
@@ -131,4 +102,5 @@ class ClusterFriends:
         if not self.link.available:
             done(StoreUnavailable("the cluster cannot be asked right now"))
             return
-        self.link.submit(script([key], [self.cluster.node_id, self.keys.node_prefix]), answered)
+        args = [self.cluster.node_id, self.keys.node_prefix]
+        self.link.submit(self._live_other([key], args), answered)

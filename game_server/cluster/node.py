@@ -44,6 +44,7 @@ from game_server.cluster.keys import HEARTBEAT, NODE_TTL, Keys
 from game_server.cluster.link import Command, RedisLink
 from game_server.cluster.mailbox import Mailbox
 from game_server.cluster.queue import SharedQueue
+from game_server.cluster.scripts import DELETE_IF_MINE
 from game_server.core.lobbies import DEFAULT_LOBBY
 from game_server.core.players import LastMatch, Player
 from game_server.core.ports import LocateDone, Storage, StoreUnavailable
@@ -86,14 +87,6 @@ if owner and owner ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. owner) == 1 th
 end
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
-"""
-
-# KEYS: owner:{player}. ARGV: this process. Deletes the key if this process holds it.
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
 """
 
 
@@ -172,7 +165,7 @@ class Cluster:
         self._known: set[str] = set()  # the other processes this one has heard of
         self._locate = self.link.lua(LOCATE)
         self._claim = self.link.lua(CLAIM)
-        self._release = self.link.lua(RELEASE)
+        self._release = self.link.lua(DELETE_IF_MINE)  # owner:{player}, if ours
         handlers = self.mailbox.handlers
         handlers["open"] = self._on_open
         handlers["in"] = self._on_in
