@@ -364,6 +364,11 @@ class Presence:
         """Take over a player another process handed over: queued here, in the same
         lobby (the caller, the shared queue, then pairs it), or idle; connected through
         ``session`` or away for what is left of its grace."""
+        known = self.roster.get(snapshot.record.id)
+        if known is not None and known.state is PlayerState.OFFLINE:
+            # Remembered here from before it left (or a login's copy): the snapshot is
+            # newer, as in ``adopt_seated``.
+            self.roster.remove(known)
         player = self.roster.add(Player.from_record(snapshot.record))
         self.roster.online(player)
         player.move(PlayerEvent.HELLO)

@@ -6,6 +6,7 @@ import itertools
 import random
 from typing import Any
 
+import attrs
 import pytest
 
 from game_server.core.friends import (
@@ -757,3 +758,23 @@ def test_a_player_handed_over_keeps_its_last_match_on_the_other_clock() -> None:
     assert moved.last_match.match_id == match_id
     assert moved.last_match.ended_at == other_clock() - snapshot.last_match_age
     assert 4.0 <= snapshot.last_match_age < 5.0
+
+
+def test_a_player_handed_over_replaces_an_offline_copy_remembered_here() -> None:
+    """A process may still remember a player offline (it left here a while ago) when
+    another process hands the same player over with newer totals: the snapshot wins."""
+    here, clock = make()
+    ann = hello(here, "Ann")
+    ann_id = ann.outlet.last(Hi).player_id
+    here.disconnect(ann.session, keep_seat=False)  # remembered offline here
+    assert here.roster.get(ann_id) is not None
+    there, _ = make()
+    other = hello(there, "Ann")
+    newer = there.presence.export(other.outlet.last(Hi).player_id, new_owner="node-1")
+    assert newer is not None
+    stats = attrs.evolve(newer.record.stats, total_score=7, win_streak=2)
+    record = attrs.evolve(newer.record, id=ann_id, stats=stats)
+    adopted = here.presence.adopt(attrs.evolve(newer, record=record), None, clock())
+    assert here.roster.get(ann_id) is adopted
+    assert (adopted.stats.total_score, adopted.stats.win_streak) == (7, 2)
+    check(here)
