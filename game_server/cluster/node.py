@@ -154,10 +154,11 @@ class Cluster:
         self._started = time.time()
         self.resets = 0
         self.friends_in = 0  # players moved here to a friend's room or last opponent
-        self._moved_in: dict[str, float] = {}  # player -> monotonic time it was moved here
-        # Players this process handed to another lately: player -> (that process, until).
-        # Its owner key in Redis says so a round trip later; a look-up meanwhile asks here.
-        self._handed: dict[str, tuple[str, float]] = {}
+        # Players moved here lately (``move_idle``), with the process they came from.
+        self._moved_in = Recent(MOVE_SETTLE)
+        # Players this process handed to another lately, with that process. Its owner key
+        # in Redis says so a round trip later; a look-up meanwhile asks here.
+        self._handed = Recent(MOVED_KEEP)
         self.observer_out: Callable[[str], None] = lambda kind: None
         self.journal = MatchJournal(self)
         self.wall_clock: Callable[[], float] = time.time
@@ -554,7 +555,7 @@ class Cluster:
             snapshot = service.presence.export(human.id, new_owner=remote[0])
             if snapshot is None:
                 continue
-            self._handed_to(human.id, remote[0])
+            self._handed.put(human.id, remote[0])
             self._let_go(session, remote, remote[0])
             self.mailbox.post(remote[0], ["home", _snapshot_json(snapshot), remote[1]])
 
@@ -634,8 +635,7 @@ class Cluster:
         ``frame`` there as if its connection had sent it (a friend going to the process
         of its room or of its last opponent: ``cluster/friends.py``). False if the player
         cannot be handed over, or was moved here less than ``MOVE_SETTLE`` seconds ago."""
-        arrived = self._moved_in.get(player_id)
-        if arrived is not None and time.monotonic() - arrived < MOVE_SETTLE:
+        if self._moved_in.get(player_id) is not None:
             return False
         given = self._give(player_id, to)
         if given is None:
@@ -650,7 +650,7 @@ class Cluster:
         snapshot = service.presence.export(player_id, new_owner=to)
         if snapshot is None:
             return None
-        self._handed_to(player_id, to)
+        self._handed.put(player_id, to)
         gateway: list[Any] | None = None
         address = None
         if snapshot.session_id is not None:
@@ -666,20 +666,9 @@ class Cluster:
                 gateway = list(remote)
         return [_snapshot_json(snapshot), gateway, address]
 
-    def _handed_to(self, player_id: str, to: str) -> None:
-        now, handed = time.monotonic(), self._handed
-        handed.pop(player_id, None)
-        handed[player_id] = (to, now + MOVED_KEEP)  # insertion order is expiry order
-        while handed:
-            first = next(iter(handed))
-            if handed[first][1] > now:
-                break
-            del handed[first]
-
     def handed_to(self, player_id: str) -> str | None:
         """The process this one handed ``player_id`` to within ``MOVED_KEEP`` seconds."""
-        entry = self._handed.get(player_id)
-        return entry[0] if entry is not None and entry[1] > time.monotonic() else None
+        return self._handed.get(player_id)
 
     def _take(
         self, sender: str, raw: dict[str, Any], gateway: Any, address: Any
@@ -708,14 +697,7 @@ class Cluster:
         _, raw, gateway, address = message
         snapshot, session = self._take(sender, raw, gateway, address)
         self.friends_in += 1
-        now, moved_in = time.monotonic(), self._moved_in
-        moved_in.pop(snapshot.record.id, None)
-        moved_in[snapshot.record.id] = now  # insertion order is arrival order
-        while moved_in:
-            first = next(iter(moved_in))
-            if now - moved_in[first] < MOVE_SETTLE:
-                break
-            del moved_in[first]
+        self._moved_in.put(snapshot.record.id, sender)
         if session is not None and frame is not None:
             self._service.receive(session, frame)
 
@@ -829,6 +811,30 @@ class Cluster:
     def _service(self) -> GameService:
         assert self.service is not None, "attach() the cluster to the service first"
         return self.service
+
+
+class Recent:
+    """Processes remembered by player for ``seconds`` each. One lifetime for all, so the
+    insertion order is the expiry order, and a new entry drops the stale ones in front."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self._entries: dict[str, tuple[str, float]] = {}  # player -> (process, until)
+
+    def put(self, player_id: str, node: str) -> None:
+        now, entries = self.clock(), self._entries
+        entries.pop(player_id, None)
+        entries[player_id] = (node, now + self.seconds)
+        while entries:
+            first = next(iter(entries))
+            if entries[first][1] > now:
+                break
+            del entries[first]
+
+    def get(self, player_id: str) -> str | None:
+        entry = self._entries.get(player_id)
+        return entry[0] if entry is not None and entry[1] > self.clock() else None
 
 
 def _text(value: Any) -> str:
