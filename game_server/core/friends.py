@@ -92,6 +92,12 @@ ADDRESS_LOOKUPS = (1.0, 60.0)
 Refuse = Callable[["Session", ErrorCode, str, MessageId | None], None]
 
 
+def _still_idle(session: Session, player: Player) -> bool:
+    """Whether a look-up's answer still concerns anyone: the player is still on the
+    session it asked from, connected and idle (not gone, moved on, queued or seated)."""
+    return not session.closed and session.player is player and player.state is PlayerState.IDLE
+
+
 def new_room_code() -> str:
     """A fresh code from the OS's CSPRNG: codes say nothing about one another."""
     return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
@@ -371,10 +377,8 @@ class Friends:
 
         def found(node: str | StoreUnavailable | None) -> None:
             now = self.context.advance()
-            if session.closed or session.player is not player:
-                return  # gone, or moved on: nobody to answer
-            if player.state is not PlayerState.IDLE or player.room is not None:
-                return  # it joined the queue or another room meanwhile
+            if not _still_idle(session, player):
+                return
             if isinstance(node, StoreUnavailable):
                 self.refuse(session, ErrorCode.UNAVAILABLE, "rooms cannot be looked up", ref)
             elif node is None:
@@ -582,10 +586,8 @@ class Friends:
 
         def found(node: str | StoreUnavailable | None) -> None:
             now = self.context.advance()
-            if session.closed or session.player is not player or player.last_match is not last:
-                return  # gone, moved on, or played again meanwhile
-            if player.state is not PlayerState.IDLE:
-                return  # it joined the queue or a room meanwhile
+            if not _still_idle(session, player) or player.last_match is not last:
+                return  # or it played again meanwhile
             if last.opponent in self.roster.by_id:
                 # The opponent came here meanwhile (asking for this rematch too): ask here.
                 try:

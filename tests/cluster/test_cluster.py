@@ -240,11 +240,8 @@ async def test_redis_restarts_empty_then_the_host_dies_and_the_match_goes_on(
     redis_server.restart()  # empty, on the same port
     await until(lambda: a.cluster.link.failures == 1 and a.cluster.link.available, within=5.0)
     await until(lambda: b.cluster.link.available and c.cluster.link.available, within=5.0)
-    for _ in range(100):  # the match written again, with its host's list naming it
-        if await redis_holds(a, match_id) == (True, True):
-            break
-        await asyncio.sleep(0.05)
-    assert await redis_holds(a, match_id) == (True, True)
+    # The match written again, with its host's list naming it.
+    await until_answers(lambda: redis_holds(a, match_id), (True, True))
     ann.choose("rock")
     bob.choose("scissors")
     await until(lambda: bob.outlet.last(Start).round == 2)

@@ -65,4 +65,4 @@ def until_blocking(
         time.sleep(every)
 
 
-__all__ = ["until", "until_blocking"]
+__all__ = ["until", "until_answers", "until_blocking"]
