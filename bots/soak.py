@@ -84,7 +84,7 @@ class SoakConfig:
     strategies: tuple[str, ...] = (MIX,)  # handed out to the clients in turn
     # never: bots meet each other only; auto: each other, or a house bot after the server's
     # --bot-after; now: house bots; mix: auto, and 1 join in 10 asks for a house bot at once;
-    # friends: in pairs, by private room and rematch (half the matches are rematches)
+    # friends: in pairs, by private room, and rematches until the next room is due
     opponents: str = "never"
     think: tuple[float, float] = (0.0, 0.0)  # seconds before each hand, uniform in range
     ramp: float = 0.0  # connect the clients evenly over this many seconds
